@@ -1,1 +1,32 @@
-//! kernels crate
+//! kernels: inference of reel's own diffusion model (model/net.py), bit-faithful to its
+//! PyTorch code, on pluggable compute backends.
+//!
+//! - `backend`: the `Backend` trait (every op the network needs); `cpu`: its CPU
+//!   implementation (matrixmultiply GEMMs, rayon threads).
+//! - `model` (crate-private): TextEncoder, Denoiser, Decoder, loaded by PyTorch parameter name.
+//! - `philox`, `sampler`: the noise and the DDIM / DPM-Solver++(2M) arithmetic of
+//!   model/noise.py and model/sampler.py.
+//! - `Model` / `SceneState` / `Clip`: what the pipeline drives: `Model::load` a checkpoint
+//!   written by model/export.py, `start` scenes, `step` any set of them together in one batched
+//!   forward pass, `decode` to frames.
+
+pub mod backend;
+pub mod config;
+pub mod cpu;
+mod error;
+mod model;
+pub mod philox;
+mod reel;
+pub mod sampler;
+mod scene;
+mod tensor;
+mod tokenizer;
+
+pub use backend::Backend;
+pub use config::{ModelConfig, SamplerDefaults};
+pub use cpu::CpuBackend;
+pub use error::KernelError;
+pub use reel::{Clip, Model};
+pub use sampler::Method;
+pub use scene::SceneState;
+pub use tensor::Tensor;

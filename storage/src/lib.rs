@@ -1,1 +1,28 @@
-//! storage crate
+//! Durable task state for reel: a sled database behind a small API of its own.
+//!
+//! The api crate creates tasks here ([`Store::create_task`]) and serves them back
+//! ([`Store::get`], [`Store::list`]); the pipeline advances them ([`Store::update`]), resumes
+//! them after a restart ([`Store::unfinished`]), answers repeated requests from the result
+//! cache ([`Store::cache_get`]) and ages old files out ([`Store::remove_expired_artifacts`]).
+//! The record itself ([`TaskRecord`]) is the shared contract in [`task`].
+//!
+//! Layout (one sled db under `dir/db`):
+//! - `tasks`: id (u64 big-endian) -> JSON [`TaskRecord`]; ids are creation order, so a
+//!   reverse scan is newest first.
+//! - `by_status`: status byte ++ id big-endian -> (); the index behind filtered listing.
+//! - `meta`: the id counter and one count per status, changed in the same transaction as
+//!   the records they describe.
+//! - `cache`: result-cache key -> id of the task whose artifact answers it, fronted by a
+//!   bounded in-memory LRU with a TTL ([`CacheConfig`]).
+
+mod cache;
+mod error;
+mod keys;
+mod retention;
+mod store;
+pub mod task;
+
+pub use cache::{CacheConfig, CacheStats};
+pub use error::{Result, StoreError};
+pub use store::Store;
+pub use task::*;

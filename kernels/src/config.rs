@@ -1,0 +1,82 @@
+//! `config.json` of a checkpoint directory, as `model/export.py` writes it: the architecture
+//! hyper-parameters of `model/train.py`, the vocabulary, the latent scale, the sampler
+//! defaults and what is known about training. The pipeline reads sizes and defaults here.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::KernelError;
+use crate::sampler::{Method, T_MAX};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub architecture: String,
+    /// Side of the square frames the decoder produces.
+    pub base_size: usize,
+    /// Frames per generated clip.
+    pub frames: usize,
+    /// Frame rate of a generated clip (its duration is `frames / fps` seconds).
+    pub fps: f32,
+    pub latent_channels: usize,
+    pub channels: usize,
+    pub blocks: usize,
+    pub emb: usize,
+    pub max_tokens: usize,
+    pub gn_groups: usize,
+    pub gn_eps: f32,
+    pub prediction: String,
+    pub schedule: String,
+    pub t_max: f64,
+    /// The denoiser works on `latent / latent_scale`; decoding multiplies it back.
+    pub latent_scale: f32,
+    /// Caption words; index 0 is padding.
+    pub vocab: Vec<String>,
+    /// (colour, shape) pairs never shown together in training.
+    #[serde(default)]
+    pub held_out: Vec<[String; 2]>,
+    pub sampler: SamplerDefaults,
+    /// Training facts as train.py records them (command, device, steps, ...); absent for a
+    /// randomly initialised export.
+    #[serde(default)]
+    pub training: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SamplerDefaults {
+    pub method: Method,
+    pub steps: usize,
+    pub guidance: f32,
+}
+
+impl ModelConfig {
+    pub fn load(path: &Path) -> Result<ModelConfig, KernelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KernelError::Io { path: path.into(), source })?;
+        let bad = |message: String| KernelError::Config { path: path.into(), message };
+        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        // The Rust model implements exactly one architecture; refuse anything else loudly.
+        if cfg.prediction != "v" || cfg.schedule != "cosine" || cfg.t_max != T_MAX {
+            return Err(bad(format!(
+                "unsupported sampling setup (prediction {}, schedule {}, t_max {}); kernels implement v / cosine / {T_MAX}",
+                cfg.prediction, cfg.schedule, cfg.t_max
+            )));
+        }
+        if cfg.vocab.is_empty() || cfg.frames == 0 || cfg.base_size == 0 || cfg.base_size % 8 != 0 || cfg.gn_groups == 0 {
+            return Err(bad("vocabulary, frames, base_size (a multiple of 8: three 2x upsamplings) or gn_groups out of range".into()));
+        }
+        if !(cfg.latent_scale.is_finite() && cfg.latent_scale > 0.0) {
+            return Err(bad(format!("latent_scale {} is not a positive number", cfg.latent_scale)));
+        }
+        Ok(cfg)
+    }
+
+    /// Side of the latent grid (the decoder upsamples it 8x to `base_size`).
+    pub fn latent_size(&self) -> usize {
+        self.base_size / 8
+    }
+
+    /// Values in one clip latent, `[frames, latent_channels, latent_size, latent_size]`.
+    pub fn latent_len(&self) -> usize {
+        self.frames * self.latent_channels * self.latent_size() * self.latent_size()
+    }
+}

@@ -1,0 +1,63 @@
+//! Convolutions of the CPU backend as gathered GEMMs (see `gemm.rs`): the 3x3 spatial conv
+//! gathers a 3x3xCin patch per output pixel, the temporal conv the same pixel in the previous,
+//! current and next frame. Out-of-range taps read zeros (padding 1).
+
+use super::gemm::gathered_gemm;
+use crate::tensor::Tensor;
+
+/// `x [N, H, W, Cin]`, `w [3, 3, Cin, Cout]`, `bias [Cout]`.
+pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize, threads: usize) -> Tensor {
+    let [n, h, wd, cin] = dims4(x);
+    assert!(stride == 1 || stride == 2, "conv2d stride {stride}");
+    assert_eq!(&w.shape[..3], &[3, 3, cin], "conv2d weight {:?} for {cin} input channels", w.shape);
+    let cout = w.shape[3];
+    let (ho, wo) = ((h - 1) / stride + 1, (wd - 1) / stride + 1);
+    let data = gathered_gemm(n * ho * wo, 9 * cin, &w.data, &bias.data, threads, |row, dst| {
+        let (img, pix) = (row / (ho * wo), row % (ho * wo));
+        let (oy, ox) = (pix / wo, pix % wo);
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let tap = &mut dst[(ky * 3 + kx) * cin..(ky * 3 + kx + 1) * cin];
+                let (iy, ix) = ((oy * stride + ky).wrapping_sub(1), (ox * stride + kx).wrapping_sub(1));
+                if iy < h && ix < wd {
+                    let at = ((img * h + iy) * wd + ix) * cin;
+                    tap.copy_from_slice(&x.data[at..at + cin]);
+                } else {
+                    tap.fill(0.0);
+                }
+            }
+        }
+    });
+    Tensor::new(&[n, ho, wo, cout], data)
+}
+
+/// `x [B * F, H, W, C]`, `w [3, Cin, Cout]`, `bias [Cout]`.
+pub(crate) fn temporal_conv(x: &Tensor, w: &Tensor, bias: &Tensor, frames: usize, threads: usize) -> Tensor {
+    let [n, h, wd, cin] = dims4(x);
+    assert!(frames > 0 && n % frames == 0, "{n} images are not whole clips of {frames} frames");
+    assert_eq!(&w.shape[..2], &[3, cin], "temporal conv weight {:?} for {cin} input channels", w.shape);
+    let cout = w.shape[2];
+    let hw = h * wd;
+    let data = gathered_gemm(n * hw, 3 * cin, &w.data, &bias.data, threads, |row, dst| {
+        let (img, pix) = (row / hw, row % hw);
+        let (clip, f) = (img / frames, img % frames);
+        for k in 0..3 {
+            let tap = &mut dst[k * cin..(k + 1) * cin];
+            let fi = (f + k).wrapping_sub(1);
+            if fi < frames {
+                let at = ((clip * frames + fi) * hw + pix) * cin;
+                tap.copy_from_slice(&x.data[at..at + cin]);
+            } else {
+                tap.fill(0.0);
+            }
+        }
+    });
+    Tensor::new(&[n, h, wd, cout], data)
+}
+
+pub(crate) fn dims4(x: &Tensor) -> [usize; 4] {
+    match x.shape[..] {
+        [n, h, w, c] => [n, h, w, c],
+        _ => panic!("expected a [N, H, W, C] tensor, got {:?}", x.shape),
+    }
+}

@@ -1,0 +1,116 @@
+//! `Model`: a loaded checkpoint directory (`config.json` + `model.safetensors`, written by
+//! model/export.py) on a backend, with its tokenizer and a stable id for cache keys. The
+//! scene-level API the pipeline drives (start / step / decode) is in scene.rs; the lower-level
+//! calls here (text, denoise, decode_latents) serve tests and benchmarks.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use sha1::{Digest, Sha1};
+
+use crate::backend::Backend;
+use crate::config::ModelConfig;
+use crate::cpu::CpuBackend;
+use crate::error::KernelError;
+use crate::model::{Networks, Reel, Weights};
+use crate::tensor::Tensor;
+use crate::tokenizer::Tokenizer;
+
+/// Decoded frames: `data` is `[frame][y][x][rgb]`, values in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clip {
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+pub struct Model {
+    pub(crate) config: ModelConfig,
+    id: String,
+    tokenizer: Tokenizer,
+    pub(crate) nets: Box<dyn Networks>,
+    /// The unconditional condition (text encoder of an all-padding caption).
+    pub(crate) null_cond: Vec<f32>,
+}
+
+impl Model {
+    /// Loads a checkpoint directory onto the CPU backend, one thread per CPU.
+    pub fn load(dir: &Path) -> Result<Model, KernelError> {
+        Model::load_with(dir, CpuBackend::default())
+    }
+
+    /// Loads a checkpoint directory onto `backend`.
+    pub fn load_with<B: Backend>(dir: &Path, backend: B) -> Result<Model, KernelError> {
+        let config = ModelConfig::load(&dir.join("config.json"))?;
+        let path = dir.join("model.safetensors");
+        let bytes = std::fs::read(&path).map_err(|source| KernelError::Io { path: path.clone(), source })?;
+        let id = format!("{}-{}", config.architecture, &weights_hash(&bytes)[..12]);
+        let nets = Reel::load(backend, Weights::from_bytes(&bytes, &path)?, &config, &path)?;
+        let tokenizer = Tokenizer::new(&config.vocab, config.max_tokens);
+        let null_cond = nets.text(&[tokenizer.null()]).data;
+        Ok(Model { config, id, tokenizer, nets: Box::new(nets), null_cond })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// `<architecture>-<first 12 hex digits of the weights file's SHA-1>`: changes whenever
+    /// the weights do, so cached outputs keyed by it never outlive their model.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn backend_name(&self) -> String {
+        self.nets.backend_name()
+    }
+
+    /// Caption -> `max_tokens` ids (0-padded); unknown words and overlong captions are errors.
+    pub fn tokenize(&self, caption: &str) -> Result<Vec<usize>, KernelError> {
+        self.tokenizer.encode(caption)
+    }
+
+    /// Text conditions `[rows, emb]` of token id rows as `tokenize` returns them.
+    pub fn text(&self, ids: &[Vec<usize>]) -> Result<Tensor, KernelError> {
+        let (vocab, max) = (self.config.vocab.len(), self.config.max_tokens);
+        if let Some(row) = ids.iter().find(|r| r.len() != max || r.iter().any(|&i| i >= vocab)) {
+            return Err(KernelError::InvalidArgument(format!("token row {row:?} is not {max} ids below {vocab}")));
+        }
+        Ok(self.nets.text(ids))
+    }
+
+    /// One denoiser forward pass: `z [B, F, L, h, w]` (scaled latents), `t [B]`, `cond [B, emb]`
+    /// -> v `[B, F, L, h, w]`.
+    pub fn denoise(&self, z: &Tensor, t: &[f32], cond: &Tensor) -> Result<Tensor, KernelError> {
+        let c = &self.config;
+        let b = t.len();
+        let want = [b, c.frames, c.latent_channels, c.latent_size(), c.latent_size()];
+        if z.shape != want || cond.shape != [b, c.emb] {
+            return Err(KernelError::InvalidArgument(format!(
+                "denoise wants z {want:?} and cond {:?}, got {:?} and {:?}",
+                [b, c.emb],
+                z.shape,
+                cond.shape
+            )));
+        }
+        Ok(self.nets.denoise(z, t, cond))
+    }
+
+    /// The raw decoder: unscaled latents `[N, L, h, w]` -> frames `[N, 8h, 8w, 3]` in about
+    /// [-1, 1], unclamped.
+    pub fn decode_latents(&self, z: &Tensor) -> Result<Tensor, KernelError> {
+        let c = &self.config;
+        if z.shape.len() != 4 || z.shape[1..] != [c.latent_channels, c.latent_size(), c.latent_size()] {
+            return Err(KernelError::InvalidArgument(format!("decoder input {:?} is not [N, L, h, w]", z.shape)));
+        }
+        Ok(self.nets.decode(z))
+    }
+}
+
+fn weights_hash(bytes: &[u8]) -> String {
+    Sha1::digest(bytes).iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,140 @@
+//! Scenes in flight: `SceneState` is one clip being sampled (latent, condition, guidance,
+//! solver position). `Model::step` advances any set of scenes by one step in a single batched
+//! denoiser pass, conditional and unconditional halves together (classifier-free guidance),
+//! so the pipeline can batch continuously: scenes may join and leave at any step, and differ
+//! in time, step count, guidance, method and caption.
+
+use crate::error::KernelError;
+use crate::philox;
+use crate::reel::{Clip, Model};
+use crate::sampler::{Method, Solver};
+use crate::tensor::Tensor;
+
+#[derive(Clone, Debug)]
+pub struct SceneState {
+    /// `[F, L, h, w]`, in the denoiser's space (latent / latent_scale).
+    latent: Vec<f32>,
+    cond: Vec<f32>,
+    guidance: f32,
+    solver: Solver,
+}
+
+impl SceneState {
+    pub fn done(&self) -> bool {
+        self.solver.done()
+    }
+
+    /// Steps taken so far.
+    pub fn step_index(&self) -> usize {
+        self.solver.step_index()
+    }
+
+    pub fn steps(&self) -> usize {
+        self.solver.steps()
+    }
+
+    pub fn guidance(&self) -> f32 {
+        self.guidance
+    }
+
+    pub fn method(&self) -> Method {
+        self.solver.method()
+    }
+
+    /// The current latent, `[F, L, h, w]` in the denoiser's (scaled) space.
+    pub fn latent(&self) -> &[f32] {
+        &self.latent
+    }
+}
+
+impl Model {
+    /// A new scene: the caption's condition and Philox noise of (`seed`, `stream`) as the
+    /// initial latent, in `[F, L, h, w]` order.
+    pub fn start(
+        &self,
+        caption: &str,
+        seed: u64,
+        stream: u64,
+        steps: usize,
+        guidance: f32,
+        method: Method,
+    ) -> Result<SceneState, KernelError> {
+        if steps == 0 {
+            return Err(KernelError::InvalidArgument("a scene needs at least one sampling step".into()));
+        }
+        if !guidance.is_finite() {
+            return Err(KernelError::InvalidArgument(format!("guidance {guidance} is not a finite number")));
+        }
+        let ids = self.tokenize(caption)?;
+        let cond = self.nets.text(&[ids]).data;
+        let latent = philox::gaussian(seed, stream, self.config.latent_len());
+        Ok(SceneState { latent, cond, guidance, solver: Solver::new(method, steps) })
+    }
+
+    /// Advances every unfinished scene of `batch` by one sampler step, in one forward pass
+    /// over `2 * n` clips (`n` conditional, then the same `n` unconditional). Finished scenes
+    /// are left as they are.
+    pub fn step(&self, batch: &mut [&mut SceneState]) {
+        let mut active: Vec<&mut SceneState> = batch.iter_mut().map(|s| &mut **s).filter(|s| !s.done()).collect();
+        let n = active.len();
+        if n == 0 {
+            return;
+        }
+        let len = self.config.latent_len();
+        let emb = self.config.emb;
+        let mut z = Vec::with_capacity(2 * n * len);
+        let mut cond = Vec::with_capacity(2 * n * emb);
+        for s in &active {
+            assert!(s.latent.len() == len && s.cond.len() == emb, "scene started by a model of another shape");
+            z.extend_from_slice(&s.latent);
+            cond.extend_from_slice(&s.cond);
+        }
+        z.extend_from_within(..n * len);
+        for _ in 0..n {
+            cond.extend_from_slice(&self.null_cond);
+        }
+        let t: Vec<f32> = active.iter().map(|s| s.solver.t() as f32).cycle().take(2 * n).collect();
+        let c = &self.config;
+        let shape = [2 * n, c.frames, c.latent_channels, c.latent_size(), c.latent_size()];
+        let v = self.nets.denoise(&Tensor::new(&shape, z), &t, &Tensor::new(&[2 * n, emb], cond));
+        let (vc, vu) = v.data.split_at(n * len);
+        for (i, s) in active.iter_mut().enumerate() {
+            let (vc, vu) = (&vc[i * len..(i + 1) * len], &vu[i * len..(i + 1) * len]);
+            let g = s.guidance;
+            let guided: Vec<f32> = vc.iter().zip(vu).map(|(&c, &u)| u + g * (c - u)).collect();
+            s.solver.advance(&mut s.latent, &guided);
+        }
+    }
+
+    /// The scene's frames: latent * latent_scale through the decoder, mapped from [-1, 1] to
+    /// [0, 1] and clamped. Valid at any step (the pipeline may preview).
+    pub fn decode(&self, state: &SceneState) -> Clip {
+        let c = &self.config;
+        let scale = c.latent_scale;
+        let z: Vec<f32> = state.latent.iter().map(|v| v * scale).collect();
+        let z = Tensor::new(&[c.frames, c.latent_channels, c.latent_size(), c.latent_size()], z);
+        let x = self.nets.decode(&z);
+        let data = x.data.iter().map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0)).collect();
+        Clip { frames: c.frames, width: x.shape[2], height: x.shape[1], data }
+    }
+
+    /// Samples and decodes several scenes batched: scene `i` uses noise stream `i` of `seed`.
+    pub fn generate(
+        &self,
+        captions: &[&str],
+        seed: u64,
+        steps: usize,
+        guidance: f32,
+        method: Method,
+    ) -> Result<Vec<Clip>, KernelError> {
+        let mut scenes = captions
+            .iter()
+            .enumerate()
+            .map(|(i, caption)| self.start(caption, seed, i as u64, steps, guidance, method))
+            .collect::<Result<Vec<_>, _>>()?;
+        while scenes.iter().any(|s| !s.done()) {
+            self.step(&mut scenes.iter_mut().collect::<Vec<_>>());
+        }
+        Ok(scenes.iter().map(|s| self.decode(s)).collect())
+    }
+}

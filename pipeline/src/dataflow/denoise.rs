@@ -1,0 +1,132 @@
+//! `denoise`: continuous batching of scene sampling.
+//!
+//! Input: [`SceneJob`] (pipelined). Output: [`DenoisedScene`] at the scene's epoch, as soon as
+//! that scene's last step is done (so its frames go downstream while other scenes still run).
+//! Every activation advances all in-flight scenes, of any task, by one sampler step in one
+//! batched forward pass of at most `max_batch` scenes; waiting scenes join between steps and
+//! cancelled ones leave, freeing their slot within one step. The operator re-activates itself
+//! while it has work instead of looping, so the worker stays responsive.
+//! Capabilities: one per waiting or running scene, dropped when the scene leaves.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kernels::SceneState;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+use storage::TaskStatus;
+
+use super::context::Context;
+use super::messages::{DenoisedScene, SceneJob};
+
+pub trait Denoise<'s> {
+    fn denoise(self, ctx: Arc<Context>) -> StreamVec<'s, u64, DenoisedScene>;
+}
+
+struct Running {
+    cap: Capability<u64>,
+    job: SceneJob,
+    state: SceneState,
+}
+
+/// Per task: when its first scene started and how many are still to finish.
+struct TaskClock {
+    started: Instant,
+    left: usize,
+}
+
+impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
+    fn denoise(self, ctx: Arc<Context>) -> StreamVec<'s, u64, DenoisedScene> {
+        let scope = self.scope();
+        self.unary(Pipeline, "denoise", move |_cap, info| {
+            let activator = scope.activator_for(info.address);
+            let mut waiting: VecDeque<(Capability<u64>, SceneJob)> = VecDeque::new();
+            let mut running: Vec<Running> = Vec::new();
+            let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(0) else { return };
+                    for job in data.flat_map(|d| d.drain(..)) {
+                        clocks.entry(job.task).or_insert(TaskClock {
+                            started: Instant::now(),
+                            left: job.count,
+                        });
+                        waiting.push_back((cap.clone(), job));
+                    }
+                });
+                waiting.retain(|(_, j)| !ctx.cancelled(j.task));
+                running.retain(|r| !ctx.cancelled(r.job.task));
+                clocks.retain(|id, _| !ctx.cancelled(*id));
+
+                while running.len() < ctx.max_batch {
+                    let Some((cap, job)) = waiting.pop_front() else { break };
+                    if let Some(state) = start(&ctx, &job) {
+                        running.push(Running { cap, job, state });
+                    }
+                }
+                metrics::gauge!("reel_batch_size").set(running.len() as f64);
+                metrics::gauge!("reel_scenes_waiting").set(waiting.len() as f64);
+                if !running.is_empty() {
+                    let t = Instant::now();
+                    let mut states: Vec<&mut SceneState> = running.iter_mut().map(|r| &mut r.state).collect();
+                    ctx.model.step(&mut states);
+                    let dt = t.elapsed().as_secs_f64();
+                    let frames = ctx.model.config().frames * running.len();
+                    metrics::histogram!("reel_denoise_step_seconds").record(dt);
+                    metrics::counter!("reel_denoise_steps_total").increment(running.len() as u64);
+                    metrics::gauge!("reel_denoise_frame_steps_per_second").set(frames as f64 / dt.max(1e-9));
+                    for r in &running {
+                        ctx.hub.step(r.job.task, r.job.index, r.state.step_index(), r.state.steps());
+                    }
+                }
+                let (finished, still): (Vec<Running>, Vec<Running>) =
+                    running.drain(..).partition(|r| r.state.done());
+                running = still;
+                for r in finished {
+                    let clip = Arc::new(ctx.model.decode(&r.state));
+                    let task = r.job.task;
+                    output.session(&r.cap).give(DenoisedScene { job: r.job, clip });
+                    let clock_done = clocks.get_mut(&task).map(|c| {
+                        c.left -= 1;
+                        c.left == 0
+                    });
+                    if clock_done == Some(true) {
+                        if let Some(c) = clocks.remove(&task) {
+                            let secs = c.started.elapsed();
+                            ctx.add_timing(task, "denoise", secs.as_millis() as u64);
+                            metrics::histogram!("reel_stage_seconds", "stage" => "denoise").record(secs.as_secs_f64());
+                        }
+                        ctx.set_status(task, TaskStatus::PostProcessing);
+                    }
+                }
+                if !running.is_empty() || !waiting.is_empty() {
+                    activator.activate();
+                }
+            }
+        })
+    }
+}
+
+/// The scene's sampler state, or None after failing its task (e.g. a caption the model
+/// cannot read: the planner should never produce one).
+fn start(ctx: &Context, job: &SceneJob) -> Option<SceneState> {
+    let p = &job.params;
+    let method = ctx.model.config().sampler.method;
+    match ctx.model.start(&job.caption, p.seed, job.index as u64, p.steps, p.guidance, method) {
+        Ok(state) => Some(state),
+        Err(e) => {
+            tracing::error!(task = job.task, error = %e, "cannot start scene");
+            ctx.update(job.task, |r| {
+                r.status = TaskStatus::Failed;
+                r.error = Some(e.to_string());
+            });
+            ctx.hub.cancel(job.task);
+            ctx.hub.done(job.task, TaskStatus::Failed);
+            None
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `encode_video`: delivered frames -> one MP4 per task, stored and published.
+//!
+//! Input: [`ProcessedScene`] (pipelined). Output: the id of each completed task, at its epoch.
+//! Scenes are fed to the task's H.264 encoder in scene order (early arrivals wait in a small
+//! buffer); after the last one the MP4 is written, the task completed in storage, the result
+//! cached and watchers told. Capabilities: none held (a task completes in the activation that
+//! brings its last missing scene, under that message's capability).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::sync::Arc;
+use std::time::Instant;
+
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use storage::{Artifact, TaskStatus};
+
+use super::context::{now_ms, Context};
+use super::messages::ProcessedScene;
+use super::post_process::{fail, write_atomically};
+use crate::encode::Mp4Encoder;
+
+pub trait EncodeVideo<'s> {
+    fn encode_video(self, ctx: Arc<Context>) -> StreamVec<'s, u64, u64>;
+}
+
+/// One task's encoder and the scenes that arrived before their turn.
+struct Pending {
+    encoder: Mp4Encoder,
+    next: usize,
+    early: BTreeMap<usize, ProcessedScene>,
+    frames: usize,
+}
+
+impl<'s> EncodeVideo<'s> for StreamVec<'s, u64, ProcessedScene> {
+    fn encode_video(self, ctx: Arc<Context>) -> StreamVec<'s, u64, u64> {
+        self.unary(Pipeline, "encode_video", move |_cap, _info| {
+            let mut pending: HashMap<u64, Pending> = HashMap::new();
+            move |input, output| {
+                pending.retain(|id, _| !ctx.cancelled(*id));
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for scene in data.flat_map(|d| d.drain(..)) {
+                        let task = scene.job.task;
+                        if ctx.cancelled(task) {
+                            continue;
+                        }
+                        match accept(&ctx, &mut pending, scene) {
+                            Ok(true) => session.give(task),
+                            Ok(false) => {}
+                            Err(e) => {
+                                pending.remove(&task);
+                                fail(&ctx, task, &e);
+                            }
+                        }
+                    }
+                });
+            }
+        })
+    }
+}
+
+/// Feeds what can be fed; Ok(true) when the task just completed.
+fn accept(ctx: &Context, pending: &mut HashMap<u64, Pending>, scene: ProcessedScene) -> anyhow::Result<bool> {
+    let task = scene.job.task;
+    let count = scene.job.count;
+    let key = scene.job.cache_key.clone();
+    let params = scene.job.params.clone();
+    let t = Instant::now();
+    if !pending.contains_key(&task) {
+        pending.insert(
+            task,
+            Pending {
+                encoder: Mp4Encoder::new(params.size, params.size, params.fps)?,
+                next: 0,
+                early: BTreeMap::new(),
+                frames: 0,
+            },
+        );
+    }
+    let Some(state) = pending.get_mut(&task) else { return Ok(false) };
+    state.early.insert(scene.job.index, scene);
+    while let Some(s) = state.early.remove(&state.next) {
+        for frame in &s.frames.yuv {
+            state.encoder.push(frame)?;
+        }
+        state.frames += s.frames.yuv.len();
+        state.next += 1;
+        ctx.update(task, |r| r.scenes_done = state.next);
+    }
+    ctx.add_timing(task, "encode", t.elapsed().as_millis() as u64);
+    if state.next < count {
+        return Ok(false);
+    }
+    let Some(done) = pending.remove(&task) else { return Ok(false) };
+    let t = Instant::now();
+    let mp4 = done.encoder.finish()?;
+    let dir = Context::artifact_dir(task);
+    fs::create_dir_all(ctx.data_dir.join(&dir))?;
+    let video = format!("{dir}/video.mp4");
+    write_atomically(&ctx.data_dir.join(&video), &mp4)?;
+    let artifact = Artifact {
+        video,
+        frames_dir: format!("{dir}/frames"),
+        frame_count: done.frames,
+        video_bytes: mp4.len() as u64,
+        width: params.size,
+        height: params.size,
+        fps: params.fps,
+    };
+    let encode_secs = t.elapsed();
+    ctx.update(task, |r| {
+        *r.timings_ms.entry("encode".into()).or_insert(0) += encode_secs.as_millis() as u64;
+        r.timings_ms.insert("total".into(), now_ms().saturating_sub(r.created_ms));
+        r.artifact = Some(artifact);
+        r.status = TaskStatus::Completed;
+    });
+    metrics::histogram!("reel_stage_seconds", "stage" => "encode").record(encode_secs.as_secs_f64());
+    if let Err(e) = ctx.store.cache_put(&key, task) {
+        tracing::warn!(task, error = %e, "result not cached");
+    }
+    ctx.hub.done(task, TaskStatus::Completed);
+    Ok(true)
+}

@@ -1,0 +1,71 @@
+//! `plan_tasks`: prompt -> scene plan.
+//!
+//! Input: [`TaskIn`], exchanged by task id so tasks spread over the workers.
+//! Output: [`PlannedTask`] at the task's own epoch, once its plan is stored.
+//! Capabilities: none held; each task is planned in the activation it arrives in.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use storage::TaskStatus;
+
+use super::context::{now_ms, Context};
+use super::messages::{PlannedTask, TaskIn};
+
+pub trait PlanTasks<'s> {
+    fn plan_tasks(self, ctx: Arc<Context>) -> StreamVec<'s, u64, PlannedTask>;
+}
+
+impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
+    fn plan_tasks(self, ctx: Arc<Context>) -> StreamVec<'s, u64, PlannedTask> {
+        self.unary(Exchange::new(|t: &TaskIn| t.id), "plan", move |_cap, _info| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for task in data.flat_map(|d| d.drain(..)) {
+                        if let Some(planned) = plan_one(&ctx, task) {
+                            session.give(planned);
+                        }
+                    }
+                });
+            }
+        })
+    }
+}
+
+fn plan_one(ctx: &Context, task: TaskIn) -> Option<PlannedTask> {
+    if ctx.cancelled(task.id) {
+        return None;
+    }
+    let started = Instant::now();
+    ctx.set_status(task.id, TaskStatus::Planning);
+    let p = &task.params;
+    let plan = ctx.planner.plan(&p.prompt, p.num_scenes, p.seed);
+    // Same plan, seed, parameters and model give the same video: that is the cache key.
+    let cache_key = serde_json::json!({
+        "model": ctx.model.id(),
+        "scenes": plan.scenes.iter().map(|s| &s.caption).collect::<Vec<_>>(),
+        "seed": p.seed, "steps": p.steps, "guidance": p.guidance,
+        "seconds_per_scene": p.seconds_per_scene, "fps": p.fps, "size": p.size,
+    })
+    .to_string();
+    let plan_json = serde_json::to_value(&plan).ok();
+    let plan_ms = started.elapsed().as_millis() as u64;
+    let stored = ctx.update(task.id, |r| {
+        r.plan = plan_json;
+        r.timings_ms.insert("queue".into(), now_ms().saturating_sub(r.created_ms));
+        r.timings_ms.insert("plan".into(), plan_ms);
+    })?;
+    metrics::histogram!("reel_stage_seconds", "stage" => "plan").record(started.elapsed().as_secs_f64());
+    ctx.hub.begin(task.id, plan.scenes.len());
+    Some(PlannedTask {
+        id: stored.id,
+        params: Arc::new(task.params),
+        plan,
+        cache_key,
+    })
+}

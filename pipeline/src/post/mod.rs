@@ -1,0 +1,143 @@
+//! Post-processing: the model's base frames -> delivered frames (size, rate, RGB8 and YUV).
+//!
+//! Input is a [`kernels::Clip`] (a few low-resolution frames spanning a whole scene, frame i at
+//! progress i/(frames-1)); output is a [`Processed`] scene of `out_frames` frames of
+//! `out_size` x `out_size`, as RGB8 (PNG/JPEG for watchers) and as YUV 4:2:0 for the H.264
+//! encoder of [`crate::encode`]. The stages, each written twice, as a WGSL compute shader
+//! (`*.wgsl` here) and as a CPU twin (rayon) that agrees with it within 1/255:
+//!
+//! 1. **analyse** ([`analyse`]): per base frame, the flat background colour (mean of the border),
+//!    the object's mask, mass (area) and centroid. The world has one flat object on a flat
+//!    canvas, so these few numbers describe the motion completely.
+//! 2. **resample** ([`resample`]): temporal interpolation and spatial upscale in one pass. An
+//!    in-between frame re-places the object: its centroid and scale are interpolated, and each of
+//!    the two neighbouring base frames is sampled at positions warped so that its object lands
+//!    there, then the two are blended. Both copies of the object coincide, so nothing ghosts.
+//!    The sampling itself is the edge-crisp upscale: Catmull-Rom, clamped to the 4x4
+//!    neighbourhood's range (no ringing) and then contrast-stretched inside that range by the
+//!    magnification, which turns the base frame's one-pixel anti-aliasing ramp back into a
+//!    one-pixel ramp at the delivered size instead of bicubic's four-pixel blur. Fusing the two
+//!    stages resamples each base frame once instead of twice.
+//! 3. **yuv** ([`yuv`]): RGB8 -> BT.601 limited-range Y'CbCr 4:2:0 (what H.264 Constrained
+//!    Baseline yuv420p wants), from the delivered RGB8 so both outputs agree.
+//!
+//! On the device the stages are chained: a scene is uploaded once and read back once, and the
+//! device, pipelines and buffers live as long as the [`PostProcessor`] (buffers grow on demand).
+
+mod analyse;
+mod choice;
+mod cpu;
+mod geometry;
+mod gpu;
+mod resample;
+pub mod yuv;
+
+use std::fmt;
+
+use anyhow::{ensure, Result};
+use kernels::Clip;
+
+pub use analyse::FrameMotion;
+pub use choice::PostChoice;
+
+/// One frame in planar Y'CbCr 4:2:0: `y` is `width * height`, `u` and `v` are
+/// `ceil(width/2) * ceil(height/2)`, all tightly packed rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Yuv420 {
+    pub width: usize,
+    pub height: usize,
+    pub y: Vec<u8>,
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
+}
+
+/// A post-processed scene.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Processed {
+    /// Per delivered frame, `out_size * out_size * 3` bytes of RGB8, rows top to bottom.
+    pub rgb: Vec<Vec<u8>>,
+    /// The same frames in Y'CbCr 4:2:0.
+    pub yuv: Vec<Yuv420>,
+    /// What the analysis found in each base frame (logged, and checked by tests).
+    pub motion: Vec<FrameMotion>,
+}
+
+/// Runs the post-processing chain on the backend chosen at construction.
+pub struct PostProcessor {
+    backend: Backend,
+    why: String,
+}
+
+enum Backend {
+    Cpu,
+    Wgpu(Box<gpu::GpuPost>),
+}
+
+impl PostProcessor {
+    /// Sets up the backend: `Cpu` always works; `Wgpu` fails when no adapter exists; `Auto`
+    /// takes a hardware adapter when there is one and the CPU path otherwise (see
+    /// [`PostChoice`] for why a software adapter is not taken).
+    pub fn new(choice: PostChoice) -> Result<PostProcessor> {
+        let (use_gpu, why) = choice::resolve(choice)?;
+        let backend = match use_gpu {
+            Some(adapter) => Backend::Wgpu(Box::new(gpu::GpuPost::new(adapter)?)),
+            None => Backend::Cpu,
+        };
+        Ok(PostProcessor { backend, why })
+    }
+
+    /// The backend in words, e.g. `wgpu: llvmpipe (LLVM 15.0.6, 256 bits) / Vulkan / Cpu` or
+    /// `cpu (...)`, with the reason when `Auto` chose.
+    pub fn describe(&self) -> String {
+        let what = match &self.backend {
+            Backend::Cpu => "cpu".to_string(),
+            Backend::Wgpu(gpu) => format!("wgpu: {}", gpu.describe()),
+        };
+        if self.why.is_empty() {
+            what
+        } else {
+            format!("{what} ({})", self.why)
+        }
+    }
+
+    /// True when the chain runs through wgpu.
+    pub fn is_wgpu(&self) -> bool {
+        matches!(self.backend, Backend::Wgpu(_))
+    }
+
+    /// Brings one scene to `out_frames` frames of `out_size` x `out_size`.
+    pub fn process(&self, clip: &Clip, out_size: usize, out_frames: usize) -> Result<Processed> {
+        let geometry = geometry::Geometry::new(clip, out_size, out_frames)?;
+        match &self.backend {
+            Backend::Cpu => Ok(cpu::process(clip, &geometry)),
+            Backend::Wgpu(gpu) => gpu.process(clip, &geometry),
+        }
+    }
+}
+
+impl fmt::Debug for PostProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Checks that a clip's buffer holds what its header says.
+fn check_clip(clip: &Clip) -> Result<()> {
+    ensure!(
+        clip.frames > 0 && clip.width > 0 && clip.height > 0,
+        "empty clip: {} frames of {}x{}",
+        clip.frames,
+        clip.width,
+        clip.height
+    );
+    ensure!(
+        clip.data.len() == clip.frames * clip.width * clip.height * 3,
+        "clip data holds {} values, {} frames of {}x{} RGB need {}",
+        clip.data.len(),
+        clip.frames,
+        clip.width,
+        clip.height,
+        clip.frames * clip.width * clip.height * 3
+    );
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Stage 2, resample: temporal interpolation fused with the edge-crisp upscale (CPU twin of
+//! `resample.wgsl`; the formulas and their order are the same, so the two agree to rounding).
+//!
+//! Delivered frame j sits at progress j/(out_frames-1), between base frames a and b = a + 1
+//! with weight w. The object's centroid and scale there are interpolated from the analysis, and
+//! each base frame is sampled through a warp that moves and scales its object onto that spot;
+//! blending the two warped samples cannot ghost since both show the object in the same place.
+//! Frames where no object is found are cross-faded unwarped.
+
+use kernels::Clip;
+use rayon::prelude::*;
+
+use super::analyse::FrameMotion;
+use super::geometry::{Geometry, GATE_HI, GATE_LO};
+
+/// How one base frame is sampled for one delivered frame: a delivered position `u` (in
+/// base-frame pixels) reads the base frame at `origin + (u - goal) * ratio`.
+#[derive(Clone, Copy, Debug)]
+struct Warp {
+    origin: [f32; 2],
+    goal: [f32; 2],
+    ratio: f32,
+    /// The contrast stretch that turns a one-pixel ramp of the base frame into one delivered
+    /// pixel: the magnification of the warp.
+    sharpen: f32,
+}
+
+/// How one delivered frame is made.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    a: usize,
+    b: usize,
+    w: f32,
+    from_a: Warp,
+    from_b: Warp,
+}
+
+fn warp(g: &Geometry, m: &FrameMotion, goal: [f32; 2], scale: f32, tracked: bool) -> Warp {
+    let zoom = g.out_size as f32 / g.in_w as f32;
+    if !tracked {
+        return Warp {
+            origin: goal,
+            goal,
+            ratio: 1.0,
+            sharpen: zoom.max(1.0),
+        };
+    }
+    let ratio = m.mass.sqrt() / scale;
+    Warp {
+        origin: m.centroid,
+        goal,
+        ratio,
+        sharpen: (zoom / ratio).max(1.0),
+    }
+}
+
+fn mix(a: f32, b: f32, w: f32) -> f32 {
+    a * (1.0 - w) + b * w
+}
+
+fn plan(g: &Geometry, motion: &[FrameMotion], j: usize) -> Plan {
+    let (mut a, mut b, mut w) = (0, 0, 0.0f32);
+    if g.frames > 1 && g.out_frames > 1 {
+        // Integer arithmetic, so both backends land on exactly the same pair of base frames.
+        let span = g.out_frames - 1;
+        let q = j * (g.frames - 1);
+        a = q / span;
+        w = (q % span) as f32 / span as f32;
+        if a == g.frames - 1 {
+            a -= 1;
+            w = 1.0;
+        }
+        b = a + 1;
+    }
+    let (ma, mb) = (&motion[a], &motion[b]);
+    let tracked = ma.has_object() && mb.has_object();
+    let (goal, scale) = if tracked {
+        let c = [
+            mix(ma.centroid[0], mb.centroid[0], w),
+            mix(ma.centroid[1], mb.centroid[1], w),
+        ];
+        (c, mix(ma.mass.sqrt(), mb.mass.sqrt(), w))
+    } else {
+        ([g.in_w as f32 * 0.5, g.in_h as f32 * 0.5], 1.0)
+    };
+    Plan {
+        a,
+        b,
+        w,
+        from_a: warp(g, ma, goal, scale, tracked),
+        from_b: warp(g, mb, goal, scale, tracked),
+    }
+}
+
+/// Catmull-Rom weights of the four taps around a fractional position `t`.
+fn cubic(t: f32) -> [f32; 4] {
+    let t2 = t * t;
+    let t3 = t2 * t;
+    [
+        -0.5 * t3 + t2 - 0.5 * t,
+        1.5 * t3 - 2.5 * t2 + 1.0,
+        -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+        0.5 * t3 - 0.5 * t2,
+    ]
+}
+
+/// One base frame, sampled with edge clamping.
+struct Frame<'a> {
+    data: &'a [f32],
+    w: i32,
+    h: i32,
+}
+
+impl Frame<'_> {
+    fn texel(&self, x: i32, y: i32) -> [f32; 3] {
+        let i = ((y.clamp(0, self.h - 1) * self.w + x.clamp(0, self.w - 1)) * 3) as usize;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    /// The upscale proper: Catmull-Rom at `pos`, clamped to the 4x4 range (no ringing), then
+    /// stretched about the middle of that range by `sharpen` where the range is an edge.
+    fn sample_sharp(&self, pos: [f32; 2], sharpen: f32) -> [f32; 3] {
+        let (sx, sy) = (pos[0] - 0.5, pos[1] - 0.5);
+        let (cx, cy) = (sx.floor(), sy.floor());
+        let (wx, wy) = (cubic(sx - cx), cubic(sy - cy));
+        let (x0, y0) = (cx as i32 - 1, cy as i32 - 1);
+        let mut acc = [0.0f32; 3];
+        let mut lo = [1e30f32; 3];
+        let mut hi = [-1e30f32; 3];
+        for (j, wyj) in wy.iter().enumerate() {
+            let mut row = [0.0f32; 3];
+            for (i, wxi) in wx.iter().enumerate() {
+                let p = self.texel(x0 + i as i32, y0 + j as i32);
+                for c in 0..3 {
+                    row[c] += wxi * p[c];
+                    lo[c] = lo[c].min(p[c]);
+                    hi[c] = hi[c].max(p[c]);
+                }
+            }
+            for c in 0..3 {
+                acc[c] += wyj * row[c];
+            }
+        }
+        let range = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+        let spread = range[0].max(range[1]).max(range[2]);
+        let gate = ((spread - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0.0, 1.0);
+        let k = 1.0 + (sharpen - 1.0) * gate;
+        let mut out = [0.0f32; 3];
+        for c in 0..3 {
+            let v = acc[c].clamp(lo[c], hi[c]);
+            let rel = (v - lo[c]) / range[c].max(1e-6);
+            out[c] = lo[c] + ((rel - 0.5) * k + 0.5).clamp(0.0, 1.0) * range[c];
+        }
+        out
+    }
+
+    fn sample_warped(&self, wp: &Warp, u: [f32; 2]) -> [f32; 3] {
+        let pos = [
+            wp.origin[0] + (u[0] - wp.goal[0]) * wp.ratio,
+            wp.origin[1] + (u[1] - wp.goal[1]) * wp.ratio,
+        ];
+        self.sample_sharp(pos, wp.sharpen)
+    }
+}
+
+fn to_byte(v: f32) -> u8 {
+    (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+}
+
+/// Makes every delivered frame as RGB8 (`out_size * out_size * 3` bytes each), rows in parallel.
+pub(crate) fn resample(clip: &Clip, g: &Geometry, motion: &[FrameMotion]) -> Vec<Vec<u8>> {
+    let len = g.in_w * g.in_h * 3;
+    let frame = |f: usize| Frame {
+        data: &clip.data[f * len..(f + 1) * len],
+        w: g.in_w as i32,
+        h: g.in_h as i32,
+    };
+    let side = g.out_size;
+    let to_base = [g.in_w as f32 / side as f32, g.in_h as f32 / side as f32];
+    (0..g.out_frames)
+        .into_par_iter()
+        .map(|j| {
+            let pl = plan(g, motion, j);
+            let (fa, fb) = (frame(pl.a), frame(pl.b));
+            let mut out = vec![0u8; g.pixels() * 3];
+            out.par_chunks_mut(side * 3).enumerate().for_each(|(y, row)| {
+                for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                    let u = [(x as f32 + 0.5) * to_base[0], (y as f32 + 0.5) * to_base[1]];
+                    let mut c = [0.0f32; 3];
+                    if pl.w < 1.0 {
+                        let s = fa.sample_warped(&pl.from_a, u);
+                        (0..3).for_each(|k| c[k] += (1.0 - pl.w) * s[k]);
+                    }
+                    if pl.w > 0.0 {
+                        let s = fb.sample_warped(&pl.from_b, u);
+                        (0..3).for_each(|k| c[k] += pl.w * s[k]);
+                    }
+                    (0..3).for_each(|k| px[k] = to_byte(c[k]));
+                }
+            });
+            out
+        })
+        .collect()
+}

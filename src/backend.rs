@@ -1,0 +1,44 @@
+//! The engine as the API sees it: `api::Backend` over `pipeline::engine::Engine`.
+
+use std::sync::Arc;
+
+use pipeline::engine::{Engine, Progress, SubmitError, TaskEvent};
+use tokio::sync::broadcast;
+
+pub struct EngineBackend {
+    engine: Arc<Engine>,
+    ready: serde_json::Value,
+}
+
+impl EngineBackend {
+    pub fn new(engine: Arc<Engine>, ready: serde_json::Value) -> Self {
+        EngineBackend { engine, ready }
+    }
+}
+
+impl api::Backend for EngineBackend {
+    fn submit(&self, id: u64) -> Result<(), SubmitError> {
+        self.engine.submit(id)
+    }
+    fn cancel(&self, id: u64) {
+        self.engine.cancel(id)
+    }
+    fn subscribe(&self, id: u64) -> broadcast::Receiver<TaskEvent> {
+        self.engine.subscribe(id)
+    }
+    fn progress(&self, id: u64) -> Option<Progress> {
+        self.engine.progress(id)
+    }
+    fn frames_so_far(&self, id: u64) -> Vec<Arc<Vec<u8>>> {
+        self.engine.frames_so_far(id)
+    }
+    fn queue_depth(&self) -> usize {
+        self.engine.queue_depth()
+    }
+    fn queue_bound(&self) -> usize {
+        self.engine.queue_bound()
+    }
+    fn ready(&self) -> serde_json::Value {
+        self.ready.clone()
+    }
+}

@@ -1,0 +1,58 @@
+//! `reel serve`: the HTTP API on a tokio runtime, the engine on its own worker threads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::backend::EngineBackend;
+use crate::config::Resolved;
+use crate::runtime;
+
+/// How often expired artifacts are looked for.
+const RETENTION_SWEEP: Duration = Duration::from_secs(600);
+
+pub fn run(s: Resolved) -> anyhow::Result<()> {
+    let rt = runtime::start(&s)?;
+    let ready = serde_json::json!({
+        "model": rt.model.id(),
+        "device": "cpu",
+        "post_processing": rt.post.describe(),
+        "workers": s.workers,
+        "max_batch": s.max_batch,
+    });
+    let backend = Arc::new(EngineBackend::new(rt.engine.clone(), ready));
+    let routes = api::routes(rt.store.clone(), backend, s.data_dir.clone());
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", s.port))
+            .await
+            .with_context(|| format!("binding port {}", s.port))?;
+        tracing::info!(port = s.port, data_dir = %s.data_dir.display(), "reel is serving");
+
+        let (store, data_dir) = (rt.store.clone(), s.data_dir.clone());
+        let max_age = Duration::from_secs(s.retention_hours * 3600);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RETENTION_SWEEP);
+            loop {
+                tick.tick().await;
+                let (store, dir) = (store.clone(), data_dir.clone());
+                match tokio::task::spawn_blocking(move || store.remove_expired_artifacts(&dir, max_age)).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired artifacts removed"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
+                    _ => {}
+                }
+            }
+        });
+
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down");
+            })
+            .run()
+            .await;
+        anyhow::Ok(())
+    })
+}

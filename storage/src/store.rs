@@ -1,0 +1,215 @@
+//! The task store: records, the status index, the counters, and the listing queries.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::cache::{CacheConfig, ResultCache};
+use crate::error::Result;
+use crate::keys::{count_key, decode_u64, id_key, index_id, index_key, NEXT_ID};
+use crate::task::{TaskParams, TaskRecord, TaskStatus};
+
+/// The durable home of every task. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Store {
+    pub(crate) db: sled::Db,
+    pub(crate) tasks: sled::Tree,
+    by_status: sled::Tree,
+    meta: sled::Tree,
+    pub(crate) cache: ResultCache,
+    /// Serialises writers so that read-modify-write needs no retry of the caller's closure
+    /// (sled transactions may rerun their body; `update` takes an `FnOnce`).
+    write_lock: Mutex<()>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<crate::StoreError>>;
+
+/// Adds `delta` to the stored count of `status` inside a transaction.
+fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i64) -> TxResult<()> {
+    let key = count_key(status);
+    let old = match meta.get(key)? {
+        Some(v) => decode_u64(&v).map_err(ConflictableTransactionError::Abort)?,
+        None => 0,
+    };
+    let new = old.saturating_add_signed(delta);
+    meta.insert(&key[..], &new.to_be_bytes()[..])?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (or creates) the database under `dir/db` with the default cache sizes.
+    pub fn open(dir: &Path) -> Result<Store> {
+        Store::open_with(dir, CacheConfig::default())
+    }
+
+    /// Opens (or creates) the database under `dir/db`, sizing the in-memory result cache.
+    pub fn open_with(dir: &Path, cache: CacheConfig) -> Result<Store> {
+        let db = sled::open(dir.join("db"))?;
+        Ok(Store {
+            tasks: db.open_tree("tasks")?,
+            by_status: db.open_tree("by_status")?,
+            meta: db.open_tree("meta")?,
+            cache: ResultCache::open(db.open_tree("cache")?, cache),
+            db,
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // A panic in a caller's closure leaves no half-written state (the write is one
+        // transaction after the closure), so a poisoned lock is safe to reuse.
+        self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a new queued task under the next id (1, 2, ...) and flushes it to disk, so an
+    /// acknowledged task survives a crash.
+    pub fn create_task(&self, params: TaskParams) -> Result<TaskRecord> {
+        let _guard = self.lock();
+        let id = match self.meta.get(NEXT_ID)? {
+            Some(v) => decode_u64(&v)?,
+            None => 1,
+        };
+        let now = now_ms();
+        let record = TaskRecord {
+            id,
+            status: TaskStatus::Queued,
+            created_ms: now,
+            updated_ms: now,
+            params,
+            plan: None,
+            scenes_done: 0,
+            timings_ms: BTreeMap::new(),
+            cached: false,
+            error: None,
+            artifact: None,
+        };
+        let bytes = serde_json::to_vec(&record)?;
+        (&self.tasks, &self.by_status, &self.meta).transaction(|(tasks, index, meta)| {
+            tasks.insert(&id_key(id)[..], bytes.as_slice())?;
+            index.insert(&index_key(TaskStatus::Queued, id)[..], &[][..])?;
+            meta.insert(NEXT_ID, &(id + 1).to_be_bytes()[..])?;
+            bump_count(meta, TaskStatus::Queued, 1)
+        })?;
+        self.db.flush()?;
+        Ok(record)
+    }
+
+    pub fn get(&self, id: u64) -> Result<Option<TaskRecord>> {
+        match self.tasks.get(id_key(id))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `f` to the stored task and writes it back with the status index, the counts
+    /// and `updated_ms` kept in step; flushes when the status changed. `None` if no such task.
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut TaskRecord)) -> Result<Option<TaskRecord>> {
+        let _guard = self.lock();
+        let Some(mut record) = self.get(id)? else {
+            return Ok(None);
+        };
+        let old_status = record.status;
+        f(&mut record);
+        // The id is the key; a closure cannot move a record to another one.
+        record.id = id;
+        record.updated_ms = now_ms().max(record.updated_ms);
+        let new_status = record.status;
+        let bytes = serde_json::to_vec(&record)?;
+        (&self.tasks, &self.by_status, &self.meta).transaction(|(tasks, index, meta)| {
+            tasks.insert(&id_key(id)[..], bytes.as_slice())?;
+            if old_status != new_status {
+                index.remove(&index_key(old_status, id)[..])?;
+                index.insert(&index_key(new_status, id)[..], &[][..])?;
+                bump_count(meta, old_status, -1)?;
+                bump_count(meta, new_status, 1)?;
+            }
+            Ok(())
+        })?;
+        if old_status != new_status {
+            self.db.flush()?;
+        }
+        Ok(Some(record))
+    }
+
+    /// Up to `limit` tasks, newest first, optionally of one status, strictly older than
+    /// `cursor` (an id from a previous page). Returns the cursor of the next page, if any.
+    pub fn list(
+        &self,
+        status: Option<TaskStatus>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<(Vec<TaskRecord>, Option<u64>)> {
+        let end = cursor.unwrap_or(u64::MAX);
+        let mut page = Vec::with_capacity(limit.min(128));
+        let mut more = false;
+        match status {
+            None => {
+                for item in self.tasks.range(..id_key(end)).rev() {
+                    let (_, v) = item?;
+                    if page.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    page.push(serde_json::from_slice::<TaskRecord>(&v)?);
+                }
+            }
+            Some(status) => {
+                let range = index_key(status, 0)..index_key(status, end);
+                for item in self.by_status.range(range).rev() {
+                    let (k, _) = item?;
+                    if page.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    // The record may have moved on since the index was read; skip it then.
+                    if let Some(r) = self.get(index_id(&k)?)?.filter(|r| r.status == status) {
+                        page.push(r);
+                    }
+                }
+            }
+        }
+        let next = if more { page.last().map(|r| r.id) } else { None };
+        Ok((page, next))
+    }
+
+    /// Every task not yet in a final status, oldest first (what to resume after a restart).
+    pub fn unfinished(&self) -> Result<Vec<TaskRecord>> {
+        let mut ids = Vec::new();
+        for status in TaskStatus::ALL.iter().filter(|s| !s.is_final()) {
+            for item in self.by_status.scan_prefix(&index_key(*status, 0)[..1]) {
+                ids.push(index_id(&item?.0)?);
+            }
+        }
+        ids.sort_unstable();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.get(id)?.filter(|r| !r.status.is_final()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of tasks per status (every status present, zeros included), from the counters.
+    pub fn counts(&self) -> Result<BTreeMap<TaskStatus, u64>> {
+        let mut out = BTreeMap::new();
+        for status in TaskStatus::ALL {
+            let n = match self.meta.get(count_key(*status))? {
+                Some(v) => decode_u64(&v)?,
+                None => 0,
+            };
+            out.insert(*status, n);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,141 @@
+//! The store against a real sled database in a temp dir: ids, persistence, the status index,
+//! pagination, counts, resumption.
+
+use std::collections::BTreeMap;
+
+use storage::{Store, TaskParams, TaskStatus};
+
+fn params(prompt: &str) -> TaskParams {
+    TaskParams {
+        prompt: prompt.to_owned(),
+        num_scenes: 3,
+        seed: 7,
+        steps: 20,
+        guidance: 4.0,
+        seconds_per_scene: 2.0,
+        fps: 24,
+        size: 256,
+    }
+}
+
+fn ids(records: &[storage::TaskRecord]) -> Vec<u64> {
+    records.iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn ids_are_sequential_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.create_task(params("a red ball")).unwrap();
+        let b = store.create_task(params("测试视频")).unwrap();
+        assert_eq!((a.id, b.id), (1, 2));
+        assert_eq!(a.status, TaskStatus::Queued);
+        assert!(a.created_ms > 0 && a.updated_ms == a.created_ms);
+        store
+            .update(2, |r| {
+                r.status = TaskStatus::Generating;
+                r.scenes_done = 1;
+            })
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let b = store.get(2).unwrap().expect("task 2 persisted");
+    assert_eq!(b.params.prompt, "测试视频");
+    assert_eq!((b.status, b.scenes_done), (TaskStatus::Generating, 1));
+    assert_eq!(store.create_task(params("next")).unwrap().id, 3);
+    assert_eq!(store.counts().unwrap()[&TaskStatus::Queued], 2);
+    assert!(store.get(99).unwrap().is_none());
+}
+
+#[test]
+fn update_keeps_index_and_counts_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..6 {
+        store.create_task(params(&format!("task {i}"))).unwrap();
+    }
+    store.update(2, |r| r.status = TaskStatus::Generating).unwrap();
+    store.update(4, |r| r.status = TaskStatus::Completed).unwrap();
+    store.update(5, |r| r.status = TaskStatus::Generating).unwrap();
+    store.update(5, |r| r.status = TaskStatus::Failed).unwrap();
+    // A closure cannot move a record to another key.
+    let moved = store.update(6, |r| r.id = 1).unwrap().unwrap();
+    assert_eq!(moved.id, 6);
+    assert!(store.update(42, |r| r.status = TaskStatus::Failed).unwrap().is_none());
+
+    let by = |s| ids(&store.list(Some(s), 100, None).unwrap().0);
+    assert_eq!(by(TaskStatus::Queued), vec![6, 3, 1]);
+    assert_eq!(by(TaskStatus::Generating), vec![2]);
+    assert_eq!(by(TaskStatus::Completed), vec![4]);
+    assert_eq!(by(TaskStatus::Failed), vec![5]);
+    assert!(by(TaskStatus::Cancelled).is_empty());
+
+    let counts = store.counts().unwrap();
+    let expected: BTreeMap<_, _> = TaskStatus::ALL
+        .iter()
+        .map(|s| (*s, by(*s).len() as u64))
+        .collect();
+    assert_eq!(counts, expected);
+    assert_eq!(counts.values().sum::<u64>(), 6);
+
+    // Oldest first, final ones left out.
+    assert_eq!(ids(&store.unfinished().unwrap()), vec![1, 2, 3, 6]);
+}
+
+#[test]
+fn update_bumps_updated_ms_and_persists_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = store.create_task(params("x")).unwrap();
+    let u = store
+        .update(t.id, |r| {
+            r.timings_ms.insert("plan".into(), 12);
+            r.error = Some("boom".into());
+        })
+        .unwrap()
+        .unwrap();
+    assert!(u.updated_ms >= t.updated_ms);
+    assert_eq!(store.get(t.id).unwrap().unwrap(), u);
+    assert_eq!(u.status, TaskStatus::Queued);
+}
+
+#[test]
+fn list_pages_newest_first_with_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..25 {
+        let t = store.create_task(params(&format!("p{i}"))).unwrap();
+        if t.id % 2 == 0 {
+            store.update(t.id, |r| r.status = TaskStatus::Completed).unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let (page, next) = store.list(None, 10, cursor).unwrap();
+        assert!(page.len() <= 10);
+        seen.extend(ids(&page));
+        pages += 1;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<_>>());
+
+    // Filtered pages walk the index only.
+    let (p1, c1) = store.list(Some(TaskStatus::Completed), 5, None).unwrap();
+    assert_eq!(ids(&p1), vec![24, 22, 20, 18, 16]);
+    let (p2, c2) = store.list(Some(TaskStatus::Completed), 5, c1).unwrap();
+    assert_eq!(ids(&p2), vec![14, 12, 10, 8, 6]);
+    let (p3, c3) = store.list(Some(TaskStatus::Completed), 5, c2).unwrap();
+    assert_eq!(ids(&p3), vec![4, 2]);
+    assert_eq!(c3, None);
+    // An exact final page has no next cursor either.
+    let (p, c) = store.list(Some(TaskStatus::Queued), 13, None).unwrap();
+    assert_eq!((p.len(), c), (13, None));
+    assert!(store.list(None, 10, Some(1)).unwrap().0.is_empty());
+}
