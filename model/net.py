@@ -1,8 +1,10 @@
-"""reel's text-to-video diffusion model: a frame autoencoder plus a latent (2+1)D denoiser.
+"""reel's text-to-video diffusion model: a (2+1)D denoiser over frames cut into cells.
 
+Each 48x48 frame is rearranged losslessly into an 8x8 grid of 6x6-pixel cells (108 channels,
+`to_cells`); the denoiser works on that grid, conditioned on the caption and the timestep.
 Every layer here uses only ops the Rust `kernels` crate implements on each backend:
-conv2d 3x3 (stride 1 or 2, pad 1), temporal conv1d (k=3, pad 1), group norm, SiLU, linear,
-nearest 2x upsampling, embedding lookup, sinusoidal time embedding. Rust mirrors the module
+conv2d 3x3 (stride 1, pad 1), temporal conv1d (k=3, pad 1), group norm, SiLU, linear,
+embedding lookup, sinusoidal time embedding. Rust mirrors the module
 and parameter names one to one (`kernels/src/model/`), so keep them in step.
 """
 import math
@@ -15,40 +17,16 @@ GN_GROUPS = 8
 GN_EPS = 1e-5
 
 
-class Encoder(nn.Module):
-    """One frame [N, 3, 64, 64] in [-1, 1] -> latent [N, L, 8, 8]."""
-
-    def __init__(self, latent=8, ch=(16, 32, 64, 64)):
-        super().__init__()
-        self.conv_in = nn.Conv2d(3, ch[0], 3, padding=1)
-        self.down = nn.ModuleList(nn.Conv2d(ch[i], ch[i + 1], 3, stride=2, padding=1) for i in range(3))
-        self.mid = nn.Conv2d(ch[3], ch[3], 3, padding=1)
-        self.conv_out = nn.Conv2d(ch[3], latent, 3, padding=1)
-
-    def forward(self, x):
-        h = F.silu(self.conv_in(x))
-        for d in self.down:
-            h = F.silu(d(h))
-        h = F.silu(self.mid(h))
-        return self.conv_out(h)
+def to_cells(frames, patch):
+    """Frames [N, 3, S, S] in [-1, 1] -> cells [N, 3 * patch^2, S / patch, S / patch]:
+    pixel_unshuffle, channel index c * patch^2 + dy * patch + dx (a lossless, fixed
+    "autoencoder", so nothing but the denoiser has to be learned)."""
+    return F.pixel_unshuffle(frames, patch)
 
 
-class Decoder(nn.Module):
-    """Latent [N, L, 8, 8] -> frame [N, 3, 64, 64] in [-1, 1] (unclamped)."""
-
-    def __init__(self, latent=8, ch=(64, 64, 32, 16)):
-        super().__init__()
-        self.conv_in = nn.Conv2d(latent, ch[0], 3, padding=1)
-        self.mid = nn.Conv2d(ch[0], ch[0], 3, padding=1)
-        self.up = nn.ModuleList(nn.Conv2d(ch[i], ch[i + 1], 3, padding=1) for i in range(3))
-        self.conv_out = nn.Conv2d(ch[3], 3, 3, padding=1)
-
-    def forward(self, z):
-        h = F.silu(self.conv_in(z))
-        h = F.silu(self.mid(h))
-        for u in self.up:
-            h = F.silu(u(F.interpolate(h, scale_factor=2, mode="nearest")))
-        return self.conv_out(h)
+def from_cells(cells, patch):
+    """The inverse of `to_cells`."""
+    return F.pixel_shuffle(cells, patch)
 
 
 class TextEncoder(nn.Module):
@@ -109,7 +87,7 @@ class Block(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """v-prediction on latent clips [B, F, L, 8, 8] given t [B] and condition [B, E]."""
+    """Predicts the clean cell clip x0 [B, F, L, 8, 8] from a noisy one, t [B] and condition [B, E]."""
 
     def __init__(self, latent=8, frames=8, ch=64, emb=128, blocks=6):
         super().__init__()
@@ -136,8 +114,6 @@ class Denoiser(nn.Module):
 class Reel(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.encoder = Encoder(cfg["latent_channels"])
-        self.decoder = Decoder(cfg["latent_channels"])
         self.text = TextEncoder(len(cfg["vocab"]), cfg["max_tokens"], emb=cfg["emb"])
         self.denoiser = Denoiser(cfg["latent_channels"], cfg["frames"], cfg["channels"], cfg["emb"], cfg["blocks"])
 

@@ -1,4 +1,4 @@
-"""Cosine-schedule v-prediction sampling: DDIM (eta = 0) and DPM-Solver++(2M), with
+"""Cosine-schedule x0-prediction sampling: DDIM (eta = 0) and DPM-Solver++(2M), with
 classifier-free guidance. `kernels/src/sampler.rs` implements the same arithmetic."""
 import math
 
@@ -16,13 +16,13 @@ def timesteps(steps):
     return [T_MAX * (1.0 - i / steps) for i in range(steps + 1)]
 
 
-def guided_v(model, z, t, cond, null, guidance):
-    """v from one batched forward pass over [conditional; unconditional]."""
+def guided_x0(model, z, t, cond, null, guidance):
+    """x0 from one batched forward pass over [conditional; unconditional]."""
     b = z.shape[0]
     tt = torch.full((2 * b,), t)
-    v = model.denoiser(torch.cat([z, z]), tt, torch.cat([cond, null]))
-    vc, vu = v[:b], v[b:]
-    return vu + guidance * (vc - vu)
+    x = model.denoiser(torch.cat([z, z]), tt, torch.cat([cond, null]))
+    xc, xu = x[:b], x[b:]
+    return xu + guidance * (xc - xu)
 
 
 @torch.no_grad()
@@ -33,10 +33,9 @@ def sample(model, z, cond, null, steps, guidance, method="dpmpp2m", trace=None):
         t, tn = ts[i], ts[i + 1]
         a, s = alpha_sigma(t)
         an, sn = alpha_sigma(tn)
-        v = guided_v(model, z, t, cond, null, guidance)
-        x0 = a * z - s * v
+        x0 = guided_x0(model, z, t, cond, null, guidance)
         if method == "ddim" or tn == 0.0:
-            eps = s * z + a * v
+            eps = (z - a * x0) / s
             z = an * x0 + sn * eps
         else:
             lam, lam_n = math.log(a / s), math.log(an / sn)
