@@ -63,9 +63,11 @@ def train(model, ema, cfg, args, dev, state_path):
         st = torch.load(state_path, weights_only=False)
         model.load_state_dict(st["model"]); ema.load_state_dict(st["ema"]); opt.load_state_dict(st["opt"])
         step, rng = st["step"], st["rng"]
-    gen = torch.Generator().manual_seed(args.seed + 1 + step)
+    gen = torch.Generator()
     t0 = time.time()
     while step < args.steps:
+        # reseeded per step, so a resumed run draws exactly what an uninterrupted one would
+        gen.manual_seed(args.seed * 1_000_003 + step)
         x, tok = render_batch(rng, args.batch, cfg)
         z0, tok = clip_cells(x, cfg).to(dev), tok.to(dev)
         drop = torch.rand(args.batch, generator=gen) < args.cond_drop
