@@ -111,7 +111,7 @@ def golden_tensors(cfg, model):
     # one denoiser pass over two Philox clips at different t
     g["denoise.t"] = torch.tensor([0.25, 0.9])
     g["denoise.ids"] = ids
-    g["denoise.v"] = decimate(model.denoiser(philox_latents(DENOISE_SEED, [0, 1], cfg), g["denoise.t"], model.text(ids)))
+    g["denoise.out"] = decimate(model.denoiser(philox_latents(DENOISE_SEED, [0, 1], cfg), g["denoise.t"], model.text(ids)))
 
     # cells -> pixels on one Philox frame
     g["cells.pixels"] = from_cells(philox_latents(CELLS_SEED, [0], cfg)[:, 0], cfg["patch"])

@@ -1,4 +1,4 @@
-//! The ops reel's network needs, as one trait that every compute backend implements (the CPU
+//! The ops reel's network needs (the list in model/net.py's docstring), as one trait that every compute backend implements (the CPU
 //! backend in `cpu/` now; a CUDA one later). `model/` composes these ops into the PyTorch
 //! modules of `model/net.py`, so a backend never sees a module, only tensors.
 //!
@@ -23,16 +23,13 @@ pub trait Backend: Send + Sync + 'static {
     fn upload(&self, host: &Tensor) -> Self::Tensor;
     fn download(&self, t: &Self::Tensor) -> Tensor;
 
-    /// 3x3 convolution, padding 1, stride 1 or 2, plus bias: `[N, H, W, Cin]` ->
-    /// `[N, ceil(H / stride), ceil(W / stride), Cout]`.
-    fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor, stride: usize) -> Self::Tensor;
+    /// 3x3 convolution, padding 1, stride 1, plus bias: `[N, H, W, Cin]` -> `[N, H, W, Cout]`.
+    fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor) -> Self::Tensor;
     /// Kernel-3, padding-1 convolution along the frame axis of `[B * F, H, W, C]`, independently
     /// at every clip and pixel, plus bias.
     fn temporal_conv(&self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor, frames: usize) -> Self::Tensor;
     /// `x [N, in] @ w[out, in]^T + bias` -> `[N, out]`.
     fn linear(&self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor) -> Self::Tensor;
-    /// Nearest-neighbour 2x upsampling: `[N, H, W, C]` -> `[N, 2H, 2W, C]`.
-    fn upsample2x(&self, x: &Self::Tensor) -> Self::Tensor;
 
     /// Group norm over each image of `[N, H, W, C]` (biased variance), then `* gamma + beta`.
     fn group_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor, beta: &Self::Tensor, groups: usize, eps: f32) -> Self::Tensor;

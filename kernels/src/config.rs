@@ -1,23 +1,26 @@
 //! `config.json` of a checkpoint directory, as `model/export.py` writes it: the architecture
-//! hyper-parameters of `model/train.py`, the vocabulary, the latent scale, the sampler
-//! defaults and what is known about training. The pipeline reads sizes and defaults here.
+//! hyper-parameters of `model/train.py`, the vocabulary, the sampler defaults and what is
+//! known about training. The pipeline reads sizes and defaults here.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::KernelError;
-use crate::sampler::{Method, T_MAX};
+use crate::sampler::{Method, Prediction, T_MAX};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub architecture: String,
-    /// Side of the square frames the decoder produces.
+    /// Side of the square frames the model generates.
     pub base_size: usize,
+    /// Side of the square pixel cell that one latent position holds (net.py's `to_cells`).
+    pub patch: usize,
     /// Frames per generated clip.
     pub frames: usize,
     /// Frame rate of a generated clip (its duration is `frames / fps` seconds).
     pub fps: f32,
+    /// Channels per latent position: `3 * patch^2` (RGB of a cell).
     pub latent_channels: usize,
     pub channels: usize,
     pub blocks: usize,
@@ -25,11 +28,9 @@ pub struct ModelConfig {
     pub max_tokens: usize,
     pub gn_groups: usize,
     pub gn_eps: f32,
-    pub prediction: String,
+    pub prediction: Prediction,
     pub schedule: String,
     pub t_max: f64,
-    /// The denoiser works on `latent / latent_scale`; decoding multiplies it back.
-    pub latent_scale: f32,
     /// Caption words; index 0 is padding.
     pub vocab: Vec<String>,
     /// (colour, shape) pairs never shown together in training.
@@ -55,24 +56,27 @@ impl ModelConfig {
         let bad = |message: String| KernelError::Config { path: path.into(), message };
         let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         // The Rust model implements exactly one architecture; refuse anything else loudly.
-        if cfg.prediction != "v" || cfg.schedule != "cosine" || cfg.t_max != T_MAX {
+        if cfg.schedule != "cosine" || cfg.t_max != T_MAX {
             return Err(bad(format!(
-                "unsupported sampling setup (prediction {}, schedule {}, t_max {}); kernels implement v / cosine / {T_MAX}",
-                cfg.prediction, cfg.schedule, cfg.t_max
+                "unsupported schedule {} / t_max {}; kernels implement cosine / {T_MAX}",
+                cfg.schedule, cfg.t_max
             )));
         }
-        if cfg.vocab.is_empty() || cfg.frames == 0 || cfg.base_size == 0 || cfg.base_size % 8 != 0 || cfg.gn_groups == 0 {
-            return Err(bad("vocabulary, frames, base_size (a multiple of 8: three 2x upsamplings) or gn_groups out of range".into()));
+        if cfg.vocab.is_empty() || cfg.frames == 0 || cfg.gn_groups == 0 || cfg.channels % cfg.gn_groups != 0 {
+            return Err(bad("empty vocabulary, no frames, or channels not divisible into groups".into()));
         }
-        if !(cfg.latent_scale.is_finite() && cfg.latent_scale > 0.0) {
-            return Err(bad(format!("latent_scale {} is not a positive number", cfg.latent_scale)));
+        if cfg.patch == 0 || cfg.base_size % cfg.patch != 0 || cfg.latent_channels != 3 * cfg.patch * cfg.patch {
+            return Err(bad(format!(
+                "base_size {} / patch {} / latent_channels {} do not describe RGB cells",
+                cfg.base_size, cfg.patch, cfg.latent_channels
+            )));
         }
         Ok(cfg)
     }
 
-    /// Side of the latent grid (the decoder upsamples it 8x to `base_size`).
+    /// Side of the latent grid of cells.
     pub fn latent_size(&self) -> usize {
-        self.base_size / 8
+        self.base_size / self.patch
     }
 
     /// Values in one clip latent, `[frames, latent_channels, latent_size, latent_size]`.

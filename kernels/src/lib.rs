@@ -3,7 +3,8 @@
 //!
 //! - `backend`: the `Backend` trait (every op the network needs); `cpu`: its CPU
 //!   implementation (matrixmultiply GEMMs, rayon threads).
-//! - `model` (crate-private): TextEncoder, Denoiser, Decoder, loaded by PyTorch parameter name.
+//! - `model` (crate-private): TextEncoder and Denoiser, loaded by PyTorch parameter name;
+//!   `cells`: the fixed cells <-> pixels rearrangement that stands in for an autoencoder.
 //! - `philox`, `sampler`: the noise and the DDIM / DPM-Solver++(2M) arithmetic of
 //!   model/noise.py and model/sampler.py.
 //! - `Model` / `SceneState` / `Clip`: what the pipeline drives: `Model::load` a checkpoint
@@ -11,6 +12,7 @@
 //!   forward pass, `decode` to frames.
 
 pub mod backend;
+pub mod cells;
 pub mod config;
 pub mod cpu;
 mod error;
@@ -27,6 +29,6 @@ pub use config::{ModelConfig, SamplerDefaults};
 pub use cpu::CpuBackend;
 pub use error::KernelError;
 pub use reel::{Clip, Model};
-pub use sampler::Method;
+pub use sampler::{Method, Prediction};
 pub use scene::SceneState;
 pub use tensor::Tensor;

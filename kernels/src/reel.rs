@@ -1,7 +1,7 @@
 //! `Model`: a loaded checkpoint directory (`config.json` + `model.safetensors`, written by
 //! model/export.py) on a backend, with its tokenizer and a stable id for cache keys. The
 //! scene-level API the pipeline drives (start / step / decode) is in scene.rs; the lower-level
-//! calls here (text, denoise, decode_latents) serve tests and benchmarks.
+//! calls here (text, denoise) serve tests and benchmarks.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -80,8 +80,8 @@ impl Model {
         Ok(self.nets.text(ids))
     }
 
-    /// One denoiser forward pass: `z [B, F, L, h, w]` (scaled latents), `t [B]`, `cond [B, emb]`
-    /// -> v `[B, F, L, h, w]`.
+    /// One denoiser forward pass: `z [B, F, L, h, w]` (cell clips), `t [B]`, `cond [B, emb]`
+    /// -> the prediction (x0 or v, `config().prediction`) `[B, F, L, h, w]`.
     pub fn denoise(&self, z: &Tensor, t: &[f32], cond: &Tensor) -> Result<Tensor, KernelError> {
         let c = &self.config;
         let b = t.len();
@@ -95,16 +95,6 @@ impl Model {
             )));
         }
         Ok(self.nets.denoise(z, t, cond))
-    }
-
-    /// The raw decoder: unscaled latents `[N, L, h, w]` -> frames `[N, 8h, 8w, 3]` in about
-    /// [-1, 1], unclamped.
-    pub fn decode_latents(&self, z: &Tensor) -> Result<Tensor, KernelError> {
-        let c = &self.config;
-        if z.shape.len() != 4 || z.shape[1..] != [c.latent_channels, c.latent_size(), c.latent_size()] {
-            return Err(KernelError::InvalidArgument(format!("decoder input {:?} is not [N, L, h, w]", z.shape)));
-        }
-        Ok(self.nets.decode(z))
     }
 }
 

@@ -1,5 +1,6 @@
-//! Cosine-schedule v-prediction samplers, the arithmetic of `model/sampler.py` step for step:
-//! DDIM (eta 0) and DPM-Solver++(2M). Schedule scalars are computed in f64 like Python, then
+//! Cosine-schedule samplers, the arithmetic of `model/sampler.py` step for step: DDIM (eta 0)
+//! and DPM-Solver++(2M), for a network predicting x0 (what sampler.py does now) or v (the
+//! config's `prediction` says which). Schedule scalars are computed in f64 like Python, then
 //! used as f32 factors, the way PyTorch multiplies a float32 tensor by a Python float.
 //! Classifier-free guidance and batching live in `scene.rs`; this file is one scene's solver.
 
@@ -13,6 +14,16 @@ pub const T_MAX: f64 = 0.999;
 pub enum Method {
     Ddim,
     DpmPP2M,
+}
+
+/// What the denoiser outputs (config key `prediction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prediction {
+    /// The clean sample.
+    X0,
+    /// v = alpha * eps - sigma * x0.
+    V,
 }
 
 /// (alpha, sigma) of the cosine schedule at t in [0, 1].
@@ -29,6 +40,7 @@ pub fn timesteps(steps: usize) -> Vec<f64> {
 #[derive(Clone, Debug)]
 pub struct Solver {
     method: Method,
+    prediction: Prediction,
     times: Vec<f64>,
     step: usize,
     /// x0 prediction and (alpha, sigma) of the previous step.
@@ -37,8 +49,8 @@ pub struct Solver {
 
 impl Solver {
     /// `steps` must be at least 1 (the caller validates).
-    pub fn new(method: Method, steps: usize) -> Solver {
-        Solver { method, times: timesteps(steps), step: 0, prev: None }
+    pub fn new(method: Method, prediction: Prediction, steps: usize) -> Solver {
+        Solver { method, prediction, times: timesteps(steps), step: 0, prev: None }
     }
 
     pub fn method(&self) -> Method {
@@ -62,17 +74,24 @@ impl Solver {
         self.times[self.step]
     }
 
-    /// Advance `z` by one step given the (guided) v prediction at `self.t()`.
-    pub fn advance(&mut self, z: &mut [f32], v: &[f32]) {
+    /// Advance `z` by one step given the (guided) network output at `self.t()`.
+    pub fn advance(&mut self, z: &mut [f32], out: &[f32]) {
         assert!(!self.done(), "sampler advanced past its last step");
-        assert_eq!(z.len(), v.len());
+        assert_eq!(z.len(), out.len());
         let (t, tn) = (self.times[self.step], self.times[self.step + 1]);
         let (a, s) = alpha_sigma(t);
         let (an, sn) = alpha_sigma(tn);
-        let x0: Vec<f32> = z.iter().zip(v).map(|(&z, &v)| a as f32 * z - s as f32 * v).collect();
+        let (af, sf) = (a as f32, s as f32);
+        let x0: Vec<f32> = match self.prediction {
+            Prediction::X0 => out.to_vec(),
+            Prediction::V => z.iter().zip(out).map(|(&z, &v)| af * z - sf * v).collect(),
+        };
         if self.method == Method::Ddim || tn == 0.0 {
-            for ((z, &v), &x0) in z.iter_mut().zip(v).zip(&x0) {
-                let eps = s as f32 * *z + a as f32 * v;
+            for ((z, &o), &x0) in z.iter_mut().zip(out).zip(&x0) {
+                let eps = match self.prediction {
+                    Prediction::X0 => (*z - af * x0) / sf,
+                    Prediction::V => sf * *z + af * o,
+                };
                 *z = an as f32 * x0 + sn as f32 * eps;
             }
         } else {
@@ -118,28 +137,34 @@ mod tests {
         assert_eq!((a, s), (1.0, 0.0));
     }
 
-    /// With the exact v of a point mass x0 (v = a eps - s x0, eps = (z - a x0) / s), both
-    /// solvers must land on x0: a property of the samplers independent of any network.
+    /// With the exact output for a point mass x0 (x0 itself, or v = a eps - s x0 with
+    /// eps = (z - a x0) / s), every solver must land on x0: a property of the samplers
+    /// independent of any network.
     #[test]
-    fn exact_v_recovers_the_data_point() {
-        for method in [Method::Ddim, Method::DpmPP2M] {
-            let x0 = [0.7f32, -1.2, 0.1];
-            let mut z = [1.5f32, -0.3, 0.9];
-            let mut solver = Solver::new(method, 6);
-            while !solver.done() {
-                let (a, s) = alpha_sigma(solver.t());
-                let v: Vec<f32> = z
-                    .iter()
-                    .zip(&x0)
-                    .map(|(&z, &x)| {
-                        let eps = (z as f64 - a * x as f64) / s;
-                        (a * eps - s * x as f64) as f32
-                    })
-                    .collect();
-                solver.advance(&mut z, &v);
-            }
-            for (z, x) in z.iter().zip(&x0) {
-                assert!((z - x).abs() < 1e-4, "{method:?}: {z} vs {x}");
+    fn exact_prediction_recovers_the_data_point() {
+        for prediction in [Prediction::X0, Prediction::V] {
+            for method in [Method::Ddim, Method::DpmPP2M] {
+                let x0 = [0.7f32, -1.2, 0.1];
+                let mut z = [1.5f32, -0.3, 0.9];
+                let mut solver = Solver::new(method, prediction, 6);
+                let mut seen = Vec::new();
+                while !solver.done() {
+                    let (a, s) = alpha_sigma(solver.t());
+                    let out: Vec<f32> = match prediction {
+                        Prediction::X0 => x0.to_vec(),
+                        Prediction::V => z
+                            .iter()
+                            .zip(&x0)
+                            .map(|(&z, &x)| (a * ((z as f64 - a * x as f64) / s) - s * x as f64) as f32)
+                            .collect(),
+                    };
+                    solver.advance(&mut z, &out);
+                    seen.push(z);
+                }
+                assert_ne!(seen[0], x0, "{method:?}/{prediction:?} jumped to x0 in one step");
+                for (z, x) in z.iter().zip(&x0) {
+                    assert!((z - x).abs() < 1e-4, "{method:?}/{prediction:?}: {z} vs {x}");
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 //! so the pipeline can batch continuously: scenes may join and leave at any step, and differ
 //! in time, step count, guidance, method and caption.
 
+use crate::cells::cells_to_pixels;
 use crate::error::KernelError;
 use crate::philox;
 use crate::reel::{Clip, Model};
@@ -12,7 +13,7 @@ use crate::tensor::Tensor;
 
 #[derive(Clone, Debug)]
 pub struct SceneState {
-    /// `[F, L, h, w]`, in the denoiser's space (latent / latent_scale).
+    /// `[F, L, h, w]`: cells of each frame.
     latent: Vec<f32>,
     cond: Vec<f32>,
     guidance: f32,
@@ -41,7 +42,7 @@ impl SceneState {
         self.solver.method()
     }
 
-    /// The current latent, `[F, L, h, w]` in the denoiser's (scaled) space.
+    /// The current latent, `[F, L, h, w]` (cells of each frame, see cells.rs).
     pub fn latent(&self) -> &[f32] {
         &self.latent
     }
@@ -68,7 +69,8 @@ impl Model {
         let ids = self.tokenize(caption)?;
         let cond = self.nets.text(&[ids]).data;
         let latent = philox::gaussian(seed, stream, self.config.latent_len());
-        Ok(SceneState { latent, cond, guidance, solver: Solver::new(method, steps) })
+        let solver = Solver::new(method, self.config.prediction, steps);
+        Ok(SceneState { latent, cond, guidance, solver })
     }
 
     /// Advances every unfinished scene of `batch` by one sampler step, in one forward pass
@@ -96,24 +98,22 @@ impl Model {
         let t: Vec<f32> = active.iter().map(|s| s.solver.t() as f32).cycle().take(2 * n).collect();
         let c = &self.config;
         let shape = [2 * n, c.frames, c.latent_channels, c.latent_size(), c.latent_size()];
-        let v = self.nets.denoise(&Tensor::new(&shape, z), &t, &Tensor::new(&[2 * n, emb], cond));
-        let (vc, vu) = v.data.split_at(n * len);
+        let out = self.nets.denoise(&Tensor::new(&shape, z), &t, &Tensor::new(&[2 * n, emb], cond));
+        let (oc, ou) = out.data.split_at(n * len);
         for (i, s) in active.iter_mut().enumerate() {
-            let (vc, vu) = (&vc[i * len..(i + 1) * len], &vu[i * len..(i + 1) * len]);
+            let (oc, ou) = (&oc[i * len..(i + 1) * len], &ou[i * len..(i + 1) * len]);
             let g = s.guidance;
-            let guided: Vec<f32> = vc.iter().zip(vu).map(|(&c, &u)| u + g * (c - u)).collect();
+            let guided: Vec<f32> = oc.iter().zip(ou).map(|(&c, &u)| u + g * (c - u)).collect();
             s.solver.advance(&mut s.latent, &guided);
         }
     }
 
-    /// The scene's frames: latent * latent_scale through the decoder, mapped from [-1, 1] to
-    /// [0, 1] and clamped. Valid at any step (the pipeline may preview).
+    /// The scene's frames: cells to pixels, mapped from [-1, 1] to [0, 1] and clamped. Valid
+    /// at any step (the pipeline may preview).
     pub fn decode(&self, state: &SceneState) -> Clip {
         let c = &self.config;
-        let scale = c.latent_scale;
-        let z: Vec<f32> = state.latent.iter().map(|v| v * scale).collect();
-        let z = Tensor::new(&[c.frames, c.latent_channels, c.latent_size(), c.latent_size()], z);
-        let x = self.nets.decode(&z);
+        let z = Tensor::new(&[c.frames, c.latent_channels, c.latent_size(), c.latent_size()], state.latent.clone());
+        let x = cells_to_pixels(&z, c.patch);
         let data = x.data.iter().map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0)).collect();
         Clip { frames: c.frames, width: x.shape[2], height: x.shape[1], data }
     }

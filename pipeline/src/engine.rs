@@ -14,7 +14,7 @@ use storage::{Store, TaskParams, TaskStatus};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::Input;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use timely::WorkerGuards;
+use timely::communication::WorkerGuards;
 use tokio::sync::broadcast;
 
 use crate::dataflow::{self, Context, TaskIn};

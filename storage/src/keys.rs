@@ -12,7 +12,10 @@ pub fn id_key(id: u64) -> [u8; 8] {
 
 pub fn status_byte(status: TaskStatus) -> u8 {
     // ALL lists every variant, so the position always exists.
-    TaskStatus::ALL.iter().position(|s| *s == status).unwrap_or(0) as u8
+    TaskStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(0) as u8
 }
 
 /// `by_status` key: status byte then id, so one status is one contiguous id-ordered range.

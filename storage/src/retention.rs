@@ -40,7 +40,11 @@ impl Store {
         let cutoff = now_ms().saturating_sub(max_age.as_millis() as u64);
         // Every final task with files, grouped by the video they point at.
         let mut by_video: BTreeMap<String, Vec<TaskRecord>> = BTreeMap::new();
-        for status in [TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled] {
+        for status in [
+            TaskStatus::Completed,
+            TaskStatus::Failed,
+            TaskStatus::Cancelled,
+        ] {
             let (records, _) = self.list(Some(status), usize::MAX, None)?;
             for r in records {
                 if let Some(a) = &r.artifact {

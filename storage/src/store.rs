@@ -112,16 +112,22 @@ impl Store {
     }
 
     /// Applies `f` to the stored task and writes it back with the status index, the counts
-    /// and `updated_ms` kept in step; flushes when the status changed. `None` if no such task.
+    /// and `updated_ms` kept in step; flushes when the status changed. A closure that changes
+    /// nothing writes nothing. `None` if no such task.
     pub fn update(&self, id: u64, f: impl FnOnce(&mut TaskRecord)) -> Result<Option<TaskRecord>> {
         let _guard = self.lock();
         let Some(mut record) = self.get(id)? else {
             return Ok(None);
         };
-        let old_status = record.status;
+        let before = record.clone();
         f(&mut record);
         // The id is the key; a closure cannot move a record to another one.
         record.id = id;
+        if record == before {
+            // Nothing to write: the record (and its updated_ms) stay as they were.
+            return Ok(Some(record));
+        }
+        let old_status = before.status;
         record.updated_ms = now_ms().max(record.updated_ms);
         let new_status = record.status;
         let bytes = serde_json::to_vec(&record)?;
@@ -178,7 +184,11 @@ impl Store {
                 }
             }
         }
-        let next = if more { page.last().map(|r| r.id) } else { None };
+        let next = if more {
+            page.last().map(|r| r.id)
+        } else {
+            None
+        };
         Ok((page, next))
     }
 

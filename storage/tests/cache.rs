@@ -66,7 +66,11 @@ fn ttl_expires_memory_entries() {
     std::thread::sleep(Duration::from_millis(60));
     assert_eq!(store.cache_get("k").unwrap(), Some(9));
     let s = store.cache_stats();
-    assert_eq!((s.hits, s.memory_hits), (1, 0), "expired entry must come from sled");
+    assert_eq!(
+        (s.hits, s.memory_hits),
+        (1, 0),
+        "expired entry must come from sled"
+    );
 }
 
 #[test]

@@ -30,12 +30,18 @@ fn acknowledged_tasks_survive_abort() {
         for _ in 0..3 {
             store.create_task(params()).unwrap();
         }
-        store.update(2, |r| r.status = TaskStatus::Completed).unwrap();
+        store
+            .update(2, |r| r.status = TaskStatus::Completed)
+            .unwrap();
         std::process::abort();
     }
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["acknowledged_tasks_survive_abort", "--exact", "--test-threads=1"])
+        .args([
+            "acknowledged_tasks_survive_abort",
+            "--exact",
+            "--test-threads=1",
+        ])
         .env(CHILD_DIR, dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

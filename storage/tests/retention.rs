@@ -70,7 +70,12 @@ fn removes_only_expired_final_artifacts() {
     assert_eq!(store.remove_expired_artifacts(&data, a_day).unwrap(), 0);
     assert!(data.join(&done.video).exists());
 
-    assert_eq!(store.remove_expired_artifacts(&data, Duration::ZERO).unwrap(), 2);
+    assert_eq!(
+        store
+            .remove_expired_artifacts(&data, Duration::ZERO)
+            .unwrap(),
+        2
+    );
     assert!(!data.join(&done.video).exists());
     assert!(!data.join(&done.frames_dir).exists());
     assert!(store.get(1).unwrap().unwrap().artifact.is_none());
@@ -83,7 +88,12 @@ fn removes_only_expired_final_artifacts() {
     assert_eq!(store.cache_get("key-2").unwrap(), Some(2));
 
     // Idempotent: nothing left to remove.
-    assert_eq!(store.remove_expired_artifacts(&data, Duration::ZERO).unwrap(), 0);
+    assert_eq!(
+        store
+            .remove_expired_artifacts(&data, Duration::ZERO)
+            .unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -105,7 +115,12 @@ fn never_deletes_outside_the_data_dir() {
         fps: 8,
     };
     finish(&store, 1, TaskStatus::Failed, Some(artifact));
-    assert_eq!(store.remove_expired_artifacts(&data, Duration::ZERO).unwrap(), 1);
+    assert_eq!(
+        store
+            .remove_expired_artifacts(&data, Duration::ZERO)
+            .unwrap(),
+        1
+    );
     assert!(outside.exists());
     assert!(store.get(1).unwrap().unwrap().artifact.is_none());
 }

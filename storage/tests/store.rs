@@ -55,14 +55,23 @@ fn update_keeps_index_and_counts_in_step() {
     for i in 0..6 {
         store.create_task(params(&format!("task {i}"))).unwrap();
     }
-    store.update(2, |r| r.status = TaskStatus::Generating).unwrap();
-    store.update(4, |r| r.status = TaskStatus::Completed).unwrap();
-    store.update(5, |r| r.status = TaskStatus::Generating).unwrap();
+    store
+        .update(2, |r| r.status = TaskStatus::Generating)
+        .unwrap();
+    store
+        .update(4, |r| r.status = TaskStatus::Completed)
+        .unwrap();
+    store
+        .update(5, |r| r.status = TaskStatus::Generating)
+        .unwrap();
     store.update(5, |r| r.status = TaskStatus::Failed).unwrap();
     // A closure cannot move a record to another key.
     let moved = store.update(6, |r| r.id = 1).unwrap().unwrap();
     assert_eq!(moved.id, 6);
-    assert!(store.update(42, |r| r.status = TaskStatus::Failed).unwrap().is_none());
+    assert!(store
+        .update(42, |r| r.status = TaskStatus::Failed)
+        .unwrap()
+        .is_none());
 
     let by = |s| ids(&store.list(Some(s), 100, None).unwrap().0);
     assert_eq!(by(TaskStatus::Queued), vec![6, 3, 1]);
@@ -84,7 +93,7 @@ fn update_keeps_index_and_counts_in_step() {
 }
 
 #[test]
-fn update_bumps_updated_ms_and_persists_changes() {
+fn update_bumps_updated_ms_only_on_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let t = store.create_task(params("x")).unwrap();
@@ -98,6 +107,12 @@ fn update_bumps_updated_ms_and_persists_changes() {
     assert!(u.updated_ms >= t.updated_ms);
     assert_eq!(store.get(t.id).unwrap().unwrap(), u);
     assert_eq!(u.status, TaskStatus::Queued);
+
+    // A closure that changes nothing writes nothing, so updated_ms stays.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let same = store.update(t.id, |_| {}).unwrap().unwrap();
+    assert_eq!(same, u);
+    assert_eq!(store.get(t.id).unwrap().unwrap(), u);
 }
 
 #[test]
@@ -107,7 +122,9 @@ fn list_pages_newest_first_with_cursor() {
     for i in 0..25 {
         let t = store.create_task(params(&format!("p{i}"))).unwrap();
         if t.id % 2 == 0 {
-            store.update(t.id, |r| r.status = TaskStatus::Completed).unwrap();
+            store
+                .update(t.id, |r| r.status = TaskStatus::Completed)
+                .unwrap();
         }
     }
     let mut seen = Vec::new();

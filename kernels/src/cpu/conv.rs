@@ -6,19 +6,17 @@ use super::gemm::gathered_gemm;
 use crate::tensor::Tensor;
 
 /// `x [N, H, W, Cin]`, `w [3, 3, Cin, Cout]`, `bias [Cout]`.
-pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize, threads: usize) -> Tensor {
+pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor, threads: usize) -> Tensor {
     let [n, h, wd, cin] = dims4(x);
-    assert!(stride == 1 || stride == 2, "conv2d stride {stride}");
     assert_eq!(&w.shape[..3], &[3, 3, cin], "conv2d weight {:?} for {cin} input channels", w.shape);
     let cout = w.shape[3];
-    let (ho, wo) = ((h - 1) / stride + 1, (wd - 1) / stride + 1);
-    let data = gathered_gemm(n * ho * wo, 9 * cin, &w.data, &bias.data, threads, |row, dst| {
-        let (img, pix) = (row / (ho * wo), row % (ho * wo));
-        let (oy, ox) = (pix / wo, pix % wo);
+    let data = gathered_gemm(n * h * wd, 9 * cin, &w.data, &bias.data, threads, |row, dst| {
+        let (img, pix) = (row / (h * wd), row % (h * wd));
+        let (oy, ox) = (pix / wd, pix % wd);
         for ky in 0..3 {
             for kx in 0..3 {
                 let tap = &mut dst[(ky * 3 + kx) * cin..(ky * 3 + kx + 1) * cin];
-                let (iy, ix) = ((oy * stride + ky).wrapping_sub(1), (ox * stride + kx).wrapping_sub(1));
+                let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
                 if iy < h && ix < wd {
                     let at = ((img * h + iy) * wd + ix) * cin;
                     tap.copy_from_slice(&x.data[at..at + cin]);
@@ -28,7 +26,7 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize, threa
             }
         }
     });
-    Tensor::new(&[n, ho, wo, cout], data)
+    Tensor::new(&[n, h, wd, cout], data)
 }
 
 /// `x [B * F, H, W, C]`, `w [3, Cin, Cout]`, `bias [Cout]`.

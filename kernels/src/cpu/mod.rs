@@ -52,8 +52,8 @@ impl Backend for CpuBackend {
         t.clone()
     }
 
-    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize) -> Tensor {
-        self.pool.install(|| conv::conv2d(x, w, bias, stride, self.threads))
+    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: &Tensor) -> Tensor {
+        self.pool.install(|| conv::conv2d(x, w, bias, self.threads))
     }
 
     fn temporal_conv(&self, x: &Tensor, w: &Tensor, bias: &Tensor, frames: usize) -> Tensor {
@@ -69,10 +69,6 @@ impl Backend for CpuBackend {
         let b = Operand { data: &w.data, row_stride: 1, col_stride: k };
         sgemm(n, k, out, a, b, 1.0, &mut y);
         Tensor::new(&[n, out], y)
-    }
-
-    fn upsample2x(&self, x: &Tensor) -> Tensor {
-        self.pool.install(|| pointwise::upsample2x(x))
     }
 
     fn group_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f32) -> Tensor {

@@ -1,5 +1,4 @@
-//! The non-GEMM ops of the CPU backend: group norm, SiLU, add, FiLM, frame embedding,
-//! upsampling. All parallelise over images or fixed chunks on the backend's rayon pool.
+//! The non-GEMM ops of the CPU backend: group norm, SiLU, add, FiLM, frame embedding. All parallelise over images or fixed chunks on the backend's rayon pool.
 
 use rayon::prelude::*;
 
@@ -93,18 +92,4 @@ pub(crate) fn add_frame_embedding(x: &mut Tensor, emb: &Tensor) {
             }
         }
     });
-}
-
-pub(crate) fn upsample2x(x: &Tensor) -> Tensor {
-    let [n, h, w, c] = dims4(x);
-    let mut out = vec![0.0f32; n * 4 * h * w * c];
-    out.par_chunks_mut(2 * w * c).enumerate().for_each(|(row, dst)| {
-        let (img, y) = (row / (2 * h), (row % (2 * h)) / 2);
-        let src = &x.data[(img * h + y) * w * c..(img * h + y + 1) * w * c];
-        for (px, pair) in src.chunks_exact(c).zip(dst.chunks_exact_mut(2 * c)) {
-            pair[..c].copy_from_slice(px);
-            pair[c..].copy_from_slice(px);
-        }
-    });
-    Tensor::new(&[n, 2 * h, 2 * w, c], out)
 }

@@ -1,7 +1,8 @@
-//! `Denoiser` and `Block` of net.py: a (2+1)D residual stack predicting v on latent clips.
+//! `Denoiser` and `Block` of net.py: a (2+1)D residual stack predicting x0 (or v, per the
+//! config) on cell clips.
 //! Each block: GroupNorm -> SiLU -> 3x3 conv, FiLM from the time + text embedding, GroupNorm
 //! -> FiLM -> SiLU -> temporal conv, residual add. Host tensors in and out are in PyTorch's
-//! `[B, F, L, H, W]`; inside, activations are channels-last `[B * F, H, W, C]`.
+//! `[B, F, L, h, w]` (L = the cell channels); inside, activations are channels-last `[B * F, H, W, C]`.
 
 use super::layers::{parameter, Conv2d, GroupNorm, Linear, TemporalConv};
 use super::weights::Weights;
@@ -26,7 +27,7 @@ impl<B: Backend> Block<B> {
         let (ch, g, eps) = (cfg.channels, cfg.gn_groups, cfg.gn_eps);
         Ok(Block {
             norm1: GroupNorm::load(be, w, &format!("{name}.norm1"), ch, g, eps)?,
-            conv: Conv2d::load(be, w, &format!("{name}.conv"), ch, ch, 1)?,
+            conv: Conv2d::load(be, w, &format!("{name}.conv"), ch, ch)?,
             film: Linear::load(be, w, &format!("{name}.film"), cfg.emb, 2 * ch)?,
             norm2: GroupNorm::load(be, w, &format!("{name}.norm2"), ch, g, eps)?,
             tconv: TemporalConv::load(be, w, &format!("{name}.tconv"), ch)?,
@@ -62,7 +63,7 @@ impl<B: Backend> Denoiser<B> {
     pub(crate) fn load(be: &B, w: &mut Weights, cfg: &ModelConfig) -> Result<Self, KernelError> {
         let (l, ch, emb) = (cfg.latent_channels, cfg.channels, cfg.emb);
         Ok(Denoiser {
-            conv_in: Conv2d::load(be, w, "denoiser.conv_in", l, ch, 1)?,
+            conv_in: Conv2d::load(be, w, "denoiser.conv_in", l, ch)?,
             frame_emb: parameter(be, w, "denoiser.frame_emb", &[cfg.frames, ch])?,
             t_fc1: Linear::load(be, w, "denoiser.t_fc1", TIME_DIM, emb)?,
             t_fc2: Linear::load(be, w, "denoiser.t_fc2", emb, emb)?,
@@ -70,12 +71,12 @@ impl<B: Backend> Denoiser<B> {
                 .map(|i| Block::load(be, w, &format!("denoiser.blocks.{i}"), cfg))
                 .collect::<Result<_, _>>()?,
             norm_out: GroupNorm::load(be, w, "denoiser.norm_out", ch, cfg.gn_groups, cfg.gn_eps)?,
-            conv_out: Conv2d::load(be, w, "denoiser.conv_out", ch, l, 1)?,
+            conv_out: Conv2d::load(be, w, "denoiser.conv_out", ch, l)?,
             frames: cfg.frames,
         })
     }
 
-    /// v prediction: `z [B, F, L, H, W]`, `t [B]`, `cond [B, emb]` -> `[B, F, L, H, W]`.
+    /// The prediction: `z [B, F, L, H, W]`, `t [B]`, `cond [B, emb]` -> `[B, F, L, H, W]`.
     pub(crate) fn forward(&self, be: &B, z: &Tensor, t: &[f32], cond: &Tensor) -> Tensor {
         let [b, f, l, hh, ww] = match z.shape[..] {
             [b, f, l, h, w] => [b, f, l, h, w],

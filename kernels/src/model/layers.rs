@@ -6,23 +6,22 @@ use super::weights::Weights;
 use crate::backend::Backend;
 use crate::error::KernelError;
 
-/// `nn.Conv2d(cin, cout, 3, padding=1, stride)`.
+/// `nn.Conv2d(cin, cout, 3, padding=1)`.
 pub(crate) struct Conv2d<B: Backend> {
     weight: B::Tensor,
     bias: B::Tensor,
-    stride: usize,
 }
 
 impl<B: Backend> Conv2d<B> {
-    pub(crate) fn load(be: &B, w: &mut Weights, name: &str, cin: usize, cout: usize, stride: usize) -> Result<Self, KernelError> {
+    pub(crate) fn load(be: &B, w: &mut Weights, name: &str, cin: usize, cout: usize) -> Result<Self, KernelError> {
         // PyTorch [Cout, Cin, ky, kx] -> [ky, kx, Cin, Cout].
         let weight = w.take(&format!("{name}.weight"), &[cout, cin, 3, 3])?.permute(&[2, 3, 1, 0]);
         let bias = w.take(&format!("{name}.bias"), &[cout])?;
-        Ok(Conv2d { weight: be.upload(&weight), bias: be.upload(&bias), stride })
+        Ok(Conv2d { weight: be.upload(&weight), bias: be.upload(&bias) })
     }
 
     pub(crate) fn forward(&self, be: &B, x: &B::Tensor) -> B::Tensor {
-        be.conv2d(x, &self.weight, &self.bias, self.stride)
+        be.conv2d(x, &self.weight, &self.bias)
     }
 }
 

@@ -1,9 +1,9 @@
 //! reel's network on a `Backend`, module for module as `model/net.py` (the PyTorch state_dict
-//! names are the lookup keys, so a renamed parameter fails loading instead of drifting):
-//! `TextEncoder` (text.rs), `Denoiser` (denoiser.rs), `Decoder` (decoder.rs). The encoder is
-//! training-only and not loaded. `Networks` erases the backend type so `Model` stays one type.
+//! names are the lookup keys, so a renamed or missing parameter fails loading instead of
+//! drifting): `TextEncoder` (text.rs) and `Denoiser` (denoiser.rs). Turning cells back into
+//! pixels needs no weights (cells.rs). `Networks` erases the backend type so `Model` stays
+//! one type whatever it computes on.
 
-mod decoder;
 mod denoiser;
 mod layers;
 mod text;
@@ -22,17 +22,14 @@ pub(crate) trait Networks: Send + Sync {
     fn backend_name(&self) -> String;
     /// Token id rows -> conditions `[rows, emb]`.
     fn text(&self, ids: &[Vec<usize>]) -> Tensor;
-    /// `z [B, F, L, H, W]`, `t [B]`, `cond [B, emb]` -> v `[B, F, L, H, W]`.
+    /// `z [B, F, L, H, W]`, `t [B]`, `cond [B, emb]` -> the prediction `[B, F, L, H, W]`.
     fn denoise(&self, z: &Tensor, t: &[f32], cond: &Tensor) -> Tensor;
-    /// Latents `[N, L, H, W]` (unscaled) -> frames `[N, 8H, 8W, 3]` in about [-1, 1].
-    fn decode(&self, z: &Tensor) -> Tensor;
 }
 
 pub(crate) struct Reel<B: Backend> {
     backend: B,
     text: text::TextEncoder<B>,
     denoiser: denoiser::Denoiser<B>,
-    decoder: decoder::Decoder<B>,
 }
 
 impl<B: Backend> Reel<B> {
@@ -40,9 +37,8 @@ impl<B: Backend> Reel<B> {
         let be = &backend;
         let text = text::TextEncoder::load(be, &mut w, cfg.vocab.len(), cfg.max_tokens, cfg.emb)?;
         let denoiser = denoiser::Denoiser::load(be, &mut w, cfg)?;
-        let decoder = decoder::Decoder::load(be, &mut w, cfg.latent_channels)?;
-        w.finish(&["encoder."]).map_err(|e| KernelError::Weights(format!("{}: {e}", path.display())))?;
-        Ok(Reel { backend, text, denoiser, decoder })
+        w.finish().map_err(|e| KernelError::Weights(format!("{}: {e}", path.display())))?;
+        Ok(Reel { backend, text, denoiser })
     }
 }
 
@@ -57,9 +53,5 @@ impl<B: Backend> Networks for Reel<B> {
 
     fn denoise(&self, z: &Tensor, t: &[f32], cond: &Tensor) -> Tensor {
         self.denoiser.forward(&self.backend, z, t, cond)
-    }
-
-    fn decode(&self, z: &Tensor) -> Tensor {
-        self.decoder.forward(&self.backend, z)
     }
 }

@@ -37,11 +37,9 @@ impl Weights {
         Ok(t)
     }
 
-    /// Fails on parameters nobody took (a mismatch between net.py and these modules), except
-    /// under the prefixes the inference model does not use.
-    pub(crate) fn finish(self, unused_prefixes: &[&str]) -> Result<(), KernelError> {
-        let mut left: Vec<&String> =
-            self.tensors.keys().filter(|k| !unused_prefixes.iter().any(|p| k.starts_with(p))).collect();
+    /// Fails on parameters nobody took: a mismatch between net.py and these modules.
+    pub(crate) fn finish(self) -> Result<(), KernelError> {
+        let mut left: Vec<&String> = self.tensors.keys().collect();
         left.sort();
         match left.is_empty() {
             true => Ok(()),

@@ -12,7 +12,7 @@ mod messages;
 mod plan_tasks;
 mod post_process;
 
-pub use context::{now_ms, Context};
+pub use context::Context;
 pub use messages::TaskIn;
 
 use std::sync::Arc;

@@ -9,13 +9,22 @@ use super::lexicon::Meaning::{self, *};
 use crate::world::{Background as B, Color as C, Motion as M, Shape as S, Size as Z};
 
 const fn obj(c: C) -> Meaning {
-    Colour { object: Some(c), canvas: None }
+    Colour {
+        object: Some(c),
+        canvas: None,
+    }
 }
 const fn both(c: C, b: B) -> Meaning {
-    Colour { object: Some(c), canvas: Some(b) }
+    Colour {
+        object: Some(c),
+        canvas: Some(b),
+    }
 }
 const fn canvas(b: B) -> Meaning {
-    Colour { object: None, canvas: Some(b) }
+    Colour {
+        object: None,
+        canvas: Some(b),
+    }
 }
 
 pub const ENTRIES: &[(&str, Meaning)] = &[
@@ -312,6 +321,8 @@ pub const ENTRIES: &[(&str, Meaning)] = &[
     ("shifting", Moves),
     ("head", Moves),
     ("heading", Moves),
+    ("bounce", Moves),
+    ("bouncing", Moves),
     ("still moving", Moves),
     ("still move", Moves),
     ("still going", Moves),
@@ -320,6 +331,7 @@ pub const ENTRIES: &[(&str, Meaning)] = &[
     ("backdrop", Canvas),
     ("canvas", Canvas),
     ("bg", Canvas),
+    ("screen", Canvas),
     ("is", Link),
     ("was", Link),
     ("are", Link),

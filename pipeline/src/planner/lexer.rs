@@ -24,7 +24,7 @@ pub fn segments(prompt: &str) -> Vec<Vec<Item>> {
     while i < chars.len() {
         let c = chars[i];
         if is_han(c) {
-            let end = run_end(&chars, i, |c| is_han(c));
+            let end = run_end(&chars, i, is_han);
             match_han(&chars[i..end], &mut out);
             i = end;
         } else if is_word_char(c) {

@@ -68,7 +68,10 @@ pub fn read(items: &[Item]) -> Mention {
             }
             Meaning::Size(s) => m.size = m.size.or(Some(s)),
             Meaning::BoundMedium => {
-                if matches!(next_term(items, i), Some(Meaning::Colour { .. } | Meaning::Shape(_))) {
+                if matches!(
+                    next_term(items, i),
+                    Some(Meaning::Colour { .. } | Meaning::Shape(_))
+                ) {
                     m.size = m.size.or(Some(Size::Medium));
                 }
             }

@@ -82,10 +82,16 @@ struct Slot<T> {
 
 impl<T> Slot<T> {
     fn named(value: T) -> Self {
-        Slot { value, guessed: false }
+        Slot {
+            value,
+            guessed: false,
+        }
     }
     fn guess(value: T) -> Self {
-        Slot { value, guessed: true }
+        Slot {
+            value,
+            guessed: true,
+        }
     }
 }
 
@@ -179,6 +185,10 @@ impl Draft {
 }
 
 /// Named in this scene, else carried from the previous one, else the first-scene default.
-fn choose<T>(named: Option<T>, carried: Option<Slot<T>>, first: impl FnOnce() -> Slot<T>) -> Slot<T> {
+fn choose<T>(
+    named: Option<T>,
+    carried: Option<Slot<T>>,
+    first: impl FnOnce() -> Slot<T>,
+) -> Slot<T> {
     named.map(Slot::named).or(carried).unwrap_or_else(first)
 }

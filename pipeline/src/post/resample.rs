@@ -104,47 +104,104 @@ fn cubic(t: f32) -> [f32; 4] {
     ]
 }
 
-/// One base frame, sampled with edge clamping.
-struct Frame<'a> {
-    data: &'a [f32],
-    w: i32,
-    h: i32,
+/// The four taps of one axis: clamped source indices and their Catmull-Rom weights.
+#[derive(Clone, Copy)]
+struct Taps {
+    idx: [usize; 4],
+    w: [f32; 4],
 }
 
-impl Frame<'_> {
-    fn texel(&self, x: i32, y: i32) -> [f32; 3] {
-        let i = ((y.clamp(0, self.h - 1) * self.w + x.clamp(0, self.w - 1)) * 3) as usize;
-        [self.data[i], self.data[i + 1], self.data[i + 2]]
+fn taps(pos: f32, n: usize) -> Taps {
+    let s = pos - 0.5;
+    let cell = s.floor();
+    let first = cell as i32 - 1;
+    Taps {
+        idx: [0, 1, 2, 3].map(|i| (first + i).clamp(0, n as i32 - 1) as usize),
+        w: cubic(s - cell),
+    }
+}
+
+/// One base row filtered horizontally at one delivered column: the Catmull-Rom sum and the
+/// range of its four taps.
+#[derive(Clone, Copy)]
+struct RowTap {
+    sum: [f32; 3],
+    lo: [f32; 3],
+    hi: [f32; 3],
+}
+
+/// One base frame seen through one warp. The warp is separable (x' depends on x alone), so the
+/// 4x4 filter splits into a horizontal pass over the base rows and a vertical pass per delivered
+/// pixel: the same sums in the same order as the shader's 16-tap loop (row by row), at a
+/// quarter of the work.
+struct Warped {
+    rows: Vec<RowTap>,
+    ys: Vec<Taps>,
+    side: usize,
+    sharpen: f32,
+}
+
+impl Warped {
+    fn new(frame: &[f32], g: &Geometry, wp: &Warp) -> Warped {
+        let side = g.out_size;
+        let to_base = [g.in_w as f32 / side as f32, g.in_h as f32 / side as f32];
+        let axis = |k: usize, n: usize| -> Vec<Taps> {
+            (0..side)
+                .map(|o| {
+                    let u = (o as f32 + 0.5) * to_base[k];
+                    taps(wp.origin[k] + (u - wp.goal[k]) * wp.ratio, n)
+                })
+                .collect()
+        };
+        let (xs, ys) = (axis(0, g.in_w), axis(1, g.in_h));
+        let mut rows = Vec::with_capacity(g.in_h * side);
+        for y in 0..g.in_h {
+            let line = &frame[y * g.in_w * 3..(y + 1) * g.in_w * 3];
+            rows.extend(xs.iter().map(|t| {
+                let mut r = RowTap {
+                    sum: [0.0; 3],
+                    lo: [1e30; 3],
+                    hi: [-1e30; 3],
+                };
+                for (&x, &w) in t.idx.iter().zip(&t.w) {
+                    for c in 0..3 {
+                        let p = line[x * 3 + c];
+                        r.sum[c] += w * p;
+                        r.lo[c] = r.lo[c].min(p);
+                        r.hi[c] = r.hi[c].max(p);
+                    }
+                }
+                r
+            }));
+        }
+        Warped {
+            rows,
+            ys,
+            side,
+            sharpen: wp.sharpen,
+        }
     }
 
-    /// The upscale proper: Catmull-Rom at `pos`, clamped to the 4x4 range (no ringing), then
-    /// stretched about the middle of that range by `sharpen` where the range is an edge.
-    fn sample_sharp(&self, pos: [f32; 2], sharpen: f32) -> [f32; 3] {
-        let (sx, sy) = (pos[0] - 0.5, pos[1] - 0.5);
-        let (cx, cy) = (sx.floor(), sy.floor());
-        let (wx, wy) = (cubic(sx - cx), cubic(sy - cy));
-        let (x0, y0) = (cx as i32 - 1, cy as i32 - 1);
+    /// The upscale proper at delivered pixel (x, y): Catmull-Rom, clamped to the 4x4 range (no
+    /// ringing), then stretched about the middle of that range by `sharpen` where the range is
+    /// an edge rather than noise.
+    fn sample(&self, x: usize, y: usize) -> [f32; 3] {
+        let t = &self.ys[y];
         let mut acc = [0.0f32; 3];
         let mut lo = [1e30f32; 3];
         let mut hi = [-1e30f32; 3];
-        for (j, wyj) in wy.iter().enumerate() {
-            let mut row = [0.0f32; 3];
-            for (i, wxi) in wx.iter().enumerate() {
-                let p = self.texel(x0 + i as i32, y0 + j as i32);
-                for c in 0..3 {
-                    row[c] += wxi * p[c];
-                    lo[c] = lo[c].min(p[c]);
-                    hi[c] = hi[c].max(p[c]);
-                }
-            }
+        for (&sy, &w) in t.idx.iter().zip(&t.w) {
+            let r = &self.rows[sy * self.side + x];
             for c in 0..3 {
-                acc[c] += wyj * row[c];
+                acc[c] += w * r.sum[c];
+                lo[c] = lo[c].min(r.lo[c]);
+                hi[c] = hi[c].max(r.hi[c]);
             }
         }
         let range = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
         let spread = range[0].max(range[1]).max(range[2]);
         let gate = ((spread - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0.0, 1.0);
-        let k = 1.0 + (sharpen - 1.0) * gate;
+        let k = 1.0 + (self.sharpen - 1.0) * gate;
         let mut out = [0.0f32; 3];
         for c in 0..3 {
             let v = acc[c].clamp(lo[c], hi[c]);
@@ -153,46 +210,34 @@ impl Frame<'_> {
         }
         out
     }
-
-    fn sample_warped(&self, wp: &Warp, u: [f32; 2]) -> [f32; 3] {
-        let pos = [
-            wp.origin[0] + (u[0] - wp.goal[0]) * wp.ratio,
-            wp.origin[1] + (u[1] - wp.goal[1]) * wp.ratio,
-        ];
-        self.sample_sharp(pos, wp.sharpen)
-    }
 }
 
 fn to_byte(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
 }
 
-/// Makes every delivered frame as RGB8 (`out_size * out_size * 3` bytes each), rows in parallel.
+/// Makes every delivered frame as RGB8 (`out_size * out_size * 3` bytes each), in parallel.
 pub(crate) fn resample(clip: &Clip, g: &Geometry, motion: &[FrameMotion]) -> Vec<Vec<u8>> {
     let len = g.in_w * g.in_h * 3;
-    let frame = |f: usize| Frame {
-        data: &clip.data[f * len..(f + 1) * len],
-        w: g.in_w as i32,
-        h: g.in_h as i32,
-    };
+    let frame = |f: usize| &clip.data[f * len..(f + 1) * len];
     let side = g.out_size;
-    let to_base = [g.in_w as f32 / side as f32, g.in_h as f32 / side as f32];
     (0..g.out_frames)
         .into_par_iter()
         .map(|j| {
             let pl = plan(g, motion, j);
-            let (fa, fb) = (frame(pl.a), frame(pl.b));
+            // A weight of exactly 0 or 1 leaves the other frame out, as the shader does.
+            let a = (pl.w < 1.0).then(|| Warped::new(frame(pl.a), g, &pl.from_a));
+            let b = (pl.w > 0.0).then(|| Warped::new(frame(pl.b), g, &pl.from_b));
             let mut out = vec![0u8; g.pixels() * 3];
             out.par_chunks_mut(side * 3).enumerate().for_each(|(y, row)| {
                 for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                    let u = [(x as f32 + 0.5) * to_base[0], (y as f32 + 0.5) * to_base[1]];
                     let mut c = [0.0f32; 3];
-                    if pl.w < 1.0 {
-                        let s = fa.sample_warped(&pl.from_a, u);
+                    if let Some(a) = &a {
+                        let s = a.sample(x, y);
                         (0..3).for_each(|k| c[k] += (1.0 - pl.w) * s[k]);
                     }
-                    if pl.w > 0.0 {
-                        let s = fb.sample_warped(&pl.from_b, u);
+                    if let Some(b) = &b {
+                        let s = b.sample(x, y);
                         (0..3).for_each(|k| c[k] += pl.w * s[k]);
                     }
                     (0..3).for_each(|k| px[k] = to_byte(c[k]));

@@ -1,0 +1,150 @@
+//! The API's one error shape, `{"code": "...", "message": "..."}`, and the one `recover` that
+//! turns every rejection into it: ours ([`ApiError`]) and warp's own (unknown route, wrong
+//! method, body too large, wrong content type, undecodable JSON or query).
+
+use std::convert::Infallible;
+
+use serde::Serialize;
+use warp::filters::body::BodyDeserializeError;
+use warp::http::header::{HeaderValue, RETRY_AFTER};
+use warp::http::StatusCode;
+use warp::reject::{
+    InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader, PayloadTooLarge,
+    UnsupportedMediaType,
+};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+/// An error answer: HTTP status, a stable machine-readable code, a human message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds for a `Retry-After` header (429 only).
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn task_not_found(id: u64) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "task_not_found",
+            format!("no task {id}"),
+        )
+    }
+
+    pub fn queue_full(depth: usize, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!("{depth} tasks are waiting; try again later"),
+            )
+        }
+    }
+
+    /// A failure of ours, not the client's: logged, answered with a 500.
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %what, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            what.to_string(),
+        )
+    }
+}
+
+impl From<storage::StoreError> for ApiError {
+    fn from(e: storage::StoreError) -> Self {
+        ApiError::internal(format_args!("storage: {e}"))
+    }
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+        };
+        let mut res =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// Maps any rejection to a JSON error. The order matters where warp combines rejections from
+/// several routes: a body or query error of the route that matched the path and method wins
+/// over "wrong method" from its siblings on the same path, which wins over "no such route".
+pub async fn recover(err: Rejection) -> Result<Response, Infallible> {
+    let e = if let Some(e) = err.find::<ApiError>() {
+        e.clone()
+    } else if let Some(e) = err.find::<BodyDeserializeError>() {
+        // The serde message names the field and position ("unknown field `x`", "invalid type").
+        let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), |c| c.to_string());
+        ApiError::bad_request("invalid_json", cause)
+    } else if err.find::<PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body over {} bytes", crate::models::MAX_BODY_BYTES),
+        )
+    } else if err.find::<UnsupportedMediaType>().is_some() {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+    } else if err.find::<LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "a content-length header is required",
+        )
+    } else if let Some(e) = err.find::<InvalidQuery>() {
+        ApiError::bad_request("invalid_query", e.to_string())
+    } else if let Some(e) = err.find::<InvalidHeader>() {
+        ApiError::bad_request("invalid_header", e.to_string())
+    } else if let Some(e) = err.find::<MissingHeader>() {
+        ApiError::bad_request("missing_header", e.to_string())
+    } else if err.find::<MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not take that method",
+        )
+    } else if err.is_not_found() {
+        ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+    } else {
+        // What is left (an unreadable body, say) came from the request, not from us.
+        tracing::warn!(rejection = ?err, "unmapped rejection");
+        ApiError::bad_request("bad_request", format!("{err:?}"))
+    };
+    Ok(e.into_response())
+}

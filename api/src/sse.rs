@@ -1,0 +1,105 @@
+//! `GET /api/tasks/{id}/events`: a task's progress as server-sent events.
+//!
+//! Events: `status` `{"status"}` first (the stored status), then as the engine publishes them
+//! `status`, `progress` `{"scene","step","steps","overall"}`, `frame` `{"index","url"}`, and
+//! finally `done` `{"status","video"}`, after which the stream ends. A final task gets its
+//! `status` and `done` at once.
+
+use std::convert::Infallible;
+
+use pipeline::engine::TaskEvent;
+use serde_json::json;
+use storage::{TaskRecord, TaskStatus};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use warp::reply::Response;
+use warp::sse::Event;
+use warp::{Rejection, Reply};
+
+use crate::handlers::AppState;
+
+fn event(name: &str, data: serde_json::Value) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
+
+fn status_event(status: TaskStatus) -> Event {
+    event("status", json!({"status": status}))
+}
+
+fn done_event(id: u64, status: TaskStatus) -> Event {
+    let video = (status == TaskStatus::Completed).then(|| format!("/api/tasks/{id}/video"));
+    event("done", json!({"status": status, "video": video}))
+}
+
+fn to_event(id: u64, ev: TaskEvent) -> Event {
+    match ev {
+        TaskEvent::Status(s) => status_event(s),
+        TaskEvent::Step {
+            scene,
+            step,
+            steps,
+            overall,
+        } => event(
+            "progress",
+            json!({"scene": scene, "step": step, "steps": steps, "overall": overall}),
+        ),
+        TaskEvent::Frame { index, .. } => event(
+            "frame",
+            json!({"index": index, "url": format!("/api/tasks/{id}/frames/{index}")}),
+        ),
+        TaskEvent::Done(s) => done_event(id, s),
+    }
+}
+
+pub async fn events(id: u64, st: AppState) -> Result<Response, Rejection> {
+    // Subscribe before reading the record: whatever happens after the read is then seen.
+    let rx = st.backend.subscribe(id);
+    let record = st.record(id)?;
+    let (tx, out) = mpsc::channel::<Result<Event, Infallible>>(64);
+    tokio::spawn(forward(record, rx, tx, st));
+    let stream = warp::sse::keep_alive().stream(ReceiverStream::new(out));
+    Ok(warp::sse::reply(stream).into_response())
+}
+
+/// Relays the engine's events to one client until `done`, the client leaving, or the engine
+/// dropping the task (then storage says how it ended).
+async fn forward(
+    record: TaskRecord,
+    mut rx: broadcast::Receiver<TaskEvent>,
+    tx: mpsc::Sender<Result<Event, Infallible>>,
+    st: AppState,
+) {
+    let id = record.id;
+    let send = |e: Event| tx.send(Ok(e));
+    if send(status_event(record.status)).await.is_err() {
+        return;
+    }
+    if record.status.is_final() {
+        let _ = send(done_event(id, record.status)).await;
+        return;
+    }
+    loop {
+        let ev = tokio::select! {
+            _ = tx.closed() => return,
+            ev = rx.recv() => ev,
+        };
+        match ev {
+            Ok(ev) => {
+                let done = matches!(ev, TaskEvent::Done(_));
+                if send(to_event(id, ev)).await.is_err() || done {
+                    return;
+                }
+            }
+            // Progress is cumulative: the next event brings a slow watcher up to date.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                if let Ok(Some(r)) = st.store.get(id) {
+                    if send(status_event(r.status)).await.is_ok() && r.status.is_final() {
+                        let _ = send(done_event(id, r.status)).await;
+                    }
+                }
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! The task resource over a real socket: create, validate, read, list, cancel.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{assert_error, json_of, start};
+use pipeline::engine::Progress;
+use pipeline::plan::{Attr, Plan, PlannedScene};
+use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
+use serde_json::json;
+use storage::{Artifact, TaskStatus};
+
+#[tokio::test]
+async fn create_fills_defaults_and_submits() {
+    let rig = start().await;
+    let res = rig
+        .post(json!({"prompt": "测试视频", "num_scenes": 3}))
+        .await;
+    assert_eq!(res.headers()["location"], "/api/tasks/1");
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["id"], 1);
+    assert_eq!(body["status"], "queued");
+    let p = &body["params"];
+    assert_eq!(p["prompt"], "测试视频");
+    assert_eq!(p["num_scenes"], 3);
+    assert_eq!(p["steps"], 20);
+    assert_eq!(p["guidance"], 4.0);
+    assert_eq!(p["seconds_per_scene"], 2.0);
+    assert_eq!(p["fps"], 24);
+    assert_eq!(p["size"], 256);
+    assert!(p["seed"].is_u64());
+    assert_eq!(body["links"]["video"], "/api/tasks/1/video");
+    assert_eq!(body["progress"]["scenes"], json!([0.0, 0.0, 0.0]));
+    assert_eq!(*rig.backend.submitted.lock().unwrap(), vec![1]);
+
+    let stored = rig.store.get(1).unwrap().unwrap();
+    assert_eq!(stored.params.seed, p["seed"].as_u64().unwrap());
+    assert_eq!(stored.status, TaskStatus::Queued);
+}
+
+#[tokio::test]
+async fn explicit_values_are_kept_and_prompt_trimmed() {
+    let rig = start().await;
+    let (status, body) = json_of(
+        rig.post(json!({
+            "prompt": "  a large blue square growing  ",
+            "num_scenes": 8, "seed": u64::MAX, "steps": 100, "guidance": 0,
+            "seconds_per_scene": 10, "fps": 60, "size": 512
+        }))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let p = rig.store.get(1).unwrap().unwrap().params;
+    assert_eq!(p.prompt, "a large blue square growing");
+    assert_eq!((p.num_scenes, p.seed, p.steps), (8, u64::MAX, 100));
+    assert_eq!(
+        (p.guidance, p.seconds_per_scene, p.fps, p.size),
+        (0.0, 10.0, 60, 512)
+    );
+
+    // Two tasks without a seed get (almost surely) different random ones.
+    rig.post(json!({"prompt": "x"})).await;
+    rig.post(json!({"prompt": "x"})).await;
+    let seeds: Vec<u64> = [2, 3]
+        .iter()
+        .map(|id| rig.store.get(*id).unwrap().unwrap().params.seed)
+        .collect();
+    assert_ne!(seeds[0], seeds[1]);
+
+    // Exactly at the limit: 2000 characters of three bytes each.
+    let (status, _) = json_of(rig.post(json!({"prompt": "视".repeat(2000)})).await).await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_4xx_json_and_store_nothing() {
+    let rig = start().await;
+    let long = "a".repeat(2001);
+    let cases: Vec<(String, u16, &str)> = vec![
+        (r#"{"prompt": "#.into(), 400, "invalid_json"),
+        ("not json".into(), 400, "invalid_json"),
+        // No body at all: warp's body limit needs a content-length.
+        ("".into(), 411, "length_required"),
+        ("[]".into(), 400, "invalid_json"),
+        ("null".into(), 400, "invalid_json"),
+        ("{}".into(), 400, "invalid_json"),
+        (r#"{"prompt": 5}"#.into(), 400, "invalid_json"),
+        (
+            r#"{"prompt": "x", "num_scenes": "3"}"#.into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            r#"{"prompt": "x", "num_scenes": 2.5}"#.into(),
+            400,
+            "invalid_json",
+        ),
+        (r#"{"prompt": "x", "seed": -1}"#.into(), 400, "invalid_json"),
+        (
+            r#"{"prompt": "x", "guidance": "high"}"#.into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            r#"{"prompt": "x", "colour": "red"}"#.into(),
+            400,
+            "invalid_json",
+        ),
+        (r#"{"prompt": ""}"#.into(), 400, "invalid_field"),
+        (r#"{"prompt": "   \n "}"#.into(), 400, "invalid_field"),
+        (json!({ "prompt": long }).to_string(), 400, "invalid_field"),
+        (
+            r#"{"prompt": "x", "num_scenes": 0}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "num_scenes": 9}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "steps": 0}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "steps": 101}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "guidance": -0.1}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "guidance": 20.5}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "seconds_per_scene": 0.4}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "seconds_per_scene": 11}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (r#"{"prompt": "x", "fps": 0}"#.into(), 400, "invalid_field"),
+        (r#"{"prompt": "x", "fps": 61}"#.into(), 400, "invalid_field"),
+        (
+            r#"{"prompt": "x", "size": 48}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "size": 528}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"prompt": "x", "size": 100}"#.into(),
+            400,
+            "invalid_field",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let res = rig.post_raw(body.clone()).await;
+        let got = json_of(res).await;
+        assert_eq!(
+            (got.0, got.1["code"].as_str()),
+            (status, Some(code)),
+            "body {body:?}: {}",
+            got.1
+        );
+    }
+    // The message says what is wrong.
+    let unknown = rig.post_raw(r#"{"prompt": "x", "colour": "red"}"#).await;
+    let body = assert_error(unknown, 400, "invalid_json").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
+    let range = rig.post_raw(r#"{"prompt": "x", "fps": 61}"#).await;
+    let body = assert_error(range, 400, "invalid_field").await;
+    assert!(body["message"].as_str().unwrap().contains("fps"), "{body}");
+
+    // Too large, wrong content type.
+    let huge = json!({"prompt": "a".repeat(100 * 1024)}).to_string();
+    assert_error(rig.post_raw(huge).await, 413, "payload_too_large").await;
+    let plain = rig
+        .http
+        .post(rig.url("/api/tasks"))
+        .header("content-type", "text/plain")
+        .body(r#"{"prompt": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(plain, 415, "unsupported_media_type").await;
+
+    assert!(rig.store.list(None, 10, None).unwrap().0.is_empty());
+    assert!(rig.backend.submitted.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn full_queue_is_429_with_retry_after_and_stores_nothing() {
+    let rig = start().await;
+    rig.backend.bound.store(4, Ordering::SeqCst);
+    rig.backend.depth.store(4, Ordering::SeqCst);
+    let res = rig.post(json!({"prompt": "a red circle"})).await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0);
+    assert_error(res, 429, "queue_full").await;
+    assert!(rig.store.list(None, 10, None).unwrap().0.is_empty());
+    assert!(rig.backend.submitted.lock().unwrap().is_empty());
+
+    rig.backend.depth.store(3, Ordering::SeqCst);
+    let (status, _) = json_of(rig.post(json!({"prompt": "a red circle"})).await).await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn queue_filling_after_the_check_closes_the_stored_task() {
+    let rig = start().await;
+    rig.backend.refuse_submit.store(true, Ordering::SeqCst);
+    let res = rig.post(json!({"prompt": "a red circle"})).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_error(res, 429, "queue_full").await;
+    let r = rig.store.get(1).unwrap().unwrap();
+    assert_eq!(r.status, TaskStatus::Cancelled);
+    assert!(r.error.unwrap().contains("queue is full"));
+}
+
+#[tokio::test]
+async fn get_shows_plan_progress_and_unknown_ids_are_404() {
+    let rig = start().await;
+    let t = rig.stored_task();
+    let scene = Scene {
+        size: Size::Small,
+        color: Color::Red,
+        shape: Shape::Circle,
+        motion: Motion::Left,
+        background: Background::Black,
+    };
+    let plan = Plan {
+        scenes: vec![
+            PlannedScene {
+                scene,
+                caption: scene.caption(),
+                guessed: vec![],
+            },
+            PlannedScene {
+                scene,
+                caption: scene.caption(),
+                guessed: vec![Attr::Motion],
+            },
+        ],
+    };
+    rig.store
+        .update(t.id, |r| {
+            r.status = TaskStatus::Generating;
+            r.plan = Some(serde_json::to_value(&plan).unwrap());
+            r.scenes_done = 1;
+        })
+        .unwrap();
+    let path = format!("/api/tasks/{}", t.id);
+
+    // Without live progress: derived from the record.
+    let (status, body) = json_of(rig.get(&path).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "generating");
+    assert_eq!(body["plan"][1]["caption"], scene.caption());
+    assert_eq!(body["plan"][1]["guessed"], json!(["motion"]));
+    assert_eq!(body["progress"]["overall"], 0.5);
+    assert_eq!(body["progress"]["scenes"], json!([1.0, 0.0]));
+
+    // With live progress from the engine.
+    let live = Progress {
+        overall: 0.75,
+        scenes: vec![1.0, 0.5],
+        frames_ready: 3,
+    };
+    rig.backend.progress.lock().unwrap().insert(t.id, live);
+    let (_, body) = json_of(rig.get(&path).await).await;
+    assert_eq!(body["progress"]["overall"], 0.75);
+    assert_eq!(body["progress"]["frames_ready"], 3);
+
+    // Completed: everything done, whatever the engine still holds.
+    rig.store
+        .update(t.id, |r| {
+            r.status = TaskStatus::Completed;
+            r.timings_ms.insert("total".into(), 1234);
+            r.artifact = Some(Artifact {
+                video: "v.mp4".into(),
+                frames_dir: "f".into(),
+                frame_count: 16,
+                video_bytes: 999,
+                width: 64,
+                height: 64,
+                fps: 8,
+            });
+        })
+        .unwrap();
+    let (_, body) = json_of(rig.get(&path).await).await;
+    assert_eq!(body["progress"]["overall"], 1.0);
+    assert_eq!(body["progress"]["frames_ready"], 16);
+    assert_eq!(body["timings_ms"]["total"], 1234);
+    assert_eq!(body["artifact"]["video_bytes"], 999);
+    assert!(
+        body["artifact"].get("video").is_none(),
+        "no server paths leak: {body}"
+    );
+
+    assert_error(rig.get("/api/tasks/999").await, 404, "task_not_found").await;
+    assert_error(rig.get("/api/tasks/abc").await, 404, "route_not_found").await;
+    assert_error(rig.get("/api/tasks/-1").await, 404, "route_not_found").await;
+    assert_error(
+        rig.get("/api/tasks/99999999999999999999999").await,
+        404,
+        "route_not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn list_pages_newest_first_and_filters_by_status() {
+    let rig = start().await;
+    for _ in 0..25 {
+        rig.stored_task();
+    }
+    for id in [3, 7, 11] {
+        rig.store
+            .update(id, |r| r.status = TaskStatus::Completed)
+            .unwrap();
+    }
+    let mut ids = Vec::new();
+    let mut next = "/api/tasks?limit=10".to_string();
+    loop {
+        let (status, body) = json_of(rig.get(&next).await).await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["tasks"].as_array().unwrap();
+        assert!(page.len() <= 10);
+        ids.extend(page.iter().map(|t| t["id"].as_u64().unwrap()));
+        match body["next_cursor"].as_u64() {
+            Some(c) => next = format!("/api/tasks?limit=10&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids, (1..=25).rev().collect::<Vec<u64>>());
+
+    let (_, body) = json_of(rig.get("/api/tasks").await).await;
+    assert_eq!(body["tasks"].as_array().unwrap().len(), 20, "default limit");
+
+    let (_, body) = json_of(rig.get("/api/tasks?status=completed&limit=2").await).await;
+    let got: Vec<_> = body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(got, vec![json!(11), json!(7)]);
+    let c = body["next_cursor"].as_u64().unwrap();
+    let (_, body) = json_of(
+        rig.get(&format!("/api/tasks?status=completed&limit=2&cursor={c}"))
+            .await,
+    )
+    .await;
+    assert_eq!(body["tasks"][0]["id"], 3);
+    assert_eq!(body["next_cursor"], json!(null));
+
+    for bad in [
+        "/api/tasks?status=done",
+        "/api/tasks?limit=0",
+        "/api/tasks?limit=101",
+        "/api/tasks?limit=ten",
+        "/api/tasks?cursor=-3",
+        "/api/tasks?limit=-1",
+    ] {
+        let res = rig.get(bad).await;
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["code"], "invalid_query", "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_is_idempotent() {
+    let rig = start().await;
+    let t = rig.stored_task();
+    let path = rig.url(&format!("/api/tasks/{}", t.id));
+    let (status, body) = json_of(rig.http.delete(&path).send().await.unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(*rig.backend.cancelled.lock().unwrap(), vec![t.id]);
+    assert_eq!(
+        rig.store.get(t.id).unwrap().unwrap().status,
+        TaskStatus::Cancelled
+    );
+
+    let (status, again) = json_of(rig.http.delete(&path).send().await.unwrap()).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(again["updated_ms"], body["updated_ms"]);
+    assert_eq!(
+        rig.backend.cancelled.lock().unwrap().len(),
+        1,
+        "no second cancel"
+    );
+
+    // A completed task stays completed.
+    let done = rig.stored_task();
+    rig.store
+        .update(done.id, |r| r.status = TaskStatus::Completed)
+        .unwrap();
+    let url = rig.url(&format!("/api/tasks/{}", done.id));
+    let (status, body) = json_of(rig.http.delete(&url).send().await.unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("completed")));
+    assert_eq!(rig.backend.cancelled.lock().unwrap().len(), 1);
+
+    let missing = rig
+        .http
+        .delete(rig.url("/api/tasks/77"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, 404, "task_not_found").await;
+}
+
+#[tokio::test]
+async fn wrong_methods_and_unknown_routes() {
+    let rig = start().await;
+    rig.stored_task();
+    let h = &rig.http;
+    assert_error(
+        h.put(rig.url("/api/tasks")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    assert_error(
+        h.delete(rig.url("/api/tasks")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    assert_error(
+        h.patch(rig.url("/api/tasks/1")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    assert_error(
+        h.post(rig.url("/api/tasks/1"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    assert_error(
+        h.post(rig.url("/healthz")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    assert_error(
+        h.get(rig.url("/nope")).send().await.unwrap(),
+        404,
+        "route_not_found",
+    )
+    .await;
+    assert_error(
+        h.get(rig.url("/api/tasks/1/nope")).send().await.unwrap(),
+        404,
+        "route_not_found",
+    )
+    .await;
+    assert_error(
+        h.get(rig.url("/")).send().await.unwrap(),
+        404,
+        "route_not_found",
+    )
+    .await;
+}
+
+/// The load `ab -n 1000 -c 10` puts on the list: every answer a 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_list_requests_ten_at_a_time() {
+    let rig = start().await;
+    for _ in 0..30 {
+        rig.stored_task();
+    }
+    let url = rig.url("/api/tasks");
+    let workers: Vec<_> = (0..10)
+        .map(|_| {
+            let (http, url) = (rig.http.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for _ in 0..100 {
+                    let res = http.get(&url).send().await.unwrap();
+                    if res.status() == 200 && res.bytes().await.unwrap().len() > 100 {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for w in workers {
+        ok += w.await.unwrap();
+    }
+    assert_eq!(ok, 1000);
+}

@@ -1,0 +1,86 @@
+//! The scene API the pipeline drives (start / step / decode / generate) on the exported
+//! checkpoint: continuous batching must not change any scene's result, finished scenes stay
+//! put, and bad requests are errors, not panics.
+
+mod common;
+
+use std::path::Path;
+
+use common::rel_err;
+use kernels::{CpuBackend, KernelError, Method, Model};
+
+fn model() -> Model {
+    Model::load_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/checkpoint"), CpuBackend::new(2))
+        .expect("load model/checkpoint")
+}
+
+const RED: &str = "a small red circle moving left on a black background";
+const BLUE: &str = "a large blue square growing on a beige background";
+
+#[test]
+fn batching_does_not_change_a_scene() {
+    let m = model();
+    let mut alone = m.start(RED, 5, 0, 3, 4.0, Method::DpmPP2M).unwrap();
+    let mut together = alone.clone();
+    // A companion at another step, with its own guidance, method and step count.
+    let mut other = m.start(BLUE, 6, 0, 5, 2.5, Method::Ddim).unwrap();
+    m.step(&mut [&mut other]);
+    for _ in 0..3 {
+        m.step(&mut [&mut alone]);
+        m.step(&mut [&mut other, &mut together]);
+    }
+    assert!(alone.done() && together.done() && !other.done());
+    assert_eq!(other.step_index(), 4);
+    let err = rel_err(together.latent(), alone.latent());
+    assert!(err <= 1e-6, "batched scene drifted from the lone one: {err:e}");
+}
+
+#[test]
+fn finished_scenes_are_left_alone() {
+    let m = model();
+    let mut done = m.start(RED, 1, 0, 1, 4.0, Method::Ddim).unwrap();
+    m.step(&mut [&mut done]);
+    assert!(done.done());
+    let before = done.latent().to_vec();
+    let mut other = m.start(BLUE, 1, 1, 2, 4.0, Method::Ddim).unwrap();
+    m.step(&mut [&mut done, &mut other]);
+    m.step(&mut []);
+    assert_eq!(done.latent(), &before[..]);
+    assert_eq!((done.step_index(), other.step_index()), (1, 1));
+}
+
+#[test]
+fn generate_is_deterministic_and_sized() {
+    let m = model();
+    let cfg = m.config().clone();
+    let clips = m.generate(&[RED, RED], 9, 2, 4.0, Method::DpmPP2M).unwrap();
+    assert_eq!(clips.len(), 2);
+    for c in &clips {
+        assert_eq!((c.frames, c.width, c.height), (cfg.frames, cfg.base_size, cfg.base_size));
+        assert_eq!(c.data.len(), c.frames * c.width * c.height * 3);
+        assert!(c.data.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    assert_ne!(clips[0], clips[1], "streams 0 and 1 must give different noise");
+    assert_eq!(m.generate(&[RED], 9, 2, 4.0, Method::DpmPP2M).unwrap()[0], clips[0]);
+}
+
+#[test]
+fn bad_requests_are_errors() {
+    let m = model();
+    assert!(matches!(m.start("a tiny red circle", 0, 0, 4, 4.0, Method::Ddim), Err(KernelError::UnknownWord { word }) if word == "tiny"));
+    assert!(matches!(m.start(RED, 0, 0, 0, 4.0, Method::Ddim), Err(KernelError::InvalidArgument(_))));
+    assert!(matches!(m.start(RED, 0, 0, 4, f32::NAN, Method::Ddim), Err(KernelError::InvalidArgument(_))));
+    let long = vec!["a"; m.config().max_tokens + 1].join(" ");
+    assert!(matches!(m.start(&long, 0, 0, 4, 4.0, Method::Ddim), Err(KernelError::TooManyTokens { .. })));
+    assert!(matches!(Model::load(Path::new("/nonexistent/checkpoint")), Err(KernelError::Io { .. })));
+}
+
+#[test]
+fn config_and_id() {
+    let m = model();
+    let cfg = m.config();
+    assert!(m.id().starts_with(&format!("{}-", cfg.architecture)));
+    assert_eq!(m.id().len(), cfg.architecture.len() + 13);
+    assert_eq!(cfg.vocab[0], "<pad>");
+    assert!(cfg.sampler.steps > 0 && cfg.fps > 0.0 && cfg.latent_channels == 3 * cfg.patch * cfg.patch);
+}

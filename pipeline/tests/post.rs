@@ -1,0 +1,508 @@
+//! Post-processing: wgpu and CPU agree stage by stage, the upscale beats bicubic against ground
+//! truth, the interpolation re-places a moving object instead of cross-fading it, and the
+//! Y'CbCr output converts back to the RGB it came from.
+//!
+//! Ground truth comes from a small renderer below that draws shapes the way `model/world.py`
+//! does (anti-aliased coverage from a signed distance, one-pixel ramp, quantised to 8 bits).
+//! The wgpu tests need a Vulkan adapter (lavapipe on CI); without one they fail, unless
+//! `REEL_ALLOW_NO_GPU_ADAPTER=1` says that this machine is known to have none.
+
+use std::sync::OnceLock;
+
+use kernels::Clip;
+use pipeline::post::yuv::rgb_to_yuv420;
+use pipeline::post::{PostChoice, PostProcessor, Processed, Yuv420};
+
+// ---------------------------------------------------------------------------------------------
+// Ground truth
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Motion {
+    Still,
+    /// Centre travel over the scene, fractions of the side.
+    Move(f32, f32),
+    Grow,
+    Shrink,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scene {
+    shape: Shape,
+    fg: [u8; 3],
+    bg: [u8; 3],
+    /// Centre at progress 0, fractions of the side.
+    start: [f32; 2],
+    /// Bounding-box side at progress 0, fraction of the side.
+    size: f32,
+    motion: Motion,
+}
+
+const RED: [u8; 3] = [230, 50, 50];
+const WHITE: [u8; 3] = [240, 240, 240];
+const BLUE: [u8; 3] = [50, 90, 230];
+const YELLOW: [u8; 3] = [240, 220, 50];
+const BLACK: [u8; 3] = [10, 10, 10];
+const BEIGE: [u8; 3] = [225, 210, 170];
+const NAVY: [u8; 3] = [20, 30, 80];
+const GRAY: [u8; 3] = [110, 110, 110];
+
+fn scenes() -> Vec<Scene> {
+    vec![
+        Scene { shape: Shape::Circle, fg: RED, bg: BLACK, start: [0.3, 0.5], size: 0.25, motion: Motion::Move(0.45, 0.0) },
+        Scene { shape: Shape::Triangle, fg: BLUE, bg: BEIGE, start: [0.5, 0.45], size: 0.16, motion: Motion::Grow },
+        Scene { shape: Shape::Diamond, fg: YELLOW, bg: NAVY, start: [0.55, 0.7], size: 0.34, motion: Motion::Move(0.0, -0.45) },
+        Scene { shape: Shape::Square, fg: WHITE, bg: GRAY, start: [0.5, 0.5], size: 0.34, motion: Motion::Shrink },
+        Scene { shape: Shape::Circle, fg: WHITE, bg: BEIGE, start: [0.4, 0.6], size: 0.16, motion: Motion::Still },
+    ]
+}
+
+impl Scene {
+    fn at(&self, p: f32) -> ([f32; 2], f32) {
+        match self.motion {
+            Motion::Still => (self.start, self.size),
+            Motion::Move(dx, dy) => ([self.start[0] + dx * p, self.start[1] + dy * p], self.size),
+            Motion::Grow => (self.start, self.size * (1.0 + p)),
+            Motion::Shrink => (self.start, self.size * (1.0 - 0.5 * p)),
+        }
+    }
+
+    /// Coverage of pixel centre (px, py) as in `model/world.py`.
+    fn coverage(&self, px: f32, py: f32, c: [f32; 2], side: f32) -> f32 {
+        let h = 0.5 * side;
+        let (x, y) = (px - c[0], py - c[1]);
+        let d = match self.shape {
+            Shape::Circle => (x * x + y * y).sqrt() - h,
+            Shape::Square => x.abs().max(y.abs()) - h,
+            Shape::Diamond => (x.abs() + y.abs() - h) / 2f32.sqrt(),
+            Shape::Triangle => {
+                let ht = side * 3f32.sqrt() / 2.0;
+                let yy = y + ht / 2.0;
+                let r = x * (3f32.sqrt() / 2.0) - yy * 0.5;
+                let l = -x * (3f32.sqrt() / 2.0) - yy * 0.5;
+                (y - ht / 2.0).max(r.max(l))
+            }
+        };
+        (0.5 - d).clamp(0.0, 1.0)
+    }
+
+    /// One RGB8 frame at progress p.
+    fn frame(&self, n: usize, p: f32) -> Vec<u8> {
+        let (c, s) = self.at(p);
+        let nf = n as f32;
+        let mut out = Vec::with_capacity(n * n * 3);
+        for y in 0..n {
+            for x in 0..n {
+                let a = self.coverage(x as f32 + 0.5, y as f32 + 0.5, [c[0] * nf, c[1] * nf], s * nf);
+                for k in 0..3 {
+                    let v = self.bg[k] as f32 * (1.0 - a) + self.fg[k] as f32 * a;
+                    out.push(v.round().clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        out
+    }
+
+    fn clip(&self, n: usize, frames: usize) -> Clip {
+        let data = (0..frames)
+            .flat_map(|i| self.frame(n, progress(i, frames)))
+            .map(|b| b as f32 / 255.0)
+            .collect();
+        Clip { frames, width: n, height: n, data }
+    }
+}
+
+fn progress(i: usize, frames: usize) -> f32 {
+    if frames > 1 {
+        i as f32 / (frames - 1) as f32
+    } else {
+        0.0
+    }
+}
+
+/// A stand-in for generated frames: 3x3 box blur plus uniform noise of +-`amp`.
+fn degrade(clip: &Clip, amp: f32, seed: u64) -> Clip {
+    let (w, h) = (clip.width, clip.height);
+    let mut state = seed | 1;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let mut data = Vec::with_capacity(clip.data.len());
+    for f in 0..clip.frames {
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    let mut sum = 0.0;
+                    for (dx, dy) in (-1i32..=1).flat_map(|dy| (-1i32..=1).map(move |dx| (dx, dy))) {
+                        let xx = (x as i32 + dx).clamp(0, w as i32 - 1) as usize;
+                        let yy = (y as i32 + dy).clamp(0, h as i32 - 1) as usize;
+                        sum += clip.data[((f * h + yy) * w + xx) * 3 + c];
+                    }
+                    data.push((sum / 9.0 + amp * noise()).clamp(0.0, 1.0));
+                }
+            }
+        }
+    }
+    Clip { data, ..clip.clone() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and baselines
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+}
+
+/// Gradient-weighted mean gradient of luma: a step of height h spread over w pixels scores h/w,
+/// whatever the length of the edges.
+fn edge_sharpness(rgb: &[u8], n: usize) -> f64 {
+    let luma: Vec<f64> = rgb
+        .chunks_exact(3)
+        .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
+        .collect();
+    let (mut g1, mut g2) = (0.0, 0.0);
+    for y in 0..n - 1 {
+        for x in 0..n - 1 {
+            let i = y * n + x;
+            for g in [(luma[i + 1] - luma[i]).abs(), (luma[i + n] - luma[i]).abs()] {
+                g1 += g;
+                g2 += g * g;
+            }
+        }
+    }
+    g2 / g1
+}
+
+/// Plain Catmull-Rom bicubic of one RGB8 frame, the baseline the upscale must beat.
+fn bicubic(rgb: &[u8], n: usize, out: usize) -> Vec<u8> {
+    let cubic = |t: f32| {
+        let (t2, t3) = (t * t, t * t * t);
+        [
+            -0.5 * t3 + t2 - 0.5 * t,
+            1.5 * t3 - 2.5 * t2 + 1.0,
+            -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+            0.5 * t3 - 0.5 * t2,
+        ]
+    };
+    let at = |x: i32, y: i32, c: usize| {
+        let (x, y) = (x.clamp(0, n as i32 - 1) as usize, y.clamp(0, n as i32 - 1) as usize);
+        rgb[(y * n + x) * 3 + c] as f32
+    };
+    let scale = n as f32 / out as f32;
+    let mut res = Vec::with_capacity(out * out * 3);
+    for y in 0..out {
+        for x in 0..out {
+            let (sx, sy) = ((x as f32 + 0.5) * scale - 0.5, (y as f32 + 0.5) * scale - 0.5);
+            let (fx, fy) = (sx.floor(), sy.floor());
+            let (wx, wy) = (cubic(sx - fx), cubic(sy - fy));
+            for c in 0..3 {
+                let mut v = 0.0;
+                for (j, wj) in wy.iter().enumerate() {
+                    for (i, wi) in wx.iter().enumerate() {
+                        v += wi * wj * at(fx as i32 - 1 + i as i32, fy as i32 - 1 + j as i32, c);
+                    }
+                }
+                res.push(v.round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    res
+}
+
+/// Per pixel, how far it is from the background towards the object colour (0-1).
+fn alpha(rgb: &[u8], scene: &Scene) -> Vec<f32> {
+    let d: Vec<f32> = (0..3).map(|c| scene.fg[c] as f32 - scene.bg[c] as f32).collect();
+    let dd: f32 = d.iter().map(|v| v * v).sum();
+    rgb.chunks_exact(3)
+        .map(|p| (0..3).map(|c| (p[c] as f32 - scene.bg[c] as f32) * d[c]).sum::<f32>() / dd)
+        .collect()
+}
+
+/// Connected components (4-neighbourhood) of the pixels where `mask` holds.
+fn components(mask: &[bool], n: usize) -> usize {
+    let mut seen = vec![false; mask.len()];
+    let mut count = 0;
+    for start in 0..mask.len() {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        count += 1;
+        let mut stack = vec![start];
+        seen[start] = true;
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % n, i / n);
+            let near = [(x > 0, i.wrapping_sub(1)), (x + 1 < n, i + 1), (y > 0, i.wrapping_sub(n)), (y + 1 < n, i + n)];
+            for (ok, j) in near {
+                if ok && mask[j] && !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    count
+}
+
+/// Pixels of `mask` with a 4-neighbour outside it.
+fn boundary(mask: &[bool], n: usize) -> usize {
+    (0..mask.len())
+        .filter(|&i| {
+            let (x, y) = (i % n, i / n);
+            mask[i] && (x == 0 || y == 0 || x + 1 == n || y + 1 == n || !mask[i - 1] || !mask[i + 1] || !mask[i - n] || !mask[i + n])
+        })
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+fn cpu() -> &'static PostProcessor {
+    static CPU: OnceLock<PostProcessor> = OnceLock::new();
+    CPU.get_or_init(|| PostProcessor::new(PostChoice::Cpu).expect("the CPU backend always exists"))
+}
+
+/// The Vulkan loader warns when XDG_RUNTIME_DIR is unset; give it a private directory before
+/// anything looks for adapters.
+fn quiet_vulkan() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let runtime = std::env::temp_dir().join(format!("reel-post-test-{}", std::process::id()));
+        std::fs::create_dir_all(&runtime).expect("temp dir");
+        std::env::set_var("XDG_RUNTIME_DIR", &runtime);
+    });
+}
+
+/// The wgpu backend, shared by all tests of this binary (one device, one shader compile).
+fn gpu() -> Option<&'static PostProcessor> {
+    static GPU: OnceLock<Option<PostProcessor>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        quiet_vulkan();
+        match PostProcessor::new(PostChoice::Wgpu) {
+            Ok(p) => {
+                eprintln!("post-processing on {}", p.describe());
+                Some(p)
+            }
+            Err(e) if std::env::var("REEL_ALLOW_NO_GPU_ADAPTER").as_deref() == Ok("1") => {
+                eprintln!("REEL_ALLOW_NO_GPU_ADAPTER=1: wgpu tests skipped: {e:#}");
+                None
+            }
+            Err(e) => panic!(
+                "no wgpu adapter, so the wgpu post-processing cannot be tested: {e:#}. Install \
+                 mesa-vulkan-drivers and libvulkan1 (lavapipe), or set REEL_ALLOW_NO_GPU_ADAPTER=1 \
+                 on a machine known to have none"
+            ),
+        }
+    })
+    .as_ref()
+}
+
+/// Every stage of both backends agrees: motion closely, every output byte within 1.
+fn assert_backends_agree(what: &str, clip: &Clip, out_size: usize, out_frames: usize) {
+    let Some(gpu) = gpu() else { return };
+    let c = cpu().process(clip, out_size, out_frames).expect("cpu");
+    let g = gpu.process(clip, out_size, out_frames).expect("wgpu");
+    assert_eq!(c.motion.len(), g.motion.len());
+    for (i, (a, b)) in c.motion.iter().zip(&g.motion).enumerate() {
+        let close = |x: f32, y: f32| (x - y).abs() <= 1e-3 * (1.0 + x.abs());
+        assert!(
+            a.background.iter().zip(&b.background).all(|(x, y)| close(*x, *y))
+                && close(a.contrast, b.contrast)
+                && close(a.mass, b.mass)
+                && a.centroid.iter().zip(&b.centroid).all(|(x, y)| close(*x, *y)),
+            "{what}: analysis of base frame {i} differs: cpu {a:?}, wgpu {b:?}"
+        );
+    }
+    let max_diff = |x: &[u8], y: &[u8]| x.iter().zip(y).map(|(p, q)| p.abs_diff(*q)).max().unwrap_or(0);
+    assert_eq!((c.rgb.len(), c.yuv.len()), (out_frames, out_frames));
+    assert_eq!((g.rgb.len(), g.yuv.len()), (out_frames, out_frames));
+    for j in 0..out_frames {
+        assert_eq!(c.rgb[j].len(), g.rgb[j].len());
+        let d = max_diff(&c.rgb[j], &g.rgb[j]);
+        assert!(d <= 1, "{what}: resampled frame {j} differs by {d}/255");
+        let (cy, gy) = (&c.yuv[j], &g.yuv[j]);
+        assert_eq!((cy.width, cy.height, cy.u.len()), (gy.width, gy.height, gy.u.len()));
+        for (plane, a, b) in [("Y", &cy.y, &gy.y), ("Cb", &cy.u, &gy.u), ("Cr", &cy.v, &gy.v)] {
+            let d = max_diff(a, b);
+            assert!(d <= 1, "{what}: {plane} of frame {j} differs by {d}/255");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn wgpu_matches_cpu_on_rendered_scenes() {
+    for (i, scene) in scenes().iter().enumerate() {
+        assert_backends_agree(&format!("scene {i} {scene:?}"), &scene.clip(64, 8), 256, 48);
+    }
+}
+
+#[test]
+fn wgpu_matches_cpu_on_noisy_blurred_frames() {
+    for (i, scene) in scenes().iter().enumerate() {
+        let clip = degrade(&scene.clip(64, 8), 0.04, 7 + i as u64);
+        assert_backends_agree(&format!("degraded scene {i}"), &clip, 256, 48);
+    }
+}
+
+#[test]
+fn wgpu_matches_cpu_on_odd_shapes() {
+    let scene = scenes()[0];
+    // Odd delivered side (partial pixel quads and chroma blocks), one frame, no object.
+    assert_backends_agree("odd side", &scene.clip(64, 8), 37, 5);
+    assert_backends_agree("single frame", &scene.clip(64, 1), 130, 1);
+    let flat = Clip { frames: 2, width: 16, height: 12, data: vec![0.4; 2 * 16 * 12 * 3] };
+    assert_backends_agree("flat, non-square", &flat, 32, 3);
+}
+
+#[test]
+fn upscale_beats_bicubic_against_ground_truth() {
+    for scene in scenes() {
+        let clip = scene.clip(64, 8);
+        // As many delivered frames as base frames: delivered frame i is base frame i upscaled.
+        let ours = cpu().process(&clip, 256, 8).expect("cpu");
+        let (mut p_ours, mut p_cubic, mut s_ours, mut s_cubic, mut s_truth) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in 0..8 {
+            let truth = scene.frame(256, progress(i, 8));
+            let cubic = bicubic(&scene.frame(64, progress(i, 8)), 64, 256);
+            p_ours += psnr(&ours.rgb[i], &truth) / 8.0;
+            p_cubic += psnr(&cubic, &truth) / 8.0;
+            s_ours += edge_sharpness(&ours.rgb[i], 256) / 8.0;
+            s_cubic += edge_sharpness(&cubic, 256) / 8.0;
+            s_truth += edge_sharpness(&truth, 256) / 8.0;
+        }
+        eprintln!(
+            "{:?} {:?}: PSNR ours {p_ours:.2} dB, bicubic {p_cubic:.2} dB; edge sharpness ours \
+             {s_ours:.1}, bicubic {s_cubic:.1}, truth {s_truth:.1}",
+            scene.shape, scene.motion
+        );
+        assert!(p_ours >= p_cubic, "{scene:?}: PSNR {p_ours:.2} below bicubic's {p_cubic:.2}");
+        assert!(s_ours > 1.5 * s_cubic, "{scene:?}: edges not crisper than bicubic ({s_ours:.1} vs {s_cubic:.1})");
+    }
+}
+
+#[test]
+fn interpolation_re_places_the_object_instead_of_ghosting() {
+    for scene in scenes() {
+        let clip = scene.clip(64, 8);
+        let out = cpu().process(&clip, 256, 48).expect("cpu");
+        // Frame 10 of 48 sits at 7*10/47 = 1.49 base frames: halfway between frames 1 and 2.
+        let j = 10;
+        let truth = scene.frame(256, progress(j, 48));
+        let a_out = alpha(&out.rgb[j], &scene);
+        let a_truth = alpha(&truth, &scene);
+        let area = |a: &[f32]| a.iter().filter(|&&v| v > 0.5).count() as f64;
+        let half = |a: &[f32]| a.iter().filter(|&&v| v > 0.2 && v < 0.8).count();
+        let solid: Vec<bool> = a_out.iter().map(|&v| v > 0.5).collect();
+        // The true object's outline in pixels: a crisp edge has about that many partial pixels.
+        let outline = boundary(&a_truth.iter().map(|&v| v > 0.5).collect::<Vec<_>>(), 256);
+
+        // What a cross-fade of the true neighbouring frames would look like.
+        let (fa, fb) = (scene.frame(256, progress(1, 8)), scene.frame(256, progress(2, 8)));
+        let fade: Vec<u8> = fa.iter().zip(&fb).map(|(&x, &y)| ((x as f32 + y as f32) / 2.0).round() as u8).collect();
+        let a_fade = alpha(&fade, &scene);
+
+        let p = psnr(&out.rgb[j], &truth);
+        eprintln!(
+            "{:?} {:?}: in-between PSNR {p:.2} dB (cross-fade {:.2}), area {} vs {}, half pixels {} \
+             (truth {}, cross-fade {}, outline {outline})",
+            scene.shape,
+            scene.motion,
+            psnr(&fade, &truth),
+            area(&a_out),
+            area(&a_truth),
+            half(&a_out),
+            half(&a_truth),
+            half(&a_fade)
+        );
+        assert_eq!(components(&solid, 256), 1, "{scene:?}: the object is not one piece");
+        let rel = (area(&a_out) - area(&a_truth)).abs() / area(&a_truth);
+        assert!(rel < 0.05, "{scene:?}: object area off by {:.1}%", rel * 100.0);
+        let h = half(&a_out) as f64;
+        assert!(h <= 1.5 * outline as f64, "{scene:?}: {h} half-transparent pixels, outline {outline}");
+        assert!(p > 30.0, "{scene:?}: in-between frame only {p:.2} dB from the truth");
+        if matches!(scene.motion, Motion::Move(..)) {
+            assert!(half(&a_fade) > 3 * outline, "the ghost check cannot tell a cross-fade");
+        }
+    }
+}
+
+/// BT.601 limited range back to RGB, chroma from the 2x2 block the pixel is in.
+fn yuv_to_rgb(f: &Yuv420) -> Vec<u8> {
+    let cs = f.width.div_ceil(2);
+    let mut out = Vec::with_capacity(f.width * f.height * 3);
+    for y in 0..f.height {
+        for x in 0..f.width {
+            let l = 1.164383 * (f.y[y * f.width + x] as f32 - 16.0);
+            let ci = (y / 2) * cs + x / 2;
+            let (cb, cr) = (f.u[ci] as f32 - 128.0, f.v[ci] as f32 - 128.0);
+            for v in [l + 1.596027 * cr, l - 0.391762 * cb - 0.812968 * cr, l + 2.017232 * cb] {
+                out.push(v.round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn yuv_converts_back_to_the_delivered_rgb() {
+    let scene = scenes()[1];
+    let out: Processed = cpu().process(&scene.clip(64, 8), 256, 4).expect("cpu");
+    for (rgb, yuv) in out.rgb.iter().zip(&out.yuv) {
+        assert_eq!((yuv.width, yuv.height, yuv.y.len(), yuv.u.len()), (256, 256, 256 * 256, 128 * 128));
+        assert_eq!(yuv, &rgb_to_yuv420(rgb, 256));
+        let back = yuv_to_rgb(yuv);
+        let mean = rgb.iter().zip(&back).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>() / rgb.len() as f64;
+        assert!(mean < 1.5, "mean round-trip error {mean:.2}");
+        // Away from edges (the whole 2x2 block one colour) every pixel comes back within 2.
+        for y in (0..256).step_by(2) {
+            for x in (0..256).step_by(2) {
+                let p = |dx: usize, dy: usize| &rgb[((y + dy) * 256 + x + dx) * 3..][..3];
+                if [p(1, 0), p(0, 1), p(1, 1)].iter().all(|q| *q == p(0, 0)) {
+                    let i = (y * 256 + x) * 3;
+                    let d = (0..3).map(|c| rgb[i + c].abs_diff(back[i + c])).max().unwrap_or(0);
+                    assert!(d <= 2, "flat pixel ({x},{y}) comes back {d} off");
+                }
+            }
+        }
+    }
+    // Limited range: black and white land on the BT.601 code values.
+    let bw = rgb_to_yuv420(&[0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255], 2);
+    assert_eq!(bw.y, vec![16, 16, 235, 235]);
+    assert_eq!((bw.u[0], bw.v[0]), (128, 128));
+}
+
+#[test]
+fn bad_input_is_an_error_and_backends_describe_themselves() {
+    let cpu = cpu();
+    assert_eq!(cpu.describe(), "cpu");
+    let short = Clip { frames: 2, width: 8, height: 8, data: vec![0.0; 10] };
+    assert!(cpu.process(&short, 16, 4).is_err());
+    let clip = scenes()[0].clip(16, 2);
+    assert!(cpu.process(&clip, 0, 4).is_err());
+    assert!(cpu.process(&clip, 16, 0).is_err());
+    assert_eq!("wgpu".parse::<PostChoice>().ok(), Some(PostChoice::Wgpu));
+    assert!("metal".parse::<PostChoice>().is_err());
+    quiet_vulkan();
+    let auto = PostProcessor::new(PostChoice::Auto).expect("auto always finds a backend");
+    assert!(auto.describe().contains("auto"), "{}", auto.describe());
+    if let Some(gpu) = gpu() {
+        assert!(gpu.describe().starts_with("wgpu: "), "{}", gpu.describe());
+        assert!(gpu.process(&short, 16, 4).is_err());
+        // Still usable after an error, and growing its buffers for a bigger scene.
+        assert_backends_agree("after error", &clip, 16, 4);
+        assert_backends_agree("grown", &scenes()[2].clip(64, 8), 320, 50);
+    }
+}
