@@ -17,4 +17,7 @@ pub enum KernelError {
     TooManyTokens { count: usize, max: usize },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The CUDA backend cannot start: a library, the device, or a kernel compilation failed.
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }

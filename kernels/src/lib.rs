@@ -2,7 +2,8 @@
 //! PyTorch code, on pluggable compute backends.
 //!
 //! - `backend`: the `Backend` trait (every op the network needs); `cpu`: its CPU
-//!   implementation (matrixmultiply GEMMs, rayon threads).
+//!   implementation (matrixmultiply GEMMs, rayon threads); `cuda`: its CUDA implementation
+//!   (cudarc: NVRTC-compiled kernels, cuBLAS), loaded at run time so it builds without CUDA.
 //! - `model` (crate-private): TextEncoder and Denoiser, loaded by PyTorch parameter name;
 //!   `cells`: the fixed cells <-> pixels rearrangement that stands in for an autoencoder.
 //! - `philox`, `sampler`: the noise and the DDIM / DPM-Solver++(2M) arithmetic of
@@ -15,6 +16,7 @@ pub mod backend;
 pub mod cells;
 pub mod config;
 pub mod cpu;
+pub mod cuda;
 mod error;
 mod model;
 pub mod philox;
@@ -27,6 +29,7 @@ mod tokenizer;
 pub use backend::Backend;
 pub use config::{ModelConfig, SamplerDefaults};
 pub use cpu::CpuBackend;
+pub use cuda::{cuda_available, CudaBackend};
 pub use error::KernelError;
 pub use reel::{Clip, Model};
 pub use sampler::{Method, Prediction};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam::channel::Sender;
@@ -77,7 +77,8 @@ pub struct Engine {
     bound: usize,
     store: Arc<Store>,
     shutdown: Arc<AtomicBool>,
-    workers: Option<WorkerGuards<()>>,
+    /// Joined on drop; behind a mutex only because the guards are not `Sync`.
+    workers: Mutex<Option<WorkerGuards<()>>>,
 }
 
 /// How long an idle worker sleeps before looking for new tasks again.
@@ -149,7 +150,7 @@ impl Engine {
             bound: cfg.queue_bound,
             store,
             shutdown,
-            workers: Some(workers),
+            workers: Mutex::new(Some(workers)),
         };
         for record in engine.store.unfinished()? {
             tracing::info!(task = record.id, status = record.status.name(), "queued again after restart");
@@ -214,7 +215,8 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::Relaxed);
-        if let Some(workers) = self.workers.take() {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(workers) = workers {
             let _ = workers.join();
         }
     }

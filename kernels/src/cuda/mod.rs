@@ -1,0 +1,407 @@
+//! The CUDA backend: the `Backend` ops on an NVIDIA GPU through `cudarc`, with libcuda,
+//! libnvrtc and libcublas opened at run time, so this module builds everywhere and
+//! `CudaBackend::try_new` answers an error (never a panic) where CUDA is missing.
+//!
+//! - GEMM-shaped work goes to cuBLAS sgemm (plain FP32, no TF32): `linear`, the 3x3 conv as
+//!   im2col (`conv.cu`) + one GEMM, and the temporal conv as three GEMMs over frame-shifted
+//!   views of the input (no im2col: a frame's neighbours are whole contiguous images).
+//!   Outputs start as the broadcast bias and the GEMMs accumulate onto it (beta = 1).
+//! - Everything else is a custom kernel in a `.cu` file beside this one (`ptx.rs` compiles
+//!   them with NVRTC for the card found and caches the PTX). Group norm is one kernel that can
+//!   also apply FiLM and SiLU (`group_norm_silu`), and `guided_step` (`sampler.rs`) fuses the
+//!   classifier-free guidance combine with the DDIM / DPM-Solver++(2M) update.
+//! - All work is queued on the context's default stream in call order; `download` waits for it.
+//!   The `Backend` ops cannot return errors, so a failing CUDA call (a lost device, memory
+//!   exhausted) panics with the driver's message; everything that can fail at start-up is an
+//!   error of `try_new` instead.
+
+mod ptx;
+mod sampler;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::Ptx;
+
+use crate::backend::Backend;
+use crate::error::KernelError;
+use crate::tensor::Tensor;
+
+pub use ptx::{compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source, SOURCES};
+pub use sampler::StepCoefficients;
+
+/// Launches the grid-stride kernel `$name` of `$be` over `$n` elements with `$arg`s.
+macro_rules! launch {
+    ($be:expr, $name:literal, $n:expr, $($arg:expr),+ $(,)?) => {{
+        let mut l = $be.stream.launch_builder($be.kernel($name));
+        $(l.arg($arg);)+
+        $be.run_grid(l, $n, $name)
+    }};
+}
+
+/// Threads per block of the elementwise kernels.
+const THREADS: u32 = 256;
+/// Grid cap of the grid-stride kernels: enough blocks to fill any current GPU.
+const MAX_BLOCKS: usize = 1 << 16;
+
+/// Whether a `CudaBackend` can start: libcuda, libnvrtc and libcublas load and the driver
+/// sees at least one device. Never panics.
+pub fn cuda_available() -> bool {
+    missing_libraries().is_empty() && CudaContext::device_count().is_ok_and(|n| n > 0)
+}
+
+/// The CUDA libraries that cannot be loaded, named for an error message.
+fn missing_libraries() -> Vec<&'static str> {
+    // SAFETY: each call only tries to dlopen the library by name.
+    let present = unsafe {
+        [
+            ("libcuda (the NVIDIA driver)", cudarc::driver::sys::is_culib_present()),
+            ("libnvrtc", cudarc::nvrtc::sys::is_culib_present()),
+            ("libcublas", cudarc::cublas::sys::is_culib_present()),
+        ]
+    };
+    present.into_iter().filter(|(_, ok)| !ok).map(|(name, _)| name).collect()
+}
+
+/// A tensor in GPU memory: a shape and a dense row-major buffer.
+pub struct CudaTensor {
+    shape: Vec<usize>,
+    data: CudaSlice<f32>,
+}
+
+impl CudaTensor {
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+}
+
+pub struct CudaBackend {
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    kernels: HashMap<&'static str, CudaFunction>,
+    ordinal: usize,
+    device: String,
+    arch: String,
+}
+
+impl CudaBackend {
+    /// A backend on GPU `ordinal`: opens the device, compiles (or finds in the PTX cache) the
+    /// kernels for its architecture and creates a cuBLAS handle. Fails cleanly when a CUDA
+    /// library is missing, the device does not exist, or NVRTC rejects a kernel.
+    pub fn try_new(ordinal: usize) -> Result<CudaBackend, KernelError> {
+        let missing = missing_libraries();
+        if !missing.is_empty() {
+            return Err(KernelError::Cuda(format!(
+                "cannot load {}: no usable CUDA installation (if the libraries are installed, add their directory to LD_LIBRARY_PATH)",
+                missing.join(", ")
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(cuda_error(&format!("cannot open CUDA device {ordinal}")))?;
+        // SAFETY: this backend queues everything on one stream, so cudarc's per-buffer events
+        // (which order uses across streams) have nothing to order; turning them off saves two
+        // event creations per allocation.
+        unsafe { ctx.disable_event_tracking() };
+        let device = ctx.name().map_err(cuda_error("cannot read the device name"))?;
+        let (major, minor) = ctx.compute_capability().map_err(cuda_error("cannot read the compute capability"))?;
+        let arch = format!("compute_{major}{minor}");
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).map_err(cuda_error("cannot create a cuBLAS handle"))?;
+        let mut kernels = HashMap::new();
+        for source in SOURCES {
+            let ptx = ptx::load_or_compile(source, &arch)?;
+            let module = ctx.load_module(Ptx::from_src(ptx)).map_err(cuda_error(&format!("cannot load {} for {arch}", source.file)))?;
+            for &name in source.kernels {
+                let function = module.load_function(name).map_err(cuda_error(&format!("kernel {name} missing from {}", source.file)))?;
+                kernels.insert(name, function);
+            }
+        }
+        Ok(CudaBackend { stream, blas, kernels, ordinal, device, arch })
+    }
+
+    /// The virtual architecture the kernels were compiled for, e.g. `compute_90`.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// Waits until every queued op has finished (for benchmarks; `download` waits by itself).
+    pub fn synchronize(&self) {
+        check(self.stream.synchronize(), "synchronize");
+    }
+
+    /// Group norm, then FiLM when `film` gives `(scale_shift [B, 2C], frames)`, then SiLU, in
+    /// one kernel: `group_norm`, `film` and `silu` of the trait in a single pass over memory.
+    pub fn group_norm_silu(
+        &self,
+        x: &CudaTensor,
+        gamma: &CudaTensor,
+        beta: &CudaTensor,
+        groups: usize,
+        eps: f32,
+        film: Option<(&CudaTensor, usize)>,
+    ) -> CudaTensor {
+        self.norm(x, gamma, beta, groups, eps, film, true)
+    }
+
+    /// One sampler step of `steps.len()` scenes, entirely on the device: for scene `i`,
+    /// `z[i]` (its latent) and `prev_x0[i]` (the x0 of its previous step, read by second-order
+    /// DPM-Solver++ steps) are updated in place from `out`, the denoiser output over the
+    /// `2 * n` clips of `Model::step` (conditional first, then unconditional), with the
+    /// guidance and solver coefficients of `steps[i]`. Bit-identical to `Model::step`'s host
+    /// arithmetic.
+    pub fn guided_step(&self, z: &mut CudaTensor, prev_x0: &mut CudaTensor, out: &CudaTensor, steps: &[StepCoefficients]) {
+        let scenes = steps.len();
+        assert!(scenes > 0 && z.numel() % scenes == 0, "{} latent values for {scenes} scenes", z.numel());
+        assert!(prev_x0.numel() == z.numel() && out.numel() == 2 * z.numel(), "guided_step buffers of mismatched sizes");
+        let params = self.upload_vec(&steps.iter().flat_map(|s| s.params()).collect::<Vec<f32>>());
+        let (n, len) = (z.numel(), (z.numel() / scenes) as u64);
+        let scenes = scenes as u64;
+        launch!(self, "guided_step", n, &mut z.data, &mut prev_x0.data, &out.data, &params.data, &scenes, &len);
+    }
+
+    fn upload_vec(&self, data: &[f32]) -> CudaTensor {
+        CudaTensor { shape: vec![data.len()], data: check(self.stream.clone_htod(data), "upload") }
+    }
+
+    /// An uninitialised `shape` tensor, for outputs a kernel writes in full.
+    fn alloc(&self, shape: &[usize]) -> CudaTensor {
+        // SAFETY: every caller overwrites all elements before the tensor is read.
+        let data = check(unsafe { self.stream.alloc::<f32>(shape.iter().product()) }, "alloc");
+        CudaTensor { shape: shape.to_vec(), data }
+    }
+
+    fn kernel(&self, name: &str) -> &CudaFunction {
+        self.kernels.get(name).unwrap_or_else(|| panic!("kernel {name} is not in SOURCES"))
+    }
+
+    /// Launches `l`, a grid-stride kernel, over `n` elements (nothing to do when `n` is 0).
+    fn run_grid(&self, mut l: LaunchArgs<'_>, n: usize, name: &str) {
+        if n == 0 {
+            return;
+        }
+        let blocks = n.div_ceil(THREADS as usize).min(MAX_BLOCKS) as u32;
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: every kernel of elementwise.cu / conv.cu / sampler.cu is a grid-stride loop
+        // over exactly the element counts its caller passes, the callers check that the
+        // buffers hold that many elements, and argument types match the kernel signatures.
+        check(unsafe { l.launch(cfg) }, name);
+    }
+
+    /// `[rows, width]` rows all equal to `row`: the starting point of a biased GEMM.
+    fn bias_rows(&self, row: &CudaTensor, rows: usize) -> CudaTensor {
+        let width = row.numel();
+        let mut out = self.alloc(&[rows, width]);
+        let (r, w) = (rows as u64, width as u64);
+        launch!(self, "fill_rows", rows * width, &mut out.data, &row.data, &r, &w);
+        out
+    }
+
+    /// `c[rows, cols] += a[rows, k] @ b` (all row-major) for `batch` matrices `a` and `c` at
+    /// strides `stride_a` and `stride_c` elements, `b` shared: `[k, cols]`, or `[cols, k]`
+    /// read transposed when `b_transposed`. cuBLAS is column-major, so it computes
+    /// `c^T = b^T @ a^T`, where each row-major matrix already is its column-major transpose.
+    fn gemm_acc(&self, shape: GemmShape, a: &CudaView<f32>, b: &CudaView<f32>, c: &mut CudaViewMut<f32>) {
+        let GemmShape { rows, k, cols, b_transposed, batch, stride_a, stride_c } = shape;
+        assert!(
+            a.len() >= (batch - 1) * stride_a + rows * k && c.len() >= (batch - 1) * stride_c + rows * cols && b.len() >= k * cols,
+            "GEMM operands too short"
+        );
+        let int = |v: usize| i32::try_from(v).unwrap_or_else(|_| panic!("GEMM dimension {v} exceeds cuBLAS's 32-bit range"));
+        let gemm = GemmConfig {
+            transa: if b_transposed { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N },
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: int(cols),
+            n: int(rows),
+            k: int(k),
+            alpha: 1.0f32,
+            lda: int(if b_transposed { k } else { cols }),
+            ldb: int(k),
+            beta: 1.0f32,
+            ldc: int(cols),
+        };
+        let cfg = StridedBatchedConfig { gemm, batch_size: int(batch), stride_a: 0, stride_b: stride_a as i64, stride_c: stride_c as i64 };
+        // SAFETY: the assert above keeps every matrix cuBLAS addresses inside the three views.
+        check(unsafe { self.blas.gemm_strided_batched(cfg, b, a, c) }, "cuBLAS sgemm");
+    }
+
+    #[allow(clippy::too_many_arguments)] // the trait's group norm arguments plus the fused epilogue
+    fn norm(
+        &self,
+        x: &CudaTensor,
+        gamma: &CudaTensor,
+        beta: &CudaTensor,
+        groups: usize,
+        eps: f32,
+        film: Option<(&CudaTensor, usize)>,
+        silu: bool,
+    ) -> CudaTensor {
+        let [n, h, w, c] = dims4(x);
+        assert!(groups > 0 && c % groups == 0, "{c} channels in {groups} groups");
+        assert!(c <= 1024, "group norm over {c} channels: the CUDA kernel holds at most 1024");
+        assert!(gamma.numel() == c && beta.numel() == c, "group norm affine of the wrong size");
+        if let Some((ss, frames)) = film {
+            assert!(frames > 0 && n % frames == 0 && ss.shape == [n / frames, 2 * c], "FiLM parameters of the wrong shape");
+        }
+        let mut y = self.alloc(&x.shape);
+        let lanes = (THREADS as usize / c).max(1);
+        let cfg = LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: ((lanes * c) as u32, 1, 1), shared_mem_bytes: 0 };
+        let (film_data, frames) = film.map_or((&gamma.data, 1), |(ss, f)| (&ss.data, f));
+        let (has_film, frames, silu, hw, c, groups) = (film.is_some() as i32, frames as u64, silu as i32, (h * w) as u64, c as i32, groups as i32);
+        let mut l = self.stream.launch_builder(self.kernel("group_norm_act"));
+        l.arg(&x.data).arg(&mut y.data).arg(&gamma.data).arg(&beta.data);
+        l.arg(film_data).arg(&has_film).arg(&frames).arg(&silu);
+        l.arg(&hw).arg(&c).arg(&groups).arg(&eps);
+        // SAFETY: one block per image of x and y (both [n, h, w, c]); gamma, beta hold c values
+        // and the FiLM table [n / frames, 2c] (checked above); blockDim = lanes * c <= 1024.
+        check(unsafe { l.launch(cfg) }, "group_norm_act");
+        y
+    }
+}
+
+/// The dimensions of one `gemm_acc` call.
+#[derive(Clone, Copy)]
+struct GemmShape {
+    rows: usize,
+    k: usize,
+    cols: usize,
+    b_transposed: bool,
+    batch: usize,
+    stride_a: usize,
+    stride_c: usize,
+}
+
+impl GemmShape {
+    fn single(rows: usize, k: usize, cols: usize, b_transposed: bool) -> GemmShape {
+        GemmShape { rows, k, cols, b_transposed, batch: 1, stride_a: 0, stride_c: 0 }
+    }
+}
+
+impl Backend for CudaBackend {
+    type Tensor = CudaTensor;
+
+    fn name(&self) -> String {
+        format!("cuda:{} ({}, {})", self.ordinal, self.device, self.arch)
+    }
+
+    fn upload(&self, host: &Tensor) -> CudaTensor {
+        CudaTensor { shape: host.shape.clone(), data: check(self.stream.clone_htod(&host.data), "upload") }
+    }
+
+    fn download(&self, t: &CudaTensor) -> Tensor {
+        let data = check(self.stream.clone_dtoh(&t.data), "download");
+        self.synchronize();
+        Tensor::new(&t.shape, data)
+    }
+
+    fn conv2d(&self, x: &CudaTensor, w: &CudaTensor, bias: &CudaTensor) -> CudaTensor {
+        let [n, h, wd, cin] = dims4(x);
+        assert_eq!(&w.shape[..3], &[3, 3, cin], "conv2d weight {:?} for {cin} input channels", w.shape);
+        let cout = w.shape[3];
+        assert_eq!(bias.numel(), cout, "conv2d bias of the wrong size");
+        let rows = n * h * wd;
+        let mut col = self.alloc(&[rows, 9 * cin]);
+        let (images, hh, ww, ci) = (n as u64, h as u64, wd as u64, cin as u64);
+        launch!(self, "im2col_3x3", rows * 9 * cin, &x.data, &mut col.data, &images, &hh, &ww, &ci);
+        let mut out = self.bias_rows(bias, rows);
+        self.gemm_acc(GemmShape::single(rows, 9 * cin, cout, false), &col.data.as_view(), &w.data.as_view(), &mut out.data.as_view_mut());
+        out.shape = vec![n, h, wd, cout];
+        out
+    }
+
+    fn temporal_conv(&self, x: &CudaTensor, w: &CudaTensor, bias: &CudaTensor, frames: usize) -> CudaTensor {
+        let [n, h, wd, cin] = dims4(x);
+        assert!(frames > 0 && n % frames == 0, "{n} images are not whole clips of {frames} frames");
+        assert_eq!(&w.shape[..2], &[3, cin], "temporal conv weight {:?} for {cin} input channels", w.shape);
+        let cout = w.shape[2];
+        assert_eq!(bias.numel(), cout, "temporal conv bias of the wrong size");
+        let hw = h * wd;
+        let tap = |k: usize| w.data.slice(k * cin * cout..(k + 1) * cin * cout);
+        let mut out = self.bias_rows(bias, n * hw);
+        // Centre tap: every frame reads itself, one GEMM over all rows.
+        self.gemm_acc(GemmShape::single(n * hw, cin, cout, false), &x.data.as_view(), &tap(1), &mut out.data.as_view_mut());
+        if frames > 1 {
+            // Side taps, one GEMM per clip (batched): output frames 1.. read input frames
+            // ..F-1 through tap 0, output frames ..F-1 read input frames 1.. through tap 2; the
+            // frames outside a clip are the zero padding, so they are simply not summed.
+            let shifted = GemmShape {
+                rows: (frames - 1) * hw,
+                k: cin,
+                cols: cout,
+                b_transposed: false,
+                batch: n / frames,
+                stride_a: frames * hw * cin,
+                stride_c: frames * hw * cout,
+            };
+            self.gemm_acc(shifted, &x.data.as_view(), &tap(0), &mut out.data.slice_mut(hw * cout..));
+            self.gemm_acc(shifted, &x.data.slice(hw * cin..), &tap(2), &mut out.data.as_view_mut());
+        }
+        out.shape = vec![n, h, wd, cout];
+        out
+    }
+
+    fn linear(&self, x: &CudaTensor, w: &CudaTensor, bias: &CudaTensor) -> CudaTensor {
+        let (n, k) = match x.shape[..] {
+            [n, k] => (n, k),
+            _ => panic!("linear input must be [N, in], got {:?}", x.shape),
+        };
+        let out = bias.numel();
+        assert_eq!(w.shape, [out, k], "linear weight {:?} for input {:?}", w.shape, x.shape);
+        let mut y = self.bias_rows(bias, n);
+        self.gemm_acc(GemmShape::single(n, k, out, true), &x.data.as_view(), &w.data.as_view(), &mut y.data.as_view_mut());
+        y
+    }
+
+    fn group_norm(&self, x: &CudaTensor, gamma: &CudaTensor, beta: &CudaTensor, groups: usize, eps: f32) -> CudaTensor {
+        self.norm(x, gamma, beta, groups, eps, None, false)
+    }
+
+    fn silu(&self, x: &mut CudaTensor) {
+        let (len, n) = (x.numel(), x.numel() as u64);
+        launch!(self, "silu", len, &mut x.data, &n);
+    }
+
+    fn add(&self, x: &mut CudaTensor, y: &CudaTensor) {
+        assert_eq!(x.shape, y.shape, "add of different shapes");
+        let (len, n) = (x.numel(), x.numel() as u64);
+        launch!(self, "add", len, &mut x.data, &y.data, &n);
+    }
+
+    fn film(&self, x: &mut CudaTensor, scale_shift: &CudaTensor, frames: usize) {
+        let [n, h, w, c] = dims4(x);
+        assert!(frames > 0 && n % frames == 0, "{n} images are not whole clips of {frames} frames");
+        assert_eq!(scale_shift.shape, [n / frames, 2 * c], "FiLM parameters of the wrong shape");
+        let (len, count, c, image_len, frames) = (x.numel(), x.numel() as u64, c as u64, (h * w * c) as u64, frames as u64);
+        launch!(self, "film", len, &mut x.data, &scale_shift.data, &count, &c, &image_len, &frames);
+    }
+
+    fn add_frame_embedding(&self, x: &mut CudaTensor, emb: &CudaTensor) {
+        let [n, h, w, c] = dims4(x);
+        let frames = emb.shape[0];
+        assert!(emb.shape == [frames, c] && frames > 0 && n % frames == 0, "frame embedding {:?} for {:?}", emb.shape, x.shape);
+        let (len, count, c, image_len, frames) = (x.numel(), x.numel() as u64, c as u64, (h * w * c) as u64, frames as u64);
+        launch!(self, "add_frame_embedding", len, &mut x.data, &emb.data, &count, &c, &image_len, &frames);
+    }
+}
+
+fn dims4(x: &CudaTensor) -> [usize; 4] {
+    match x.shape[..] {
+        [n, h, w, c] => [n, h, w, c],
+        _ => panic!("expected a [N, H, W, C] tensor, got {:?}", x.shape),
+    }
+}
+
+/// The value of a CUDA call inside an infallible `Backend` op, or a panic naming the op.
+fn check<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
+    result.unwrap_or_else(|e| panic!("CUDA {what} failed: {e:?}"))
+}
+
+fn cuda_error<E: Debug>(context: &str) -> impl FnOnce(E) -> KernelError + '_ {
+    move |e| KernelError::Cuda(format!("{context}: {e:?}"))
+}
