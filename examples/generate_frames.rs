@@ -16,7 +16,8 @@ fn main() -> anyhow::Result<()> {
     let out = args.next().unwrap_or_else(|| "strip.png".into());
     let seed: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(0);
 
-    let model = Model::load(Path::new("model/checkpoint")).context("run from the repository root")?;
+    let model =
+        Model::load(Path::new("model/checkpoint")).context("run from the repository root")?;
     let s = &model.config().sampler;
     let clip = model
         .generate(&[&caption], seed, s.steps, s.guidance, s.method)?

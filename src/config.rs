@@ -91,7 +91,9 @@ impl Settings {
             None => Settings::default(),
         };
         let s = self.or(file);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         Ok(Resolved {
             port: s.port.unwrap_or(8000),
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
@@ -109,6 +111,7 @@ impl Settings {
 }
 
 fn read_toml(path: &Path) -> anyhow::Result<Settings> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }

@@ -85,7 +85,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     rt.engine.submit(task.id)?;
 
     let bar = ProgressBar::new(1000);
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg:16} [{bar:40}] {percent:>3}% {elapsed}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "{spinner} {msg:16} [{bar:40}] {percent:>3}% {elapsed}",
+    )?);
     bar.set_message("queued");
     let status = loop {
         match events.blocking_recv() {
@@ -94,13 +96,26 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             Ok(TaskEvent::Frame { .. }) => {}
             Ok(TaskEvent::Done(s)) => break s,
             Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => break rt.store.get(task.id)?.map_or(TaskStatus::Failed, |r| r.status),
+            Err(RecvError::Closed) => {
+                break rt
+                    .store
+                    .get(task.id)?
+                    .map_or(TaskStatus::Failed, |r| r.status)
+            }
         }
     };
     bar.finish_with_message(status.name());
-    let record = rt.store.get(task.id)?.context("task vanished from storage")?;
+    let record = rt
+        .store
+        .get(task.id)?
+        .context("task vanished from storage")?;
     let Some(artifact) = record.artifact.filter(|_| status == TaskStatus::Completed) else {
-        bail!("task {} ended {}: {}", task.id, status.name(), record.error.unwrap_or_default());
+        bail!(
+            "task {} ended {}: {}",
+            task.id,
+            status.name(),
+            record.error.unwrap_or_default()
+        );
     };
     std::fs::copy(settings.data_dir.join(&artifact.video), &args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;

@@ -26,11 +26,16 @@ pub struct Runtime {
 pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     // Must precede the first parallel op: both pools read their size once.
     std::env::set_var("MATMUL_NUM_THREADS", s.compute_threads.to_string());
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(s.compute_threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(s.compute_threads)
+        .build_global();
 
     let model = Arc::new(match &s.model {
-        Some(dir) => Model::load(dir).with_context(|| format!("loading model from {}", dir.display()))?,
-        None => Model::from_bytes(SHIPPED_CONFIG, SHIPPED_WEIGHTS).context("loading the shipped model")?,
+        Some(dir) => {
+            Model::load(dir).with_context(|| format!("loading model from {}", dir.display()))?
+        }
+        None => Model::from_bytes(SHIPPED_CONFIG, SHIPPED_WEIGHTS)
+            .context("loading the shipped model")?,
     });
     tracing::info!(model = model.id(), "model loaded");
 
@@ -38,7 +43,8 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     let post = Arc::new(PostProcessor::new(choice).context("starting post-processing")?);
     tracing::info!(post = %post.describe(), "post-processing ready");
 
-    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating {}", s.data_dir.display()))?;
     let cache = CacheConfig {
         capacity: s.cache_size,
         ttl: Duration::from_secs(s.cache_ttl_secs),

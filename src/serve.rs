@@ -23,7 +23,9 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
     });
     let backend = Arc::new(EngineBackend::new(rt.engine.clone(), ready));
     let routes = api::routes(rt.store.clone(), backend, s.data_dir.clone());
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", s.port))
             .await
@@ -37,7 +39,11 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 let (store, dir) = (store.clone(), data_dir.clone());
-                match tokio::task::spawn_blocking(move || store.remove_expired_artifacts(&dir, max_age)).await {
+                match tokio::task::spawn_blocking(move || {
+                    store.remove_expired_artifacts(&dir, max_age)
+                })
+                .await
+                {
                     Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired artifacts removed"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
                     _ => {}

@@ -18,7 +18,11 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -66,7 +70,10 @@ impl Drop for Server {
 }
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 fn small_task(prompt: &str, seed: u64) -> Value {
@@ -83,7 +90,12 @@ fn submit(c: &Client, s: &Server, body: &Value) -> Value {
 fn wait_final(c: &Client, s: &Server, id: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let task: Value = c.get(s.url(&format!("/api/tasks/{id}"))).send().unwrap().json().unwrap();
+        let task: Value = c
+            .get(s.url(&format!("/api/tasks/{id}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         let status = task["status"].as_str().unwrap_or_default().to_string();
         if ["completed", "failed", "cancelled"].contains(&status.as_str()) {
             return task;
@@ -105,22 +117,36 @@ fn a_task_completes_with_a_playable_mp4_of_the_right_length() {
     let data = temp_dir("complete");
     let server = Server::start(&data, &[]);
     let c = client();
-    let task = submit(&c, &server, &small_task("a small red circle moving left on a black background, then it grows", 1));
+    let task = submit(
+        &c,
+        &server,
+        &small_task(
+            "a small red circle moving left on a black background, then it grows",
+            1,
+        ),
+    );
     let id = task["id"].as_u64().unwrap();
     let done = wait_final(&c, &server, id);
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["plan"]["scenes"][0]["scene"]["color"], "red");
 
-    let video = c.get(server.url(&format!("/api/tasks/{id}/video"))).send().unwrap();
+    let video = c
+        .get(server.url(&format!("/api/tasks/{id}/video")))
+        .send()
+        .unwrap();
     assert_eq!(video.status().as_u16(), 200);
     let bytes = video.bytes().unwrap();
-    let mp4 = mp4::Mp4Reader::read_header(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+    let mp4 =
+        mp4::Mp4Reader::read_header(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
     let track = mp4.tracks().values().next().unwrap();
     // 2 scenes x 0.5 s x 8 fps
     assert_eq!(track.sample_count(), 8);
     assert_eq!((track.width(), track.height()), (64, 64));
 
-    let frame = c.get(server.url(&format!("/api/tasks/{id}/frames/7"))).send().unwrap();
+    let frame = c
+        .get(server.url(&format!("/api/tasks/{id}/frames/7")))
+        .send()
+        .unwrap();
     assert_eq!(frame.status().as_u16(), 200);
     assert!(frame.bytes().unwrap().starts_with(b"\x89PNG"));
 }
@@ -149,12 +175,17 @@ fn cancelling_stops_a_task_and_is_idempotent() {
     body["num_scenes"] = json!(8);
     let id = submit(&c, &server, &body)["id"].as_u64().unwrap();
     for _ in 0..2 {
-        let r = c.delete(server.url(&format!("/api/tasks/{id}"))).send().unwrap();
+        let r = c
+            .delete(server.url(&format!("/api/tasks/{id}")))
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 200);
     }
     assert_eq!(wait_final(&c, &server, id)["status"], "cancelled");
     // The engine is free again: a new task completes.
-    let next = submit(&c, &server, &small_task("a white dot", 4))["id"].as_u64().unwrap();
+    let next = submit(&c, &server, &small_task("a white dot", 4))["id"]
+        .as_u64()
+        .unwrap();
     assert_eq!(wait_final(&c, &server, next)["status"], "completed");
 }
 
@@ -165,14 +196,26 @@ fn accepted_tasks_survive_kill_9_and_complete_after_restart() {
     let ids: Vec<u64> = {
         let server = Server::start(&data, &[]);
         let ids = (0..4)
-            .map(|i| submit(&c, &server, &small_task("a purple square moving down", 100 + i))["id"].as_u64().unwrap())
+            .map(|i| {
+                submit(
+                    &c,
+                    &server,
+                    &small_task("a purple square moving down", 100 + i),
+                )["id"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         drop(server); // SIGKILL right after the 202s
         ids
     };
     let server = Server::start(&data, &[]);
     for id in ids {
-        assert_eq!(wait_final(&c, &server, id)["status"], "completed", "task {id}");
+        assert_eq!(
+            wait_final(&c, &server, id)["status"],
+            "completed",
+            "task {id}"
+        );
     }
 }
 
@@ -190,7 +233,14 @@ fn beyond_the_queue_bound_requests_get_429_and_nothing_is_stored() {
     assert!(r.headers().contains_key("retry-after"));
     let err: Value = r.json().unwrap();
     assert!(err["code"].is_string() && err["message"].is_string());
-    let list: Value = c.get(server.url("/api/tasks")).send().unwrap().json().unwrap();
+    let list: Value = c
+        .get(server.url("/api/tasks"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(list["tasks"].as_array().unwrap().len(), 1, "{list}");
-    c.delete(server.url(&format!("/api/tasks/{id}"))).send().unwrap();
+    c.delete(server.url(&format!("/api/tasks/{id}")))
+        .send()
+        .unwrap();
 }

@@ -14,32 +14,59 @@
 
 use crate::tensor::Tensor;
 
+/// Group norm hyper-parameters (net.py: 8 groups, eps 1e-5).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Norm {
+    pub groups: usize,
+    pub eps: f32,
+}
+
 pub trait Backend: Send + Sync + 'static {
     /// A tensor living where this backend computes.
     type Tensor: Send + Sync;
 
     /// Human-readable description (device, threads), for logs and benchmarks.
     fn name(&self) -> String;
+    /// Runs a whole forward pass; a backend may set up its execution context once around it
+    /// (the CPU backend enters its thread pool, so the ops inside need no hand-off each).
+    fn run<R: Send>(&self, pass: impl FnOnce() -> R + Send) -> R {
+        pass()
+    }
     fn upload(&self, host: &Tensor) -> Self::Tensor;
     fn download(&self, t: &Self::Tensor) -> Tensor;
 
     /// 3x3 convolution, padding 1, stride 1, plus bias: `[N, H, W, Cin]` -> `[N, H, W, Cout]`.
     fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor) -> Self::Tensor;
-    /// Kernel-3, padding-1 convolution along the frame axis of `[B * F, H, W, C]`, independently
-    /// at every clip and pixel, plus bias.
-    fn temporal_conv(&self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor, frames: usize) -> Self::Tensor;
+    /// `residual += tconv(x) + bias`, where tconv is the kernel-3, padding-1 convolution along
+    /// the frame axis of `[B * F, H, W, C]`, independently at every clip and pixel (the
+    /// residual branch of a block ends here, so the sum is fused into the GEMM).
+    fn temporal_conv_residual(
+        &self,
+        residual: &mut Self::Tensor,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: &Self::Tensor,
+        frames: usize,
+    );
     /// `x [N, in] @ w[out, in]^T + bias` -> `[N, out]`.
     fn linear(&self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor) -> Self::Tensor;
 
-    /// Group norm over each image of `[N, H, W, C]` (biased variance), then `* gamma + beta`.
-    fn group_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor, beta: &Self::Tensor, groups: usize, eps: f32) -> Self::Tensor;
+    /// The prologue of every conv in net.py, fused: group norm over each image of
+    /// `[N, H, W, C]` (biased variance) with `* gamma + beta`; then, if `film` is
+    /// `Some((scale_shift, frames))`, FiLM `x * (1 + scale) + shift` with each clip's scale
+    /// (first C) and shift (last C) from `scale_shift [N / frames, 2C]`; then SiLU.
+    fn norm_silu(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        norm: Norm,
+        film: Option<(&Self::Tensor, usize)>,
+    ) -> Self::Tensor;
     /// `x * sigmoid(x)`.
     fn silu(&self, x: &mut Self::Tensor);
     /// `x += y`, same shapes.
     fn add(&self, x: &mut Self::Tensor, y: &Self::Tensor);
-    /// FiLM: `x * (1 + scale) + shift` on `[B * F, H, W, C]`, where `scale_shift [B, 2C]` holds
-    /// each clip's scale (first C) and shift (last C).
-    fn film(&self, x: &mut Self::Tensor, scale_shift: &Self::Tensor, frames: usize);
     /// `x[b * F + f, .., c] += emb[f, c]` on `[B * F, H, W, C]`.
     fn add_frame_embedding(&self, x: &mut Self::Tensor, emb: &Self::Tensor);
 }

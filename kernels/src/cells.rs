@@ -11,7 +11,11 @@ pub fn cells_to_pixels(cells: &Tensor, patch: usize) -> Tensor {
         [n, ch, h, w] => [n, ch, h, w],
         _ => panic!("cells must be [N, C, h, w], got {:?}", cells.shape),
     };
-    assert_eq!(ch, 3 * patch * patch, "{ch} cell channels for patch {patch}");
+    assert_eq!(
+        ch,
+        3 * patch * patch,
+        "{ch} cell channels for patch {patch}"
+    );
     let (ph, pw) = (h * patch, w * patch);
     let mut out = vec![0.0f32; n * ph * pw * 3];
     for (img, pixels) in out.chunks_exact_mut(ph * pw * 3).enumerate() {
@@ -50,7 +54,11 @@ mod tests {
             for x in 0..4 {
                 for c in 0..3 {
                     let want = 100 * c + 10 * y + x % 2 + 1000 * (x / 2);
-                    assert_eq!(px.data[(y * 4 + x) * 3 + c], want as f32, "pixel ({y}, {x}) colour {c}");
+                    assert_eq!(
+                        px.data[(y * 4 + x) * 3 + c],
+                        want as f32,
+                        "pixel ({y}, {x}) colour {c}"
+                    );
                 }
             }
         }

@@ -52,8 +52,14 @@ pub struct SamplerDefaults {
 
 impl ModelConfig {
     pub fn load(path: &Path) -> Result<ModelConfig, KernelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KernelError::Io { path: path.into(), source })?;
-        let bad = |message: String| KernelError::Config { path: path.into(), message };
+        let text = std::fs::read_to_string(path).map_err(|source| KernelError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let bad = |message: String| KernelError::Config {
+            path: path.into(),
+            message,
+        };
         let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         // The Rust model implements exactly one architecture; refuse anything else loudly.
         if cfg.schedule != "cosine" || cfg.t_max != T_MAX {
@@ -62,10 +68,19 @@ impl ModelConfig {
                 cfg.schedule, cfg.t_max
             )));
         }
-        if cfg.vocab.is_empty() || cfg.frames == 0 || cfg.gn_groups == 0 || cfg.channels % cfg.gn_groups != 0 {
-            return Err(bad("empty vocabulary, no frames, or channels not divisible into groups".into()));
+        if cfg.vocab.is_empty()
+            || cfg.frames == 0
+            || cfg.gn_groups == 0
+            || !cfg.channels.is_multiple_of(cfg.gn_groups)
+        {
+            return Err(bad(
+                "empty vocabulary, no frames, or channels not divisible into groups".into(),
+            ));
         }
-        if cfg.patch == 0 || cfg.base_size % cfg.patch != 0 || cfg.latent_channels != 3 * cfg.patch * cfg.patch {
+        if cfg.patch == 0
+            || !cfg.base_size.is_multiple_of(cfg.patch)
+            || cfg.latent_channels != 3 * cfg.patch * cfg.patch
+        {
             return Err(bad(format!(
                 "base_size {} / patch {} / latent_channels {} do not describe RGB cells",
                 cfg.base_size, cfg.patch, cfg.latent_channels

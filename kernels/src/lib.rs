@@ -26,7 +26,7 @@ mod scene;
 mod tensor;
 mod tokenizer;
 
-pub use backend::Backend;
+pub use backend::{Backend, Norm};
 pub use config::{ModelConfig, SamplerDefaults};
 pub use cpu::CpuBackend;
 pub use cuda::{cuda_available, CudaBackend};

@@ -47,13 +47,19 @@ mod tests {
     #[test]
     fn random123_known_answers() {
         // Random123's kat_vectors for philox4x32_10.
-        assert_eq!(philox4x32_10([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(
+            philox4x32_10([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
         assert_eq!(
             philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
             [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
         );
         assert_eq!(
-            philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            philox4x32_10(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }
@@ -61,12 +67,19 @@ mod tests {
     #[test]
     fn streams_and_prefixes() {
         let a = gaussian(7, 0, 10);
-        assert_eq!(&gaussian(7, 0, 3)[..], &a[..3], "a shorter draw is a prefix");
+        assert_eq!(
+            &gaussian(7, 0, 3)[..],
+            &a[..3],
+            "a shorter draw is a prefix"
+        );
         assert_ne!(gaussian(7, 1, 10), a, "streams differ");
         assert_ne!(gaussian(8, 0, 10), a, "seeds differ");
         let big = gaussian(1, 2, 40_000);
         let mean = big.iter().map(|&v| v as f64).sum::<f64>() / big.len() as f64;
         let var = big.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / big.len() as f64;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.03, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.03,
+            "mean {mean} var {var}"
+        );
     }
 }

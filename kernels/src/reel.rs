@@ -44,12 +44,21 @@ impl Model {
     pub fn load_with<B: Backend>(dir: &Path, backend: B) -> Result<Model, KernelError> {
         let config = ModelConfig::load(&dir.join("config.json"))?;
         let path = dir.join("model.safetensors");
-        let bytes = std::fs::read(&path).map_err(|source| KernelError::Io { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| KernelError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let id = format!("{}-{}", config.architecture, &weights_hash(&bytes)[..12]);
         let nets = Reel::load(backend, Weights::from_bytes(&bytes, &path)?, &config, &path)?;
         let tokenizer = Tokenizer::new(&config.vocab, config.max_tokens);
         let null_cond = nets.text(&[tokenizer.null()]).data;
-        Ok(Model { config, id, tokenizer, nets: Box::new(nets), null_cond })
+        Ok(Model {
+            config,
+            id,
+            tokenizer,
+            nets: Box::new(nets),
+            null_cond,
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -74,8 +83,13 @@ impl Model {
     /// Text conditions `[rows, emb]` of token id rows as `tokenize` returns them.
     pub fn text(&self, ids: &[Vec<usize>]) -> Result<Tensor, KernelError> {
         let (vocab, max) = (self.config.vocab.len(), self.config.max_tokens);
-        if let Some(row) = ids.iter().find(|r| r.len() != max || r.iter().any(|&i| i >= vocab)) {
-            return Err(KernelError::InvalidArgument(format!("token row {row:?} is not {max} ids below {vocab}")));
+        if let Some(row) = ids
+            .iter()
+            .find(|r| r.len() != max || r.iter().any(|&i| i >= vocab))
+        {
+            return Err(KernelError::InvalidArgument(format!(
+                "token row {row:?} is not {max} ids below {vocab}"
+            )));
         }
         Ok(self.nets.text(ids))
     }
@@ -85,7 +99,13 @@ impl Model {
     pub fn denoise(&self, z: &Tensor, t: &[f32], cond: &Tensor) -> Result<Tensor, KernelError> {
         let c = &self.config;
         let b = t.len();
-        let want = [b, c.frames, c.latent_channels, c.latent_size(), c.latent_size()];
+        let want = [
+            b,
+            c.frames,
+            c.latent_channels,
+            c.latent_size(),
+            c.latent_size(),
+        ];
         if z.shape != want || cond.shape != [b, c.emb] {
             return Err(KernelError::InvalidArgument(format!(
                 "denoise wants z {want:?} and cond {:?}, got {:?} and {:?}",

@@ -28,12 +28,17 @@ pub enum Prediction {
 
 /// (alpha, sigma) of the cosine schedule at t in [0, 1].
 pub fn alpha_sigma(t: f64) -> (f64, f64) {
-    ((0.5 * std::f64::consts::PI * t).cos(), (0.5 * std::f64::consts::PI * t).sin())
+    (
+        (0.5 * std::f64::consts::PI * t).cos(),
+        (0.5 * std::f64::consts::PI * t).sin(),
+    )
 }
 
 /// The `steps + 1` times of a `steps`-step run, from T_MAX down to exactly 0.
 pub fn timesteps(steps: usize) -> Vec<f64> {
-    (0..=steps).map(|i| T_MAX * (1.0 - i as f64 / steps as f64)).collect()
+    (0..=steps)
+        .map(|i| T_MAX * (1.0 - i as f64 / steps as f64))
+        .collect()
 }
 
 /// One scene's position in its sampling run plus the multistep memory of DPM-Solver++.
@@ -50,7 +55,13 @@ pub struct Solver {
 impl Solver {
     /// `steps` must be at least 1 (the caller validates).
     pub fn new(method: Method, prediction: Prediction, steps: usize) -> Solver {
-        Solver { method, prediction, times: timesteps(steps), step: 0, prev: None }
+        Solver {
+            method,
+            prediction,
+            times: timesteps(steps),
+            step: 0,
+            prev: None,
+        }
     }
 
     pub fn method(&self) -> Method {
@@ -125,8 +136,14 @@ mod tests {
 
     #[test]
     fn serde_names() {
-        assert_eq!(serde_json::to_string(&Method::DpmPP2M).unwrap(), "\"dpmpp2m\"");
-        assert_eq!(serde_json::from_str::<Method>("\"ddim\"").unwrap(), Method::Ddim);
+        assert_eq!(
+            serde_json::to_string(&Method::DpmPP2M).unwrap(),
+            "\"dpmpp2m\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Method>("\"ddim\"").unwrap(),
+            Method::Ddim
+        );
     }
 
     #[test]
@@ -155,15 +172,23 @@ mod tests {
                         Prediction::V => z
                             .iter()
                             .zip(&x0)
-                            .map(|(&z, &x)| (a * ((z as f64 - a * x as f64) / s) - s * x as f64) as f32)
+                            .map(|(&z, &x)| {
+                                (a * ((z as f64 - a * x as f64) / s) - s * x as f64) as f32
+                            })
                             .collect(),
                     };
                     solver.advance(&mut z, &out);
                     seen.push(z);
                 }
-                assert_ne!(seen[0], x0, "{method:?}/{prediction:?} jumped to x0 in one step");
+                assert_ne!(
+                    seen[0], x0,
+                    "{method:?}/{prediction:?} jumped to x0 in one step"
+                );
                 for (z, x) in z.iter().zip(&x0) {
-                    assert!((z - x).abs() < 1e-4, "{method:?}/{prediction:?}: {z} vs {x}");
+                    assert!(
+                        (z - x).abs() < 1e-4,
+                        "{method:?}/{prediction:?}: {z} vs {x}"
+                    );
                 }
             }
         }

@@ -61,23 +61,36 @@ impl Model {
         method: Method,
     ) -> Result<SceneState, KernelError> {
         if steps == 0 {
-            return Err(KernelError::InvalidArgument("a scene needs at least one sampling step".into()));
+            return Err(KernelError::InvalidArgument(
+                "a scene needs at least one sampling step".into(),
+            ));
         }
         if !guidance.is_finite() {
-            return Err(KernelError::InvalidArgument(format!("guidance {guidance} is not a finite number")));
+            return Err(KernelError::InvalidArgument(format!(
+                "guidance {guidance} is not a finite number"
+            )));
         }
         let ids = self.tokenize(caption)?;
         let cond = self.nets.text(&[ids]).data;
         let latent = philox::gaussian(seed, stream, self.config.latent_len());
         let solver = Solver::new(method, self.config.prediction, steps);
-        Ok(SceneState { latent, cond, guidance, solver })
+        Ok(SceneState {
+            latent,
+            cond,
+            guidance,
+            solver,
+        })
     }
 
     /// Advances every unfinished scene of `batch` by one sampler step, in one forward pass
     /// over `2 * n` clips (`n` conditional, then the same `n` unconditional). Finished scenes
     /// are left as they are.
     pub fn step(&self, batch: &mut [&mut SceneState]) {
-        let mut active: Vec<&mut SceneState> = batch.iter_mut().map(|s| &mut **s).filter(|s| !s.done()).collect();
+        let mut active: Vec<&mut SceneState> = batch
+            .iter_mut()
+            .map(|s| &mut **s)
+            .filter(|s| !s.done())
+            .collect();
         let n = active.len();
         if n == 0 {
             return;
@@ -87,7 +100,10 @@ impl Model {
         let mut z = Vec::with_capacity(2 * n * len);
         let mut cond = Vec::with_capacity(2 * n * emb);
         for s in &active {
-            assert!(s.latent.len() == len && s.cond.len() == emb, "scene started by a model of another shape");
+            assert!(
+                s.latent.len() == len && s.cond.len() == emb,
+                "scene started by a model of another shape"
+            );
             z.extend_from_slice(&s.latent);
             cond.extend_from_slice(&s.cond);
         }
@@ -95,10 +111,25 @@ impl Model {
         for _ in 0..n {
             cond.extend_from_slice(&self.null_cond);
         }
-        let t: Vec<f32> = active.iter().map(|s| s.solver.t() as f32).cycle().take(2 * n).collect();
+        let t: Vec<f32> = active
+            .iter()
+            .map(|s| s.solver.t() as f32)
+            .cycle()
+            .take(2 * n)
+            .collect();
         let c = &self.config;
-        let shape = [2 * n, c.frames, c.latent_channels, c.latent_size(), c.latent_size()];
-        let out = self.nets.denoise(&Tensor::new(&shape, z), &t, &Tensor::new(&[2 * n, emb], cond));
+        let shape = [
+            2 * n,
+            c.frames,
+            c.latent_channels,
+            c.latent_size(),
+            c.latent_size(),
+        ];
+        let out = self.nets.denoise(
+            &Tensor::new(&shape, z),
+            &t,
+            &Tensor::new(&[2 * n, emb], cond),
+        );
         let (oc, ou) = out.data.split_at(n * len);
         for (i, s) in active.iter_mut().enumerate() {
             let (oc, ou) = (&oc[i * len..(i + 1) * len], &ou[i * len..(i + 1) * len]);
@@ -112,10 +143,27 @@ impl Model {
     /// at any step (the pipeline may preview).
     pub fn decode(&self, state: &SceneState) -> Clip {
         let c = &self.config;
-        let z = Tensor::new(&[c.frames, c.latent_channels, c.latent_size(), c.latent_size()], state.latent.clone());
+        let z = Tensor::new(
+            &[
+                c.frames,
+                c.latent_channels,
+                c.latent_size(),
+                c.latent_size(),
+            ],
+            state.latent.clone(),
+        );
         let x = cells_to_pixels(&z, c.patch);
-        let data = x.data.iter().map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0)).collect();
-        Clip { frames: c.frames, width: x.shape[2], height: x.shape[1], data }
+        let data = x
+            .data
+            .iter()
+            .map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0))
+            .collect();
+        Clip {
+            frames: c.frames,
+            width: x.shape[2],
+            height: x.shape[1],
+            data,
+        }
     }
 
     /// Samples and decodes several scenes batched: scene `i` uses noise stream `i` of `seed`.

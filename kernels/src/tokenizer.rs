@@ -14,17 +14,31 @@ pub struct Tokenizer {
 impl Tokenizer {
     pub fn new(vocab: &[String], max_tokens: usize) -> Tokenizer {
         // Like the Python dict comprehension: a repeated word maps to its last index.
-        let index = vocab.iter().enumerate().map(|(i, w)| (w.clone(), i)).collect();
+        let index = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i))
+            .collect();
         Tokenizer { index, max_tokens }
     }
 
     pub fn encode(&self, caption: &str) -> Result<Vec<usize>, KernelError> {
         let mut ids = caption
             .split_whitespace()
-            .map(|w| self.index.get(w).copied().ok_or_else(|| KernelError::UnknownWord { word: w.to_string() }))
+            .map(|w| {
+                self.index
+                    .get(w)
+                    .copied()
+                    .ok_or_else(|| KernelError::UnknownWord {
+                        word: w.to_string(),
+                    })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if ids.len() > self.max_tokens {
-            return Err(KernelError::TooManyTokens { count: ids.len(), max: self.max_tokens });
+            return Err(KernelError::TooManyTokens {
+                count: ids.len(),
+                max: self.max_tokens,
+            });
         }
         ids.resize(self.max_tokens, 0);
         Ok(ids)
@@ -41,7 +55,10 @@ mod tests {
     use super::*;
 
     fn tok() -> Tokenizer {
-        let vocab: Vec<String> = ["<pad>", "a", "red", "circle"].iter().map(|s| s.to_string()).collect();
+        let vocab: Vec<String> = ["<pad>", "a", "red", "circle"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         Tokenizer::new(&vocab, 4)
     }
 
@@ -53,7 +70,12 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_long_captions() {
-        assert!(matches!(tok().encode("a blue circle"), Err(KernelError::UnknownWord { word }) if word == "blue"));
-        assert!(matches!(tok().encode("a a a a a"), Err(KernelError::TooManyTokens { count: 5, max: 4 })));
+        assert!(
+            matches!(tok().encode("a blue circle"), Err(KernelError::UnknownWord { word }) if word == "blue")
+        );
+        assert!(matches!(
+            tok().encode("a a a a a"),
+            Err(KernelError::TooManyTokens { count: 5, max: 4 })
+        ));
     }
 }

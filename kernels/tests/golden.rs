@@ -26,7 +26,8 @@ struct Golden {
 impl Golden {
     fn load() -> Golden {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/golden.safetensors");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run python3 model/export.py)", path.display()));
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run python3 model/export.py)", path.display()));
         let (_, header) = SafeTensors::read_metadata(&bytes).expect("golden header");
         let meta = header.metadata().clone().unwrap_or_default();
         let st = SafeTensors::deserialize(&bytes).expect("golden file");
@@ -35,13 +36,21 @@ impl Golden {
             let bytes = view.data();
             match view.dtype() {
                 Dtype::F32 => {
-                    let data = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+                    let data = bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                        .collect();
                     tensors.insert(name, (view.shape().to_vec(), data));
                 }
                 Dtype::I64 => {
-                    let flat: Vec<usize> =
-                        bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as usize).collect();
-                    ids.insert(name, flat.chunks(view.shape()[1]).map(|r| r.to_vec()).collect());
+                    let flat: Vec<usize> = bytes
+                        .chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as usize)
+                        .collect();
+                    ids.insert(
+                        name,
+                        flat.chunks(view.shape()[1]).map(|r| r.to_vec()).collect(),
+                    );
                 }
                 other => panic!("unexpected dtype {other:?} of {name}"),
             }
@@ -50,12 +59,18 @@ impl Golden {
     }
 
     fn tensor(&self, name: &str) -> Tensor {
-        let (shape, data) = self.tensors.get(name).unwrap_or_else(|| panic!("golden tensor {name} missing"));
+        let (shape, data) = self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("golden tensor {name} missing"));
         Tensor::new(shape, data.clone())
     }
 
     fn meta<T: std::str::FromStr>(&self, key: &str) -> T {
-        self.meta.get(key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("golden metadata {key}"))
+        self.meta
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("golden metadata {key}"))
     }
 
     fn captions(&self) -> Vec<String> {
@@ -71,8 +86,19 @@ impl Golden {
 /// `n` Philox clips of `stream`s 0.. under `seed`, `[n, F, L, h, w]`.
 fn philox_clips(m: &Model, seed: u64, n: usize) -> Tensor {
     let c = m.config();
-    let data = (0..n as u64).flat_map(|s| philox::gaussian(seed, s, c.latent_len())).collect();
-    Tensor::new(&[n, c.frames, c.latent_channels, c.latent_size(), c.latent_size()], data)
+    let data = (0..n as u64)
+        .flat_map(|s| philox::gaussian(seed, s, c.latent_len()))
+        .collect();
+    Tensor::new(
+        &[
+            n,
+            c.frames,
+            c.latent_channels,
+            c.latent_size(),
+            c.latent_size(),
+        ],
+        data,
+    )
 }
 
 fn checkpoint() -> PathBuf {
@@ -99,7 +125,12 @@ fn assert_close(name: &str, got: &[f32], want: &[f32]) {
 /// Frame `f` of a clip as `[3, H, W]` (the PyTorch layout of the golden frames).
 fn frame_chw(clip: &kernels::Clip, f: usize) -> Vec<f32> {
     let n = clip.width * clip.height;
-    Tensor::new(&[clip.height, clip.width, 3], clip.data[f * n * 3..(f + 1) * n * 3].to_vec()).permute(&[2, 0, 1]).data
+    Tensor::new(
+        &[clip.height, clip.width, 3],
+        clip.data[f * n * 3..(f + 1) * n * 3].to_vec(),
+    )
+    .permute(&[2, 0, 1])
+    .data
 }
 
 #[test]
@@ -115,24 +146,37 @@ fn denoiser_matches_torch() {
     let cond = m.text(&g.ids["denoise.ids"]).unwrap();
     let z = philox_clips(&m, g.meta("denoise_seed"), 2);
     let out = m.denoise(&z, &g.tensor("denoise.t").data, &cond).unwrap();
-    assert_close("denoise.out", &g.decimate(&out.data), &g.tensor("denoise.out").data);
+    assert_close(
+        "denoise.out",
+        &g.decimate(&out.data),
+        &g.tensor("denoise.out").data,
+    );
 }
 
 #[test]
 fn cells_to_pixels_matches_pixel_shuffle() {
     let (m, g) = (model(), Golden::load());
     let c = m.config();
-    let frame = philox_clips(&m, g.meta("cells_seed"), 1).data[..c.latent_len() / c.frames].to_vec();
-    let cells = Tensor::new(&[1, c.latent_channels, c.latent_size(), c.latent_size()], frame);
+    let frame =
+        philox_clips(&m, g.meta("cells_seed"), 1).data[..c.latent_len() / c.frames].to_vec();
+    let cells = Tensor::new(
+        &[1, c.latent_channels, c.latent_size(), c.latent_size()],
+        frame,
+    );
     let px = cells::cells_to_pixels(&cells, c.patch);
-    assert_eq!(px.permute(&[0, 3, 1, 2]).data, g.tensor("cells.pixels").data, "a pure rearrangement is exact");
+    assert_eq!(
+        px.permute(&[0, 3, 1, 2]).data,
+        g.tensor("cells.pixels").data,
+        "a pure rearrangement is exact"
+    );
 }
 
 /// Starts the golden scenes, checks their Philox noise against noise.py bit for bit, then
 /// steps them together and compares every intermediate latent.
 fn run_trajectory(name: &str, method: Method, steps_key: &str) -> (Model, Vec<SceneState>) {
     let (m, g) = (model(), Golden::load());
-    let (seed, guidance, steps): (u64, f32, usize) = (g.meta("seed"), g.meta("guidance"), g.meta(steps_key));
+    let (seed, guidance, steps): (u64, f32, usize) =
+        (g.meta("seed"), g.meta("guidance"), g.meta(steps_key));
     let mut scenes: Vec<SceneState> = g
         .captions()
         .iter()
@@ -140,14 +184,22 @@ fn run_trajectory(name: &str, method: Method, steps_key: &str) -> (Model, Vec<Sc
         .map(|(i, c)| m.start(c, seed, i as u64, steps, guidance, method).unwrap())
         .collect();
     let z0: Vec<f32> = scenes.iter().flat_map(|s| s.latent().to_vec()).collect();
-    assert_eq!(g.decimate(&z0), g.tensor("dpm.z0").data, "Philox noise differs from noise.py");
+    assert_eq!(
+        g.decimate(&z0),
+        g.tensor("dpm.z0").data,
+        "Philox noise differs from noise.py"
+    );
     let trace = g.tensor(&format!("{name}.trace"));
     assert_eq!(trace.shape[0], steps);
     for (k, want) in trace.data.chunks_exact(trace.shape[1]).enumerate() {
         assert!(scenes.iter().all(|s| s.step_index() == k && !s.done()));
         m.step(&mut scenes.iter_mut().collect::<Vec<_>>());
         let got: Vec<f32> = scenes.iter().flat_map(|s| s.latent().to_vec()).collect();
-        assert_close(&format!("{name} latent after step {}", k + 1), &g.decimate(&got), want);
+        assert_close(
+            &format!("{name} latent after step {}", k + 1),
+            &g.decimate(&got),
+            want,
+        );
     }
     assert!(scenes.iter().all(|s| s.done() && s.step_index() == steps));
     (m, scenes)

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{randn, rel_err};
-use kernels::{Backend, CpuBackend, Tensor};
+use kernels::{Backend, CpuBackend, Norm, Tensor};
 
 /// Relative tolerance (see `rel_err`) of ops that sum products in f32.
 const SUM_TOL: f64 = 1e-5;
@@ -51,7 +51,8 @@ mod reference {
                             for ky in 0..3 {
                                 for kx in 0..3 {
                                     let (iy, ix) = ((oy + ky) as isize - 1, (ox + kx) as isize - 1);
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
+                                    {
                                         let wv = w.data[((co * cin + ci) * 3 + ky) * 3 + kx] as f64;
                                         acc += wv * at(x, [img, iy as usize, ix as usize, ci]);
                                     }
@@ -83,7 +84,8 @@ mod reference {
                                 continue;
                             }
                             for ci in 0..cin {
-                                acc += w.data[(co * cin + ci) * 3 + k] as f64 * at(x, [clip * frames + fi as usize, y, xx, ci]);
+                                acc += w.data[(co * cin + ci) * 3 + k] as f64
+                                    * at(x, [clip * frames + fi as usize, y, xx, ci]);
                             }
                         }
                         out.push(acc as f32);
@@ -99,14 +101,22 @@ mod reference {
         let mut out = Vec::new();
         for i in 0..n {
             for o in 0..m {
-                let dot: f64 = (0..k).map(|j| x.data[i * k + j] as f64 * w.data[o * k + j] as f64).sum();
+                let dot: f64 = (0..k)
+                    .map(|j| x.data[i * k + j] as f64 * w.data[o * k + j] as f64)
+                    .sum();
                 out.push((dot + b.data[o] as f64) as f32);
             }
         }
         Tensor::new(&[n, m], out)
     }
 
-    pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f64) -> Tensor {
+    pub fn group_norm(
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        groups: usize,
+        eps: f64,
+    ) -> Tensor {
         let [n, h, w, c] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let per = c / groups;
         let mut out = x.clone();
@@ -131,7 +141,14 @@ mod reference {
     }
 
     pub fn map(x: &Tensor, f: impl Fn(usize, f64) -> f64) -> Tensor {
-        Tensor::new(&x.shape, x.data.iter().enumerate().map(|(i, &v)| f(i, v as f64) as f32).collect())
+        Tensor::new(
+            &x.shape,
+            x.data
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| f(i, v as f64) as f32)
+                .collect(),
+        )
     }
 }
 
@@ -152,14 +169,19 @@ fn check_conv2d<B: Backend>(be: &B, [n, h, w, cin, cout]: [usize; 5]) {
     check("conv2d", &got, &reference::conv2d(&x, &wt, &b), SUM_TOL);
 }
 
-fn check_temporal_conv<B: Backend>(be: &B) {
+fn check_temporal_conv_residual<B: Backend>(be: &B) {
     let (clips, frames, c) = (2, 5, 12);
     let x = randn(&[clips * frames, 3, 4, c], 4);
     let wt = randn(&[c, c, 3], 5);
     let b = randn(&[c], 6);
-    let (wk, bb) = (be.upload(&kio(&wt)), be.upload(&b));
-    let got = run(be, &x, |be, x| be.temporal_conv(x, &wk, &bb, frames));
-    check("temporal_conv", &got, &reference::temporal_conv(&x, &wt, &b, frames), SUM_TOL);
+    let residual = randn(&[clips * frames, 3, 4, c], 7);
+    let (wk, bb, xd) = (be.upload(&kio(&wt)), be.upload(&b), be.upload(&x));
+    let got = run_in_place(be, &residual, |be, r| {
+        be.temporal_conv_residual(r, &xd, &wk, &bb, frames)
+    });
+    let conv = reference::temporal_conv(&x, &wt, &b, frames);
+    let want = reference::map(&residual, |i, v| v + conv.data[i] as f64);
+    check("temporal_conv_residual", &got, &want, SUM_TOL);
 }
 
 fn check_linear<B: Backend>(be: &B) {
@@ -170,41 +192,70 @@ fn check_linear<B: Backend>(be: &B) {
     check("linear", &got, &reference::linear(&x, &w, &b), SUM_TOL);
 }
 
-fn check_group_norm<B: Backend>(be: &B) {
+fn silu(v: f64) -> f64 {
+    v / (1.0 + (-v).exp())
+}
+
+fn check_norm_silu<B: Backend>(be: &B) {
     // Offset and scaled input: a one-pass variance in f32 would fail here.
-    let x = reference::map(&randn(&[3, 5, 6, 16], 10), |_, v| 3.0 * v + 20.0);
-    let (g, b) = (randn(&[16], 11), randn(&[16], 12));
-    let (gd, bd) = (be.upload(&g), be.upload(&b));
-    let got = run(be, &x, |be, x| be.group_norm(x, &gd, &bd, 8, 1e-5));
-    check("group_norm", &got, &reference::group_norm(&x, &g, &b, 8, 1e-5), SUM_TOL);
+    let (frames, c) = (3, 16);
+    let x = reference::map(&randn(&[2 * frames, 5, 6, c], 10), |_, v| 3.0 * v + 20.0);
+    let (g, b) = (randn(&[c], 11), randn(&[c], 12));
+    let ss = randn(&[2, 2 * c], 13);
+    let (gd, bd, ssd) = (be.upload(&g), be.upload(&b), be.upload(&ss));
+    let norm = Norm {
+        groups: 8,
+        eps: 1e-5,
+    };
+    let normed = reference::group_norm(&x, &g, &b, 8, 1e-5);
+
+    let got = run(be, &x, |be, x| be.norm_silu(x, &gd, &bd, norm, None));
+    check(
+        "norm_silu",
+        &got,
+        &reference::map(&normed, |_, v| silu(v)),
+        SUM_TOL,
+    );
+
+    let got = run(be, &x, |be, x| {
+        be.norm_silu(x, &gd, &bd, norm, Some((&ssd, frames)))
+    });
+    let want = reference::map(&normed, |i, v| {
+        let (clip, ch) = (i / (5 * 6 * c) / frames, i % c);
+        silu(v * (1.0 + ss.data[clip * 2 * c + ch] as f64) + ss.data[clip * 2 * c + c + ch] as f64)
+    });
+    check("norm_silu with FiLM", &got, &want, SUM_TOL);
 }
 
 fn check_elementwise<B: Backend>(be: &B) {
     let (frames, c) = (4, 6);
     let x = randn(&[2 * frames, 3, 5, c], 13);
     let y = randn(&[2 * frames, 3, 5, c], 14);
-    let ss = randn(&[2, 2 * c], 15);
     let emb = randn(&[frames, c], 16);
     let img = |i: usize| i / (3 * 5 * c);
 
     let got = run_in_place(be, &x, |be, t| be.silu(t));
-    check("silu", &got, &reference::map(&x, |_, v| v / (1.0 + (-v).exp())), ELEMENTWISE_TOL);
+    check(
+        "silu",
+        &got,
+        &reference::map(&x, |_, v| silu(v)),
+        ELEMENTWISE_TOL,
+    );
 
     let yd = be.upload(&y);
     let got = run_in_place(be, &x, |be, t| be.add(t, &yd));
-    check("add", &got, &reference::map(&x, |i, v| v + y.data[i] as f64), ELEMENTWISE_TOL);
-
-    let ssd = be.upload(&ss);
-    let got = run_in_place(be, &x, |be, t| be.film(t, &ssd, frames));
-    let want = reference::map(&x, |i, v| {
-        let (clip, ch) = (img(i) / frames, i % c);
-        v * (1.0 + ss.data[clip * 2 * c + ch] as f64) + ss.data[clip * 2 * c + c + ch] as f64
-    });
-    check("film", &got, &want, ELEMENTWISE_TOL);
+    check(
+        "add",
+        &got,
+        &reference::map(&x, |i, v| v + y.data[i] as f64),
+        ELEMENTWISE_TOL,
+    );
 
     let embd = be.upload(&emb);
     let got = run_in_place(be, &x, |be, t| be.add_frame_embedding(t, &embd));
-    let want = reference::map(&x, |i, v| v + emb.data[(img(i) % frames) * c + i % c] as f64);
+    let want = reference::map(&x, |i, v| {
+        v + emb.data[(img(i) % frames) * c + i % c] as f64
+    });
     check("add_frame_embedding", &got, &want, ELEMENTWISE_TOL);
 }
 
@@ -225,8 +276,8 @@ macro_rules! backend_tests {
             }
 
             #[test]
-            fn temporal_conv() {
-                check_temporal_conv(&$make);
+            fn temporal_conv_residual() {
+                check_temporal_conv_residual(&$make);
             }
 
             #[test]
@@ -235,8 +286,8 @@ macro_rules! backend_tests {
             }
 
             #[test]
-            fn group_norm() {
-                check_group_norm(&$make);
+            fn norm_silu() {
+                check_norm_silu(&$make);
             }
 
             #[test]

@@ -10,8 +10,11 @@ use common::rel_err;
 use kernels::{CpuBackend, KernelError, Method, Model};
 
 fn model() -> Model {
-    Model::load_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/checkpoint"), CpuBackend::new(2))
-        .expect("load model/checkpoint")
+    Model::load_with(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/checkpoint"),
+        CpuBackend::new(2),
+    )
+    .expect("load model/checkpoint")
 }
 
 const RED: &str = "a small red circle moving left on a black background";
@@ -32,7 +35,10 @@ fn batching_does_not_change_a_scene() {
     assert!(alone.done() && together.done() && !other.done());
     assert_eq!(other.step_index(), 4);
     let err = rel_err(together.latent(), alone.latent());
-    assert!(err <= 1e-6, "batched scene drifted from the lone one: {err:e}");
+    assert!(
+        err <= 1e-6,
+        "batched scene drifted from the lone one: {err:e}"
+    );
 }
 
 #[test]
@@ -56,23 +62,46 @@ fn generate_is_deterministic_and_sized() {
     let clips = m.generate(&[RED, RED], 9, 2, 4.0, Method::DpmPP2M).unwrap();
     assert_eq!(clips.len(), 2);
     for c in &clips {
-        assert_eq!((c.frames, c.width, c.height), (cfg.frames, cfg.base_size, cfg.base_size));
+        assert_eq!(
+            (c.frames, c.width, c.height),
+            (cfg.frames, cfg.base_size, cfg.base_size)
+        );
         assert_eq!(c.data.len(), c.frames * c.width * c.height * 3);
         assert!(c.data.iter().all(|v| (0.0..=1.0).contains(v)));
     }
-    assert_ne!(clips[0], clips[1], "streams 0 and 1 must give different noise");
-    assert_eq!(m.generate(&[RED], 9, 2, 4.0, Method::DpmPP2M).unwrap()[0], clips[0]);
+    assert_ne!(
+        clips[0], clips[1],
+        "streams 0 and 1 must give different noise"
+    );
+    assert_eq!(
+        m.generate(&[RED], 9, 2, 4.0, Method::DpmPP2M).unwrap()[0],
+        clips[0]
+    );
 }
 
 #[test]
 fn bad_requests_are_errors() {
     let m = model();
-    assert!(matches!(m.start("a tiny red circle", 0, 0, 4, 4.0, Method::Ddim), Err(KernelError::UnknownWord { word }) if word == "tiny"));
-    assert!(matches!(m.start(RED, 0, 0, 0, 4.0, Method::Ddim), Err(KernelError::InvalidArgument(_))));
-    assert!(matches!(m.start(RED, 0, 0, 4, f32::NAN, Method::Ddim), Err(KernelError::InvalidArgument(_))));
+    assert!(
+        matches!(m.start("a tiny red circle", 0, 0, 4, 4.0, Method::Ddim), Err(KernelError::UnknownWord { word }) if word == "tiny")
+    );
+    assert!(matches!(
+        m.start(RED, 0, 0, 0, 4.0, Method::Ddim),
+        Err(KernelError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        m.start(RED, 0, 0, 4, f32::NAN, Method::Ddim),
+        Err(KernelError::InvalidArgument(_))
+    ));
     let long = vec!["a"; m.config().max_tokens + 1].join(" ");
-    assert!(matches!(m.start(&long, 0, 0, 4, 4.0, Method::Ddim), Err(KernelError::TooManyTokens { .. })));
-    assert!(matches!(Model::load(Path::new("/nonexistent/checkpoint")), Err(KernelError::Io { .. })));
+    assert!(matches!(
+        m.start(&long, 0, 0, 4, 4.0, Method::Ddim),
+        Err(KernelError::TooManyTokens { .. })
+    ));
+    assert!(matches!(
+        Model::load(Path::new("/nonexistent/checkpoint")),
+        Err(KernelError::Io { .. })
+    ));
 }
 
 #[test]
@@ -82,5 +111,7 @@ fn config_and_id() {
     assert!(m.id().starts_with(&format!("{}-", cfg.architecture)));
     assert_eq!(m.id().len(), cfg.architecture.len() + 13);
     assert_eq!(cfg.vocab[0], "<pad>");
-    assert!(cfg.sampler.steps > 0 && cfg.fps > 0.0 && cfg.latent_channels == 3 * cfg.patch * cfg.patch);
+    assert!(
+        cfg.sampler.steps > 0 && cfg.fps > 0.0 && cfg.latent_channels == 3 * cfg.patch * cfg.patch
+    );
 }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use crossbeam::channel::Sender;
 use kernels::Model;
 use storage::{Store, TaskParams, TaskStatus};
+use timely::communication::WorkerGuards;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::Input;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use timely::communication::WorkerGuards;
 use tokio::sync::broadcast;
 
 use crate::dataflow::{self, Context, TaskIn};
@@ -28,7 +28,12 @@ pub enum TaskEvent {
     /// The task entered a new status.
     Status(TaskStatus),
     /// One denoising step of one scene finished; `overall` is the task's progress in [0, 1].
-    Step { scene: usize, step: usize, steps: usize, overall: f32 },
+    Step {
+        scene: usize,
+        step: usize,
+        steps: usize,
+        overall: f32,
+    },
     /// One delivered frame exists (global index across scenes); JPEG for live streaming.
     Frame { index: usize, jpeg: Arc<Vec<u8>> },
     /// Final status reached; no more events follow.
@@ -153,8 +158,14 @@ impl Engine {
             workers: Mutex::new(Some(workers)),
         };
         for record in engine.store.unfinished()? {
-            tracing::info!(task = record.id, status = record.status.name(), "queued again after restart");
-            engine.store.update(record.id, |r| r.status = TaskStatus::Queued)?;
+            tracing::info!(
+                task = record.id,
+                status = record.status.name(),
+                "queued again after restart"
+            );
+            engine
+                .store
+                .update(record.id, |r| r.status = TaskStatus::Queued)?;
             engine.enqueue(record.id, record.params);
         }
         Ok(engine)
@@ -215,7 +226,11 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::Relaxed);
-        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(workers) = workers {
             let _ = workers.join();
         }

@@ -84,7 +84,15 @@ impl Hub {
             l.progress.overall = l.progress.scenes.iter().sum::<f32>() / n;
             l.progress.overall
         };
-        self.send(id, TaskEvent::Step { scene, step, steps, overall });
+        self.send(
+            id,
+            TaskEvent::Step {
+                scene,
+                step,
+                steps,
+                overall,
+            },
+        );
     }
 
     /// A delivered frame exists (global index across the task's scenes).
@@ -123,7 +131,10 @@ impl Hub {
     }
 
     pub fn frames_so_far(&self, id: u64) -> Vec<Arc<Vec<u8>>> {
-        lock(&self.live).get(&id).map(|l| l.frames.clone()).unwrap_or_default()
+        lock(&self.live)
+            .get(&id)
+            .map(|l| l.frames.clone())
+            .unwrap_or_default()
     }
 
     /// Marks an admitted task cancelled; false when it is not in the engine.

@@ -32,7 +32,10 @@ impl TaskStatus {
     ];
 
     pub fn is_final(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled)
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -117,7 +120,11 @@ impl TaskParams {
 
     /// Checks every field against its range; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        fn within<T: PartialOrd + std::fmt::Display>(name: &str, v: T, (lo, hi): (T, T)) -> Result<(), String> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            name: &str,
+            v: T,
+            (lo, hi): (T, T),
+        ) -> Result<(), String> {
             if v >= lo && v <= hi {
                 Ok(())
             } else {
@@ -132,10 +139,14 @@ impl TaskParams {
         within("num_scenes", self.num_scenes, Self::NUM_SCENES)?;
         within("steps", self.steps, Self::STEPS)?;
         within("guidance", self.guidance, Self::GUIDANCE)?;
-        within("seconds_per_scene", self.seconds_per_scene, Self::SECONDS_PER_SCENE)?;
+        within(
+            "seconds_per_scene",
+            self.seconds_per_scene,
+            Self::SECONDS_PER_SCENE,
+        )?;
         within("fps", self.fps, Self::FPS)?;
         within("size", self.size, Self::SIZE)?;
-        if self.size % 16 != 0 {
+        if !self.size.is_multiple_of(16) {
             return Err(format!("size must be a multiple of 16, got {}", self.size));
         }
         Ok(())

@@ -47,12 +47,20 @@ const CAPTION: &str = "a small red circle moving left on a black background";
 fn main() -> Result<()> {
     let args = Args::parse();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| root.join("model/checkpoint"));
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| root.join("model/checkpoint"));
     let backend = CpuBackend::new(args.threads);
-    let model = Model::load_with(&checkpoint, backend).with_context(|| format!("loading {}", checkpoint.display()))?;
+    let model = Model::load_with(&checkpoint, backend)
+        .with_context(|| format!("loading {}", checkpoint.display()))?;
     let cfg = model.config().clone();
 
-    let rust: Vec<f64> = args.batches.iter().map(|&b| time_rust(&model, b, &args)).collect::<Result<_>>()?;
+    let rust: Vec<f64> = args
+        .batches
+        .iter()
+        .map(|&b| time_rust(&model, b, &args))
+        .collect::<Result<_>>()?;
     let torch = if args.no_torch {
         None
     } else {
@@ -65,13 +73,26 @@ fn main() -> Result<()> {
         }
     };
 
-    println!("denoiser throughput: model {}, {}, {} iterations (median)", model.id(), model.backend_name(), args.iters);
+    println!(
+        "denoiser throughput: model {}, {}, {} iterations (median)",
+        model.id(),
+        model.backend_name(),
+        args.iters
+    );
     if let Some((version, _)) = &torch {
         println!("PyTorch {version} on {} threads", args.threads);
     }
     println!(
         "{:>5} {:>10} {:>10} {:>12} {:>12} {:>8} {:>10} {:>10} {:>10}",
-        "batch", "rust ms", "torch ms", "rust fr*st/s", "torch fr*st/s", "speedup", "GFLOP/pass", "rust GF/s", "torch GF/s"
+        "batch",
+        "rust ms",
+        "torch ms",
+        "rust fr*st/s",
+        "torch fr*st/s",
+        "speedup",
+        "GFLOP/pass",
+        "rust GF/s",
+        "torch GF/s"
     );
     for (i, &b) in args.batches.iter().enumerate() {
         let flops = pass_flops(&cfg, 2 * b);
@@ -100,7 +121,13 @@ fn time_rust(model: &Model, batch: usize, args: &Args) -> Result<f64> {
     let len = cfg.latent_len();
     let noise = philox::gaussian(1, 0, batch * len);
     let z = Tensor::new(
-        &[2 * batch, cfg.frames, cfg.latent_channels, cfg.latent_size(), cfg.latent_size()],
+        &[
+            2 * batch,
+            cfg.frames,
+            cfg.latent_channels,
+            cfg.latent_size(),
+            cfg.latent_size(),
+        ],
         [noise.clone(), noise].concat(),
     );
     let ids = [model.tokenize(CAPTION)?, vec![0; cfg.max_tokens]];
@@ -120,25 +147,51 @@ fn time_rust(model: &Model, batch: usize, args: &Args) -> Result<f64> {
 
 /// (torch version, median ms per batch size) from bench/torch_throughput.py.
 fn time_torch(args: &Args, script: &Path, checkpoint: &Path) -> Result<(String, Vec<f64>)> {
-    let batches = args.batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let batches = args
+        .batches
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let out = Command::new(&args.python)
         .arg(script)
-        .args(["--checkpoint", &checkpoint.display().to_string(), "--threads", &args.threads.to_string()])
-        .args(["--batches", &batches, "--iters", &args.iters.to_string(), "--warmup", &args.warmup.to_string()])
+        .args([
+            "--checkpoint",
+            &checkpoint.display().to_string(),
+            "--threads",
+            &args.threads.to_string(),
+        ])
+        .args([
+            "--batches",
+            &batches,
+            "--iters",
+            &args.iters.to_string(),
+            "--warmup",
+            &args.warmup.to_string(),
+        ])
         .output()
         .with_context(|| format!("running {}", args.python))?;
     if !out.status.success() {
-        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let mut version = String::new();
     let mut medians = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("bad line from torch: {line}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("bad line from torch: {line}"))?;
         medians.push(v["median_ms"].as_f64().context("median_ms missing")?);
         version = v["torch"].as_str().unwrap_or("?").to_string();
     }
     if medians.len() != args.batches.len() {
-        bail!("torch reported {} batch sizes, expected {}", medians.len(), args.batches.len());
+        bail!(
+            "torch reported {} batch sizes, expected {}",
+            medians.len(),
+            args.batches.len()
+        );
     }
     Ok((version, medians))
 }

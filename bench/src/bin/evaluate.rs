@@ -46,7 +46,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let model = Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    let model =
+        Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     let post = PostProcessor::new(PostChoice::Cpu)?;
     let cfg = model.config();
     let steps = args.steps.unwrap_or(cfg.sampler.steps);
@@ -60,13 +61,24 @@ fn main() -> anyhow::Result<()> {
         let captions: Vec<String> = chunk.iter().map(|s| s.caption()).collect();
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
         // Each batch draws its own noise: seed + batch index.
-        let clips = model.generate(&refs, args.seed.wrapping_add(b as u64), steps, guidance, method)?;
+        let clips = model.generate(
+            &refs,
+            args.seed.wrapping_add(b as u64),
+            steps,
+            guidance,
+            method,
+        )?;
         for (clip, scene) in clips.iter().zip(chunk) {
             base.push(eval::evaluate(clip, scene));
             let out = post.process(clip, args.size, args.frames)?;
             delivered.push(eval::evaluate(&out.to_clip(), scene));
         }
-        eprintln!("{}/{} scenes, {:.0} s", base.len(), suite.len(), started.elapsed().as_secs_f64());
+        eprintln!(
+            "{}/{} scenes, {:.0} s",
+            base.len(),
+            suite.len(),
+            started.elapsed().as_secs_f64()
+        );
     }
 
     let mut md = format!(
@@ -79,11 +91,20 @@ fn main() -> anyhow::Result<()> {
         method,
         guidance
     );
-    md += &format!("### Model frames ({0}x{0}, {1} frames)\n\n", cfg.base_size, cfg.frames);
+    md += &format!(
+        "### Model frames ({0}x{0}, {1} frames)\n\n",
+        cfg.base_size, cfg.frames
+    );
     md += &report::markdown(&report::rows(&base));
-    md += &format!("\n### Delivered frames ({0}x{0}, {1} frames, CPU post-processing)\n\n", args.size, args.frames);
+    md += &format!(
+        "\n### Delivered frames ({0}x{0}, {1} frames, CPU post-processing)\n\n",
+        args.size, args.frames
+    );
     md += &report::markdown(&report::rows(&delivered));
-    md += &format!("\nGenerated and judged in {:.0} s.\n", started.elapsed().as_secs_f64());
+    md += &format!(
+        "\nGenerated and judged in {:.0} s.\n",
+        started.elapsed().as_secs_f64()
+    );
     println!("{md}");
     if let Some(path) = args.out {
         std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;

@@ -1,8 +1,8 @@
 //! post_throughput: delivered frames per second through the whole post-processing chain
 //! (analyse -> interpolate + upscale -> RGB8 + Y'CbCr 4:2:0), wgpu and CPU side by side.
 //!
-//! One 2-second scene as the model delivers it (8 base frames of 64x64, a circle moving across)
-//! becomes 48 frames of 256x256. Each backend is set up once, warmed up once (shader JIT), then
+//! One 2-second scene as the model delivers it (8 base frames of 64x64, a circle moving across,
+//! drawn by the world renderer) becomes 48 frames of 256x256. Each backend is set up once, warmed up once (shader JIT), then
 //! timed over `--repeats` runs; the table shows medians and the ratio to the CPU path. The
 //! `Auto` choice of `pipeline::post` is decided from this table.
 //!
@@ -14,6 +14,8 @@ use anyhow::Result;
 use clap::Parser;
 use kernels::Clip;
 use pipeline::post::{PostChoice, PostProcessor};
+use pipeline::render::{draw_start, render};
+use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
 
 #[derive(Parser)]
 struct Args {
@@ -28,25 +30,17 @@ struct Args {
     frames: usize,
 }
 
-/// 8 frames of 64x64: a red disc of a quarter of the side crossing a black canvas, with the
-/// anti-aliased one-pixel edge of the project's renderer.
+/// What the model delivers for one scene: 8 frames of 64x64 of a medium red circle moving right
+/// on a black background, drawn by the world renderer.
 fn scene() -> Clip {
-    let (n, frames) = (64usize, 8usize);
-    let mut data = Vec::with_capacity(frames * n * n * 3);
-    for i in 0..frames {
-        let cx = (0.3 + 0.45 * i as f32 / (frames - 1) as f32) * n as f32;
-        let (cy, r) = (0.5 * n as f32, 0.125 * n as f32);
-        for y in 0..n {
-            for x in 0..n {
-                let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt() - r;
-                let a = (0.5 - d).clamp(0.0, 1.0);
-                for (fg, bg) in [(230.0, 10.0), (50.0, 10.0), (50.0, 10.0)] {
-                    data.push((bg * (1.0 - a) + fg * a) / 255.0);
-                }
-            }
-        }
-    }
-    Clip { frames, width: n, height: n, data }
+    let scene = Scene {
+        size: Size::Medium,
+        color: Color::Red,
+        shape: Shape::Circle,
+        motion: Motion::Right,
+        background: Background::Black,
+    };
+    render(&scene, draw_start(&scene, 0.5, 0.5), 64, 8)
 }
 
 fn ms(d: Duration) -> f64 {

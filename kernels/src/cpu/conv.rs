@@ -8,49 +8,87 @@ use crate::tensor::Tensor;
 /// `x [N, H, W, Cin]`, `w [3, 3, Cin, Cout]`, `bias [Cout]`.
 pub(crate) fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor, threads: usize) -> Tensor {
     let [n, h, wd, cin] = dims4(x);
-    assert_eq!(&w.shape[..3], &[3, 3, cin], "conv2d weight {:?} for {cin} input channels", w.shape);
+    assert_eq!(
+        &w.shape[..3],
+        &[3, 3, cin],
+        "conv2d weight {:?} for {cin} input channels",
+        w.shape
+    );
     let cout = w.shape[3];
-    let data = gathered_gemm(n * h * wd, 9 * cin, &w.data, &bias.data, threads, |row, dst| {
-        let (img, pix) = (row / (h * wd), row % (h * wd));
-        let (oy, ox) = (pix / wd, pix % wd);
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let tap = &mut dst[(ky * 3 + kx) * cin..(ky * 3 + kx + 1) * cin];
-                let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
-                if iy < h && ix < wd {
-                    let at = ((img * h + iy) * wd + ix) * cin;
+    let mut out = vec![0.0f32; n * h * wd * cout];
+    gathered_gemm(
+        &mut out,
+        9 * cin,
+        &w.data,
+        &bias.data,
+        threads,
+        |row, dst| {
+            let (img, pix) = (row / (h * wd), row % (h * wd));
+            let (oy, ox) = (pix / wd, pix % wd);
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let tap = &mut dst[(ky * 3 + kx) * cin..(ky * 3 + kx + 1) * cin];
+                    let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                    if iy < h && ix < wd {
+                        let at = ((img * h + iy) * wd + ix) * cin;
+                        tap.copy_from_slice(&x.data[at..at + cin]);
+                    } else {
+                        tap.fill(0.0);
+                    }
+                }
+            }
+        },
+    );
+    Tensor::new(&[n, h, wd, cout], out)
+}
+
+/// `residual [B * F, H, W, Cout] += tconv(x [B * F, H, W, C]) + bias`, `w [3, Cin, Cout]`.
+pub(crate) fn temporal_conv_residual(
+    residual: &mut Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    frames: usize,
+    threads: usize,
+) {
+    let [n, h, wd, cin] = dims4(x);
+    assert!(
+        frames > 0 && n % frames == 0,
+        "{n} images are not whole clips of {frames} frames"
+    );
+    assert_eq!(
+        &w.shape[..2],
+        &[3, cin],
+        "temporal conv weight {:?} for {cin} input channels",
+        w.shape
+    );
+    assert_eq!(
+        residual.shape,
+        [n, h, wd, w.shape[2]],
+        "temporal conv residual of the wrong shape"
+    );
+    let hw = h * wd;
+    gathered_gemm(
+        &mut residual.data,
+        3 * cin,
+        &w.data,
+        &bias.data,
+        threads,
+        |row, dst| {
+            let (img, pix) = (row / hw, row % hw);
+            let (clip, f) = (img / frames, img % frames);
+            for k in 0..3 {
+                let tap = &mut dst[k * cin..(k + 1) * cin];
+                let fi = (f + k).wrapping_sub(1);
+                if fi < frames {
+                    let at = ((clip * frames + fi) * hw + pix) * cin;
                     tap.copy_from_slice(&x.data[at..at + cin]);
                 } else {
                     tap.fill(0.0);
                 }
             }
-        }
-    });
-    Tensor::new(&[n, h, wd, cout], data)
-}
-
-/// `x [B * F, H, W, C]`, `w [3, Cin, Cout]`, `bias [Cout]`.
-pub(crate) fn temporal_conv(x: &Tensor, w: &Tensor, bias: &Tensor, frames: usize, threads: usize) -> Tensor {
-    let [n, h, wd, cin] = dims4(x);
-    assert!(frames > 0 && n % frames == 0, "{n} images are not whole clips of {frames} frames");
-    assert_eq!(&w.shape[..2], &[3, cin], "temporal conv weight {:?} for {cin} input channels", w.shape);
-    let cout = w.shape[2];
-    let hw = h * wd;
-    let data = gathered_gemm(n * hw, 3 * cin, &w.data, &bias.data, threads, |row, dst| {
-        let (img, pix) = (row / hw, row % hw);
-        let (clip, f) = (img / frames, img % frames);
-        for k in 0..3 {
-            let tap = &mut dst[k * cin..(k + 1) * cin];
-            let fi = (f + k).wrapping_sub(1);
-            if fi < frames {
-                let at = ((clip * frames + fi) * hw + pix) * cin;
-                tap.copy_from_slice(&x.data[at..at + cin]);
-            } else {
-                tap.fill(0.0);
-            }
-        }
-    });
-    Tensor::new(&[n, h, wd, cout], data)
+        },
+    );
 }
 
 pub(crate) fn dims4(x: &Tensor) -> [usize; 4] {

@@ -5,7 +5,7 @@ mod conv;
 mod gemm;
 mod pointwise;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Norm};
 use crate::tensor::Tensor;
 use gemm::{sgemm, Operand};
 
@@ -17,7 +17,11 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// A backend computing on `threads` threads (0: one per CPU).
     pub fn new(threads: usize) -> CpuBackend {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("kernels-cpu-{i}"))
@@ -44,6 +48,10 @@ impl Backend for CpuBackend {
         format!("cpu ({} threads)", self.threads)
     }
 
+    fn run<R: Send>(&self, pass: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(pass)
+    }
+
     fn upload(&self, host: &Tensor) -> Tensor {
         host.clone()
     }
@@ -56,23 +64,53 @@ impl Backend for CpuBackend {
         self.pool.install(|| conv::conv2d(x, w, bias, self.threads))
     }
 
-    fn temporal_conv(&self, x: &Tensor, w: &Tensor, bias: &Tensor, frames: usize) -> Tensor {
-        self.pool.install(|| conv::temporal_conv(x, w, bias, frames, self.threads))
+    fn temporal_conv_residual(
+        &self,
+        residual: &mut Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        frames: usize,
+    ) {
+        self.pool
+            .install(|| conv::temporal_conv_residual(residual, x, w, bias, frames, self.threads))
     }
 
     fn linear(&self, x: &Tensor, w: &Tensor, bias: &Tensor) -> Tensor {
         let (n, k) = (x.shape[0], x.shape[1]);
         let out = bias.numel();
-        assert_eq!(w.shape, [out, k], "linear weight {:?} for input {:?}", w.shape, x.shape);
+        assert_eq!(
+            w.shape,
+            [out, k],
+            "linear weight {:?} for input {:?}",
+            w.shape,
+            x.shape
+        );
         let mut y: Vec<f32> = bias.data.iter().copied().cycle().take(n * out).collect();
-        let a = Operand { data: &x.data, row_stride: k, col_stride: 1 };
-        let b = Operand { data: &w.data, row_stride: 1, col_stride: k };
+        let a = Operand {
+            data: &x.data,
+            row_stride: k,
+            col_stride: 1,
+        };
+        let b = Operand {
+            data: &w.data,
+            row_stride: 1,
+            col_stride: k,
+        };
         sgemm(n, k, out, a, b, 1.0, &mut y);
         Tensor::new(&[n, out], y)
     }
 
-    fn group_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f32) -> Tensor {
-        self.pool.install(|| pointwise::group_norm(x, gamma, beta, groups, eps))
+    fn norm_silu(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        norm: Norm,
+        film: Option<(&Tensor, usize)>,
+    ) -> Tensor {
+        self.pool
+            .install(|| pointwise::norm_silu(x, gamma, beta, norm, film))
     }
 
     fn silu(&self, x: &mut Tensor) {
@@ -81,10 +119,6 @@ impl Backend for CpuBackend {
 
     fn add(&self, x: &mut Tensor, y: &Tensor) {
         self.pool.install(|| pointwise::add(x, y))
-    }
-
-    fn film(&self, x: &mut Tensor, scale_shift: &Tensor, frames: usize) {
-        self.pool.install(|| pointwise::film(x, scale_shift, frames))
     }
 
     fn add_frame_embedding(&self, x: &mut Tensor, emb: &Tensor) {

@@ -1,6 +1,6 @@
-// Group norm over each image of `[N, H, W, C]` (biased variance, then `* gamma + beta`),
-// optionally fused with FiLM (`* (1 + scale) + shift` per clip) and SiLU: the
-// GroupNorm -> FiLM -> SiLU prologue of every block of net.py in one pass over memory.
+// `norm_silu` of backend.rs: group norm over each image of `[N, H, W, C]` (biased variance,
+// then `* gamma + beta`), optionally FiLM (`* (1 + scale) + shift`, per clip), then SiLU: the
+// prologue of every conv of net.py in one pass over memory.
 //
 // One thread block per image, `lanes * C` threads: thread t owns channel `t % C` of pixels
 // `t / C`, `t / C + lanes`, ... so a warp reads consecutive floats. Statistics are two-pass
@@ -30,9 +30,9 @@ __device__ void group_sums(double* partial, double* chan, double* group_out, int
     __syncthreads();
 }
 
-extern "C" __global__ void group_norm_act(
+extern "C" __global__ void norm_silu(
     const float* x, float* y, const float* gamma, const float* beta,
-    const float* film, int has_film, u64 frames, int silu,
+    const float* film, int has_film, u64 frames,
     u64 hw, int c, int groups, float eps) {
     __shared__ double partial[MAX_THREADS];
     __shared__ double chan[MAX_THREADS];
@@ -86,7 +86,7 @@ extern "C" __global__ void group_norm_act(
     for (u64 p = lane; p < hw; p += lanes) {
         float v = xi[p * c + ch] * a + b;
         if (has_film) v = v * gain + bias;
-        if (silu) v = v / (1.0f + expf(-v));
+        v = v / (1.0f + expf(-v));
         yi[p * c + ch] = v;
     }
 }

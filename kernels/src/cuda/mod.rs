@@ -5,11 +5,12 @@
 //! - GEMM-shaped work goes to cuBLAS sgemm (plain FP32, no TF32): `linear`, the 3x3 conv as
 //!   im2col (`conv.cu`) + one GEMM, and the temporal conv as three GEMMs over frame-shifted
 //!   views of the input (no im2col: a frame's neighbours are whole contiguous images).
-//!   Outputs start as the broadcast bias and the GEMMs accumulate onto it (beta = 1).
+//!   The bias is broadcast first and the GEMMs accumulate onto it (beta = 1), so the
+//!   temporal conv adds itself onto the block's residual with no extra pass.
 //! - Everything else is a custom kernel in a `.cu` file beside this one (`ptx.rs` compiles
-//!   them with NVRTC for the card found and caches the PTX). Group norm is one kernel that can
-//!   also apply FiLM and SiLU (`group_norm_silu`), and `guided_step` (`sampler.rs`) fuses the
-//!   classifier-free guidance combine with the DDIM / DPM-Solver++(2M) update.
+//!   them with NVRTC for the card found and caches the PTX). `norm_silu` is one kernel
+//!   (group norm, FiLM, SiLU in one pass over memory), and `guided_step` (`sampler.rs`) fuses
+//!   the classifier-free guidance combine with the DDIM / DPM-Solver++(2M) update.
 //! - All work is queued on the context's default stream in call order; `download` waits for it.
 //!   The `Backend` ops cannot return errors, so a failing CUDA call (a lost device, memory
 //!   exhausted) panics with the driver's message; everything that can fail at start-up is an
@@ -24,14 +25,19 @@ use std::sync::Arc;
 
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchArgs,
+    LaunchConfig, PushKernelArg,
+};
 use cudarc::nvrtc::Ptx;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Norm};
 use crate::error::KernelError;
 use crate::tensor::Tensor;
 
-pub use ptx::{compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source, SOURCES};
+pub use ptx::{
+    compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source, SOURCES,
+};
 pub use sampler::StepCoefficients;
 
 /// Launches the grid-stride kernel `$name` of `$be` over `$n` elements with `$arg`s.
@@ -59,12 +65,19 @@ fn missing_libraries() -> Vec<&'static str> {
     // SAFETY: each call only tries to dlopen the library by name.
     let present = unsafe {
         [
-            ("libcuda (the NVIDIA driver)", cudarc::driver::sys::is_culib_present()),
+            (
+                "libcuda (the NVIDIA driver)",
+                cudarc::driver::sys::is_culib_present(),
+            ),
             ("libnvrtc", cudarc::nvrtc::sys::is_culib_present()),
             ("libcublas", cudarc::cublas::sys::is_culib_present()),
         ]
     };
-    present.into_iter().filter(|(_, ok)| !ok).map(|(name, _)| name).collect()
+    present
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// A tensor in GPU memory: a shape and a dense row-major buffer.
@@ -104,26 +117,47 @@ impl CudaBackend {
                 missing.join(", ")
             )));
         }
-        let ctx = CudaContext::new(ordinal).map_err(cuda_error(&format!("cannot open CUDA device {ordinal}")))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(cuda_error(&format!("cannot open CUDA device {ordinal}")))?;
         // SAFETY: this backend queues everything on one stream, so cudarc's per-buffer events
         // (which order uses across streams) have nothing to order; turning them off saves two
         // event creations per allocation.
         unsafe { ctx.disable_event_tracking() };
-        let device = ctx.name().map_err(cuda_error("cannot read the device name"))?;
-        let (major, minor) = ctx.compute_capability().map_err(cuda_error("cannot read the compute capability"))?;
+        let device = ctx
+            .name()
+            .map_err(cuda_error("cannot read the device name"))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(cuda_error("cannot read the compute capability"))?;
         let arch = format!("compute_{major}{minor}");
         let stream = ctx.default_stream();
-        let blas = CudaBlas::new(stream.clone()).map_err(cuda_error("cannot create a cuBLAS handle"))?;
+        let blas =
+            CudaBlas::new(stream.clone()).map_err(cuda_error("cannot create a cuBLAS handle"))?;
         let mut kernels = HashMap::new();
         for source in SOURCES {
             let ptx = ptx::load_or_compile(source, &arch)?;
-            let module = ctx.load_module(Ptx::from_src(ptx)).map_err(cuda_error(&format!("cannot load {} for {arch}", source.file)))?;
+            let module = ctx
+                .load_module(Ptx::from_src(ptx))
+                .map_err(cuda_error(&format!(
+                    "cannot load {} for {arch}",
+                    source.file
+                )))?;
             for &name in source.kernels {
-                let function = module.load_function(name).map_err(cuda_error(&format!("kernel {name} missing from {}", source.file)))?;
+                let function = module.load_function(name).map_err(cuda_error(&format!(
+                    "kernel {name} missing from {}",
+                    source.file
+                )))?;
                 kernels.insert(name, function);
             }
         }
-        Ok(CudaBackend { stream, blas, kernels, ordinal, device, arch })
+        Ok(CudaBackend {
+            stream,
+            blas,
+            kernels,
+            ordinal,
+            device,
+            arch,
+        })
     }
 
     /// The virtual architecture the kernels were compiled for, e.g. `compute_90`.
@@ -136,49 +170,69 @@ impl CudaBackend {
         check(self.stream.synchronize(), "synchronize");
     }
 
-    /// Group norm, then FiLM when `film` gives `(scale_shift [B, 2C], frames)`, then SiLU, in
-    /// one kernel: `group_norm`, `film` and `silu` of the trait in a single pass over memory.
-    pub fn group_norm_silu(
-        &self,
-        x: &CudaTensor,
-        gamma: &CudaTensor,
-        beta: &CudaTensor,
-        groups: usize,
-        eps: f32,
-        film: Option<(&CudaTensor, usize)>,
-    ) -> CudaTensor {
-        self.norm(x, gamma, beta, groups, eps, film, true)
-    }
-
     /// One sampler step of `steps.len()` scenes, entirely on the device: for scene `i`,
     /// `z[i]` (its latent) and `prev_x0[i]` (the x0 of its previous step, read by second-order
     /// DPM-Solver++ steps) are updated in place from `out`, the denoiser output over the
     /// `2 * n` clips of `Model::step` (conditional first, then unconditional), with the
     /// guidance and solver coefficients of `steps[i]`. Bit-identical to `Model::step`'s host
     /// arithmetic.
-    pub fn guided_step(&self, z: &mut CudaTensor, prev_x0: &mut CudaTensor, out: &CudaTensor, steps: &[StepCoefficients]) {
+    pub fn guided_step(
+        &self,
+        z: &mut CudaTensor,
+        prev_x0: &mut CudaTensor,
+        out: &CudaTensor,
+        steps: &[StepCoefficients],
+    ) {
         let scenes = steps.len();
-        assert!(scenes > 0 && z.numel() % scenes == 0, "{} latent values for {scenes} scenes", z.numel());
-        assert!(prev_x0.numel() == z.numel() && out.numel() == 2 * z.numel(), "guided_step buffers of mismatched sizes");
+        assert!(
+            scenes > 0 && z.numel().is_multiple_of(scenes),
+            "{} latent values for {scenes} scenes",
+            z.numel()
+        );
+        assert!(
+            prev_x0.numel() == z.numel() && out.numel() == 2 * z.numel(),
+            "guided_step buffers of mismatched sizes"
+        );
         let params = self.upload_vec(&steps.iter().flat_map(|s| s.params()).collect::<Vec<f32>>());
         let (n, len) = (z.numel(), (z.numel() / scenes) as u64);
         let scenes = scenes as u64;
-        launch!(self, "guided_step", n, &mut z.data, &mut prev_x0.data, &out.data, &params.data, &scenes, &len);
+        launch!(
+            self,
+            "guided_step",
+            n,
+            &mut z.data,
+            &mut prev_x0.data,
+            &out.data,
+            &params.data,
+            &scenes,
+            &len
+        );
     }
 
     fn upload_vec(&self, data: &[f32]) -> CudaTensor {
-        CudaTensor { shape: vec![data.len()], data: check(self.stream.clone_htod(data), "upload") }
+        CudaTensor {
+            shape: vec![data.len()],
+            data: check(self.stream.clone_htod(data), "upload"),
+        }
     }
 
     /// An uninitialised `shape` tensor, for outputs a kernel writes in full.
     fn alloc(&self, shape: &[usize]) -> CudaTensor {
         // SAFETY: every caller overwrites all elements before the tensor is read.
-        let data = check(unsafe { self.stream.alloc::<f32>(shape.iter().product()) }, "alloc");
-        CudaTensor { shape: shape.to_vec(), data }
+        let data = check(
+            unsafe { self.stream.alloc::<f32>(shape.iter().product()) },
+            "alloc",
+        );
+        CudaTensor {
+            shape: shape.to_vec(),
+            data,
+        }
     }
 
     fn kernel(&self, name: &str) -> &CudaFunction {
-        self.kernels.get(name).unwrap_or_else(|| panic!("kernel {name} is not in SOURCES"))
+        self.kernels
+            .get(name)
+            .unwrap_or_else(|| panic!("kernel {name} is not in SOURCES"))
     }
 
     /// Launches `l`, a grid-stride kernel, over `n` elements (nothing to do when `n` is 0).
@@ -187,7 +241,11 @@ impl CudaBackend {
             return;
         }
         let blocks = n.div_ceil(THREADS as usize).min(MAX_BLOCKS) as u32;
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
         // SAFETY: every kernel of elementwise.cu / conv.cu / sampler.cu is a grid-stride loop
         // over exactly the element counts its caller passes, the callers check that the
         // buffers hold that many elements, and argument types match the kernel signatures.
@@ -196,26 +254,67 @@ impl CudaBackend {
 
     /// `[rows, width]` rows all equal to `row`: the starting point of a biased GEMM.
     fn bias_rows(&self, row: &CudaTensor, rows: usize) -> CudaTensor {
-        let width = row.numel();
-        let mut out = self.alloc(&[rows, width]);
-        let (r, w) = (rows as u64, width as u64);
-        launch!(self, "fill_rows", rows * width, &mut out.data, &row.data, &r, &w);
+        let mut out = self.alloc(&[rows, row.numel()]);
+        self.add_rows(&mut out, row, false);
         out
+    }
+
+    /// `out[r, ..] = row` (or `+= row` when `accumulate`) for every row of `out`.
+    fn add_rows(&self, out: &mut CudaTensor, row: &CudaTensor, accumulate: bool) {
+        let (len, width) = (out.numel(), row.numel());
+        assert!(
+            width > 0 && len.is_multiple_of(width),
+            "{len} values are not rows of {width}"
+        );
+        let (rows, width, accumulate) = ((len / width) as u64, width as u64, accumulate as i32);
+        launch!(
+            self,
+            "bias_rows",
+            len,
+            &mut out.data,
+            &row.data,
+            &rows,
+            &width,
+            &accumulate
+        );
     }
 
     /// `c[rows, cols] += a[rows, k] @ b` (all row-major) for `batch` matrices `a` and `c` at
     /// strides `stride_a` and `stride_c` elements, `b` shared: `[k, cols]`, or `[cols, k]`
     /// read transposed when `b_transposed`. cuBLAS is column-major, so it computes
     /// `c^T = b^T @ a^T`, where each row-major matrix already is its column-major transpose.
-    fn gemm_acc(&self, shape: GemmShape, a: &CudaView<f32>, b: &CudaView<f32>, c: &mut CudaViewMut<f32>) {
-        let GemmShape { rows, k, cols, b_transposed, batch, stride_a, stride_c } = shape;
+    fn gemm_acc(
+        &self,
+        shape: GemmShape,
+        a: &CudaView<f32>,
+        b: &CudaView<f32>,
+        c: &mut CudaViewMut<f32>,
+    ) {
+        let GemmShape {
+            rows,
+            k,
+            cols,
+            b_transposed,
+            batch,
+            stride_a,
+            stride_c,
+        } = shape;
         assert!(
-            a.len() >= (batch - 1) * stride_a + rows * k && c.len() >= (batch - 1) * stride_c + rows * cols && b.len() >= k * cols,
+            a.len() >= (batch - 1) * stride_a + rows * k
+                && c.len() >= (batch - 1) * stride_c + rows * cols
+                && b.len() >= k * cols,
             "GEMM operands too short"
         );
-        let int = |v: usize| i32::try_from(v).unwrap_or_else(|_| panic!("GEMM dimension {v} exceeds cuBLAS's 32-bit range"));
+        let int = |v: usize| {
+            i32::try_from(v)
+                .unwrap_or_else(|_| panic!("GEMM dimension {v} exceeds cuBLAS's 32-bit range"))
+        };
         let gemm = GemmConfig {
-            transa: if b_transposed { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N },
+            transa: if b_transposed {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            },
             transb: cublasOperation_t::CUBLAS_OP_N,
             m: int(cols),
             n: int(rows),
@@ -226,42 +325,18 @@ impl CudaBackend {
             beta: 1.0f32,
             ldc: int(cols),
         };
-        let cfg = StridedBatchedConfig { gemm, batch_size: int(batch), stride_a: 0, stride_b: stride_a as i64, stride_c: stride_c as i64 };
+        let cfg = StridedBatchedConfig {
+            gemm,
+            batch_size: int(batch),
+            stride_a: 0,
+            stride_b: stride_a as i64,
+            stride_c: stride_c as i64,
+        };
         // SAFETY: the assert above keeps every matrix cuBLAS addresses inside the three views.
-        check(unsafe { self.blas.gemm_strided_batched(cfg, b, a, c) }, "cuBLAS sgemm");
-    }
-
-    #[allow(clippy::too_many_arguments)] // the trait's group norm arguments plus the fused epilogue
-    fn norm(
-        &self,
-        x: &CudaTensor,
-        gamma: &CudaTensor,
-        beta: &CudaTensor,
-        groups: usize,
-        eps: f32,
-        film: Option<(&CudaTensor, usize)>,
-        silu: bool,
-    ) -> CudaTensor {
-        let [n, h, w, c] = dims4(x);
-        assert!(groups > 0 && c % groups == 0, "{c} channels in {groups} groups");
-        assert!(c <= 1024, "group norm over {c} channels: the CUDA kernel holds at most 1024");
-        assert!(gamma.numel() == c && beta.numel() == c, "group norm affine of the wrong size");
-        if let Some((ss, frames)) = film {
-            assert!(frames > 0 && n % frames == 0 && ss.shape == [n / frames, 2 * c], "FiLM parameters of the wrong shape");
-        }
-        let mut y = self.alloc(&x.shape);
-        let lanes = (THREADS as usize / c).max(1);
-        let cfg = LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: ((lanes * c) as u32, 1, 1), shared_mem_bytes: 0 };
-        let (film_data, frames) = film.map_or((&gamma.data, 1), |(ss, f)| (&ss.data, f));
-        let (has_film, frames, silu, hw, c, groups) = (film.is_some() as i32, frames as u64, silu as i32, (h * w) as u64, c as i32, groups as i32);
-        let mut l = self.stream.launch_builder(self.kernel("group_norm_act"));
-        l.arg(&x.data).arg(&mut y.data).arg(&gamma.data).arg(&beta.data);
-        l.arg(film_data).arg(&has_film).arg(&frames).arg(&silu);
-        l.arg(&hw).arg(&c).arg(&groups).arg(&eps);
-        // SAFETY: one block per image of x and y (both [n, h, w, c]); gamma, beta hold c values
-        // and the FiLM table [n / frames, 2c] (checked above); blockDim = lanes * c <= 1024.
-        check(unsafe { l.launch(cfg) }, "group_norm_act");
-        y
+        check(
+            unsafe { self.blas.gemm_strided_batched(cfg, b, a, c) },
+            "cuBLAS sgemm",
+        );
     }
 }
 
@@ -279,7 +354,15 @@ struct GemmShape {
 
 impl GemmShape {
     fn single(rows: usize, k: usize, cols: usize, b_transposed: bool) -> GemmShape {
-        GemmShape { rows, k, cols, b_transposed, batch: 1, stride_a: 0, stride_c: 0 }
+        GemmShape {
+            rows,
+            k,
+            cols,
+            b_transposed,
+            batch: 1,
+            stride_a: 0,
+            stride_c: 0,
+        }
     }
 }
 
@@ -291,7 +374,10 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, host: &Tensor) -> CudaTensor {
-        CudaTensor { shape: host.shape.clone(), data: check(self.stream.clone_htod(&host.data), "upload") }
+        CudaTensor {
+            shape: host.shape.clone(),
+            data: check(self.stream.clone_htod(&host.data), "upload"),
+        }
     }
 
     fn download(&self, t: &CudaTensor) -> Tensor {
@@ -302,30 +388,77 @@ impl Backend for CudaBackend {
 
     fn conv2d(&self, x: &CudaTensor, w: &CudaTensor, bias: &CudaTensor) -> CudaTensor {
         let [n, h, wd, cin] = dims4(x);
-        assert_eq!(&w.shape[..3], &[3, 3, cin], "conv2d weight {:?} for {cin} input channels", w.shape);
+        assert_eq!(
+            &w.shape[..3],
+            &[3, 3, cin],
+            "conv2d weight {:?} for {cin} input channels",
+            w.shape
+        );
         let cout = w.shape[3];
         assert_eq!(bias.numel(), cout, "conv2d bias of the wrong size");
         let rows = n * h * wd;
         let mut col = self.alloc(&[rows, 9 * cin]);
         let (images, hh, ww, ci) = (n as u64, h as u64, wd as u64, cin as u64);
-        launch!(self, "im2col_3x3", rows * 9 * cin, &x.data, &mut col.data, &images, &hh, &ww, &ci);
+        launch!(
+            self,
+            "im2col_3x3",
+            rows * 9 * cin,
+            &x.data,
+            &mut col.data,
+            &images,
+            &hh,
+            &ww,
+            &ci
+        );
         let mut out = self.bias_rows(bias, rows);
-        self.gemm_acc(GemmShape::single(rows, 9 * cin, cout, false), &col.data.as_view(), &w.data.as_view(), &mut out.data.as_view_mut());
+        let shape = GemmShape::single(rows, 9 * cin, cout, false);
+        self.gemm_acc(
+            shape,
+            &col.data.as_view(),
+            &w.data.as_view(),
+            &mut out.data.as_view_mut(),
+        );
         out.shape = vec![n, h, wd, cout];
         out
     }
 
-    fn temporal_conv(&self, x: &CudaTensor, w: &CudaTensor, bias: &CudaTensor, frames: usize) -> CudaTensor {
+    fn temporal_conv_residual(
+        &self,
+        residual: &mut CudaTensor,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        bias: &CudaTensor,
+        frames: usize,
+    ) {
         let [n, h, wd, cin] = dims4(x);
-        assert!(frames > 0 && n % frames == 0, "{n} images are not whole clips of {frames} frames");
-        assert_eq!(&w.shape[..2], &[3, cin], "temporal conv weight {:?} for {cin} input channels", w.shape);
+        assert!(
+            frames > 0 && n % frames == 0,
+            "{n} images are not whole clips of {frames} frames"
+        );
+        assert_eq!(
+            &w.shape[..2],
+            &[3, cin],
+            "temporal conv weight {:?} for {cin} input channels",
+            w.shape
+        );
         let cout = w.shape[2];
+        assert_eq!(
+            residual.shape,
+            [n, h, wd, cout],
+            "temporal conv residual of the wrong shape"
+        );
         assert_eq!(bias.numel(), cout, "temporal conv bias of the wrong size");
         let hw = h * wd;
         let tap = |k: usize| w.data.slice(k * cin * cout..(k + 1) * cin * cout);
-        let mut out = self.bias_rows(bias, n * hw);
+        self.add_rows(residual, bias, true);
         // Centre tap: every frame reads itself, one GEMM over all rows.
-        self.gemm_acc(GemmShape::single(n * hw, cin, cout, false), &x.data.as_view(), &tap(1), &mut out.data.as_view_mut());
+        let centre = GemmShape::single(n * hw, cin, cout, false);
+        self.gemm_acc(
+            centre,
+            &x.data.as_view(),
+            &tap(1),
+            &mut residual.data.as_view_mut(),
+        );
         if frames > 1 {
             // Side taps, one GEMM per clip (batched): output frames 1.. read input frames
             // ..F-1 through tap 0, output frames ..F-1 read input frames 1.. through tap 2; the
@@ -339,11 +472,19 @@ impl Backend for CudaBackend {
                 stride_a: frames * hw * cin,
                 stride_c: frames * hw * cout,
             };
-            self.gemm_acc(shifted, &x.data.as_view(), &tap(0), &mut out.data.slice_mut(hw * cout..));
-            self.gemm_acc(shifted, &x.data.slice(hw * cin..), &tap(2), &mut out.data.as_view_mut());
+            self.gemm_acc(
+                shifted,
+                &x.data.as_view(),
+                &tap(0),
+                &mut residual.data.slice_mut(hw * cout..),
+            );
+            self.gemm_acc(
+                shifted,
+                &x.data.slice(hw * cin..),
+                &tap(2),
+                &mut residual.data.as_view_mut(),
+            );
         }
-        out.shape = vec![n, h, wd, cout];
-        out
     }
 
     fn linear(&self, x: &CudaTensor, w: &CudaTensor, bias: &CudaTensor) -> CudaTensor {
@@ -352,14 +493,80 @@ impl Backend for CudaBackend {
             _ => panic!("linear input must be [N, in], got {:?}", x.shape),
         };
         let out = bias.numel();
-        assert_eq!(w.shape, [out, k], "linear weight {:?} for input {:?}", w.shape, x.shape);
+        assert_eq!(
+            w.shape,
+            [out, k],
+            "linear weight {:?} for input {:?}",
+            w.shape,
+            x.shape
+        );
         let mut y = self.bias_rows(bias, n);
-        self.gemm_acc(GemmShape::single(n, k, out, true), &x.data.as_view(), &w.data.as_view(), &mut y.data.as_view_mut());
+        let shape = GemmShape::single(n, k, out, true);
+        self.gemm_acc(
+            shape,
+            &x.data.as_view(),
+            &w.data.as_view(),
+            &mut y.data.as_view_mut(),
+        );
         y
     }
 
-    fn group_norm(&self, x: &CudaTensor, gamma: &CudaTensor, beta: &CudaTensor, groups: usize, eps: f32) -> CudaTensor {
-        self.norm(x, gamma, beta, groups, eps, None, false)
+    fn norm_silu(
+        &self,
+        x: &CudaTensor,
+        gamma: &CudaTensor,
+        beta: &CudaTensor,
+        norm: Norm,
+        film: Option<(&CudaTensor, usize)>,
+    ) -> CudaTensor {
+        let [n, h, w, c] = dims4(x);
+        let groups = norm.groups;
+        assert!(
+            groups > 0 && c % groups == 0,
+            "{c} channels in {groups} groups"
+        );
+        assert!(
+            c <= 1024,
+            "group norm over {c} channels: the CUDA kernel holds at most 1024"
+        );
+        assert!(
+            gamma.numel() == c && beta.numel() == c,
+            "group norm affine of the wrong size"
+        );
+        if let Some((ss, frames)) = film {
+            assert!(
+                frames > 0 && n % frames == 0 && ss.shape == [n / frames, 2 * c],
+                "FiLM parameters of the wrong shape"
+            );
+        }
+        let mut y = self.alloc(&x.shape);
+        let lanes = (THREADS as usize / c).max(1);
+        let cfg = LaunchConfig {
+            grid_dim: (n as u32, 1, 1),
+            block_dim: ((lanes * c) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Without FiLM the kernel never reads its table; gamma stands in as a valid pointer.
+        let (table, frames) = film.map_or((&gamma.data, 1), |(ss, f)| (&ss.data, f));
+        let (has_film, frames, hw, c, groups) = (
+            film.is_some() as i32,
+            frames as u64,
+            (h * w) as u64,
+            c as i32,
+            groups as i32,
+        );
+        let mut l = self.stream.launch_builder(self.kernel("norm_silu"));
+        l.arg(&x.data)
+            .arg(&mut y.data)
+            .arg(&gamma.data)
+            .arg(&beta.data);
+        l.arg(table).arg(&has_film).arg(&frames);
+        l.arg(&hw).arg(&c).arg(&groups).arg(&norm.eps);
+        // SAFETY: one block per image of x and y (both [n, h, w, c]); gamma and beta hold c
+        // values and the FiLM table [n / frames, 2c] (checked above); blockDim = lanes * c
+        // <= 1024 threads, a multiple of c as the kernel requires.
+        check(unsafe { l.launch(cfg) }, "norm_silu");
+        y
     }
 
     fn silu(&self, x: &mut CudaTensor) {
@@ -373,20 +580,33 @@ impl Backend for CudaBackend {
         launch!(self, "add", len, &mut x.data, &y.data, &n);
     }
 
-    fn film(&self, x: &mut CudaTensor, scale_shift: &CudaTensor, frames: usize) {
-        let [n, h, w, c] = dims4(x);
-        assert!(frames > 0 && n % frames == 0, "{n} images are not whole clips of {frames} frames");
-        assert_eq!(scale_shift.shape, [n / frames, 2 * c], "FiLM parameters of the wrong shape");
-        let (len, count, c, image_len, frames) = (x.numel(), x.numel() as u64, c as u64, (h * w * c) as u64, frames as u64);
-        launch!(self, "film", len, &mut x.data, &scale_shift.data, &count, &c, &image_len, &frames);
-    }
-
     fn add_frame_embedding(&self, x: &mut CudaTensor, emb: &CudaTensor) {
         let [n, h, w, c] = dims4(x);
         let frames = emb.shape[0];
-        assert!(emb.shape == [frames, c] && frames > 0 && n % frames == 0, "frame embedding {:?} for {:?}", emb.shape, x.shape);
-        let (len, count, c, image_len, frames) = (x.numel(), x.numel() as u64, c as u64, (h * w * c) as u64, frames as u64);
-        launch!(self, "add_frame_embedding", len, &mut x.data, &emb.data, &count, &c, &image_len, &frames);
+        assert!(
+            emb.shape == [frames, c] && frames > 0 && n % frames == 0,
+            "frame embedding {:?} for {:?}",
+            emb.shape,
+            x.shape
+        );
+        let (len, count, c, image_len, frames) = (
+            x.numel(),
+            x.numel() as u64,
+            c as u64,
+            (h * w * c) as u64,
+            frames as u64,
+        );
+        launch!(
+            self,
+            "add_frame_embedding",
+            len,
+            &mut x.data,
+            &emb.data,
+            &count,
+            &c,
+            &image_len,
+            &frames
+        );
     }
 }
 

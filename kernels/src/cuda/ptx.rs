@@ -25,11 +25,23 @@ pub const SOURCES: &[Source] = &[
     Source {
         file: "elementwise.cu",
         code: include_str!("elementwise.cu"),
-        kernels: &["fill_rows", "silu", "add", "film", "add_frame_embedding"],
+        kernels: &["bias_rows", "silu", "add", "add_frame_embedding"],
     },
-    Source { file: "conv.cu", code: include_str!("conv.cu"), kernels: &["im2col_3x3"] },
-    Source { file: "group_norm.cu", code: include_str!("group_norm.cu"), kernels: &["group_norm_act"] },
-    Source { file: "sampler.cu", code: include_str!("sampler.cu"), kernels: &["guided_step"] },
+    Source {
+        file: "conv.cu",
+        code: include_str!("conv.cu"),
+        kernels: &["im2col_3x3"],
+    },
+    Source {
+        file: "group_norm.cu",
+        code: include_str!("group_norm.cu"),
+        kernels: &["norm_silu"],
+    },
+    Source {
+        file: "sampler.cu",
+        code: include_str!("sampler.cu"),
+        kernels: &["guided_step"],
+    },
 ];
 
 /// NVRTC flags besides the architecture. IEEE division and square root (the defaults, spelled
@@ -66,16 +78,30 @@ pub fn nvrtc_version() -> Result<(i32, i32), KernelError> {
 pub fn compile_all_sources(arch: &str) -> Result<Vec<CompiledSource>, KernelError> {
     SOURCES
         .iter()
-        .map(|s| Ok(CompiledSource { file: s.file, kernels: s.kernels, ptx: compile(s, arch)? }))
+        .map(|s| {
+            Ok(CompiledSource {
+                file: s.file,
+                kernels: s.kernels,
+                ptx: compile(s, arch)?,
+            })
+        })
         .collect()
 }
 
 /// `source` compiled for `arch`, from the disk cache when an earlier run left it there.
 pub(crate) fn load_or_compile(source: &Source, arch: &str) -> Result<String, KernelError> {
     let version = nvrtc_version()?;
-    let path = cache_dir(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
-        .map(|dir| dir.join(format!("{}-{}.ptx", source.file.trim_end_matches(".cu"), cache_key(source.code, arch, version))));
-    if let Some(ptx) = path.as_deref().and_then(|p| std::fs::read_to_string(p).ok()) {
+    let path = cache_dir(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")).map(|dir| {
+        dir.join(format!(
+            "{}-{}.ptx",
+            source.file.trim_end_matches(".cu"),
+            cache_key(source.code, arch, version)
+        ))
+    });
+    if let Some(ptx) = path
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
         return Ok(ptx);
     }
     let ptx = compile(source, arch)?;
@@ -99,25 +125,45 @@ fn require_nvrtc() -> Result<(), KernelError> {
 
 fn compile(source: &Source, arch: &str) -> Result<String, KernelError> {
     require_nvrtc()?;
-    if !arch.strip_prefix("compute_").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric())) {
-        return Err(KernelError::InvalidArgument(format!("{arch:?} is not a virtual architecture like compute_90")));
+    if !arch
+        .strip_prefix("compute_")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(KernelError::InvalidArgument(format!(
+            "{arch:?} is not a virtual architecture like compute_90"
+        )));
     }
     let mut options: Vec<String> = OPTIONS.iter().map(|o| o.to_string()).collect();
     options.push(format!("--gpu-architecture={arch}"));
-    let opts = CompileOptions { options, name: Some(source.file.into()), ..Default::default() };
+    let opts = CompileOptions {
+        options,
+        name: Some(source.file.into()),
+        ..Default::default()
+    };
     let ptx = compile_ptx_with_opts(source.code, opts).map_err(|e| {
         let detail = match &e {
-            cudarc::nvrtc::CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+            cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+                log.to_string_lossy().into_owned()
+            }
             other => format!("{other:?}"),
         };
-        KernelError::Cuda(format!("NVRTC cannot compile {} for {arch}: {detail}", source.file))
+        KernelError::Cuda(format!(
+            "NVRTC cannot compile {} for {arch}: {detail}",
+            source.file
+        ))
     })?;
     Ok(ptx.to_src())
 }
 
 /// `$XDG_CACHE_HOME/reel/ptx`, else `$HOME/.cache/reel/ptx`; None when neither is set.
-fn cache_dir(xdg_cache: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Option<PathBuf> {
-    let base = match (xdg_cache.filter(|v| !v.is_empty()), home.filter(|v| !v.is_empty())) {
+fn cache_dir(
+    xdg_cache: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let base = match (
+        xdg_cache.filter(|v| !v.is_empty()),
+        home.filter(|v| !v.is_empty()),
+    ) {
         (Some(xdg), _) => PathBuf::from(xdg),
         (None, Some(home)) => Path::new(&home).join(".cache"),
         (None, None) => return None,
@@ -128,7 +174,12 @@ fn cache_dir(xdg_cache: Option<std::ffi::OsString>, home: Option<std::ffi::OsStr
 /// Hex SHA-1 of everything the PTX depends on.
 fn cache_key(code: &str, arch: &str, (major, minor): (i32, i32)) -> String {
     let mut h = Sha1::new();
-    for part in [code, arch, &format!("nvrtc {major}.{minor}"), &OPTIONS.join(" ")] {
+    for part in [
+        code,
+        arch,
+        &format!("nvrtc {major}.{minor}"),
+        &OPTIONS.join(" "),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -140,8 +191,14 @@ fn cache_key(code: &str, arch: &str, (major, minor): (i32, i32)) -> String {
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id()));
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
@@ -153,8 +210,14 @@ mod tests {
     #[test]
     fn cache_dir_prefers_xdg_then_home() {
         let s = |v: &str| Some(std::ffi::OsString::from(v));
-        assert_eq!(cache_dir(s("/x"), s("/h")), Some(PathBuf::from("/x/reel/ptx")));
-        assert_eq!(cache_dir(s(""), s("/h")), Some(PathBuf::from("/h/.cache/reel/ptx")));
+        assert_eq!(
+            cache_dir(s("/x"), s("/h")),
+            Some(PathBuf::from("/x/reel/ptx"))
+        );
+        assert_eq!(
+            cache_dir(s(""), s("/h")),
+            Some(PathBuf::from("/h/.cache/reel/ptx"))
+        );
         assert_eq!(cache_dir(None, None), None);
     }
 
@@ -171,7 +234,11 @@ mod tests {
     fn every_source_names_its_kernels() {
         for s in SOURCES {
             for k in s.kernels {
-                assert!(s.code.contains(&format!("__global__ void {k}(")), "{} does not define {k}", s.file);
+                assert!(
+                    s.code.contains(&format!("__global__ void {k}(")),
+                    "{} does not define {k}",
+                    s.file
+                );
             }
         }
     }

@@ -35,7 +35,13 @@ impl StepCoefficients {
     /// Step `k` (0-based, below `steps`) of a `steps`-step run of `method` for a network
     /// predicting `prediction`, guided with `guidance`: the same times (`timesteps`) and the
     /// same previous-step memory as `Solver`.
-    pub fn at_step(method: Method, prediction: Prediction, steps: usize, k: usize, guidance: f32) -> StepCoefficients {
+    pub fn at_step(
+        method: Method,
+        prediction: Prediction,
+        steps: usize,
+        k: usize,
+        guidance: f32,
+    ) -> StepCoefficients {
         assert!(k < steps, "step {k} of a {steps}-step run");
         let times = timesteps(steps);
         let (t, tn) = (times[k], times[k + 1]);
@@ -79,7 +85,19 @@ impl StepCoefficients {
             Prediction::V => 1.0,
         };
         let c = self;
-        [c.guidance, prediction, c.mode as i32 as f32, c.a, c.s, c.an, c.sn, c.zf, c.df, c.c0, c.c1]
+        [
+            c.guidance,
+            prediction,
+            c.mode as i32 as f32,
+            c.a,
+            c.s,
+            c.an,
+            c.sn,
+            c.zf,
+            c.df,
+            c.c0,
+            c.c1,
+        ]
     }
 }
 
@@ -98,11 +116,19 @@ mod tests {
         let x0 = if v_pred { a * zi - s * o } else { o };
         *z = match p[2] as i32 {
             0 => {
-                let eps = if v_pred { s * zi + a * o } else { (zi - a * x0) / s };
+                let eps = if v_pred {
+                    s * zi + a * o
+                } else {
+                    (zi - a * x0) / s
+                };
                 p[5] * x0 + p[6] * eps
             }
             mode => {
-                let d = if mode == 1 { x0 } else { p[9] * x0 - p[10] * *prev_x0 };
+                let d = if mode == 1 {
+                    x0
+                } else {
+                    p[9] * x0 - p[10] * *prev_x0
+                };
                 p[7] * zi - p[8] * d
             }
         };
@@ -121,10 +147,18 @@ mod tests {
                 let mut dev = host.clone();
                 let mut prev = vec![0.0f32; len];
                 for k in 0..steps {
-                    let (cond, uncond) = (gaussian(4, 2 * k as u64, len), gaussian(4, 2 * k as u64 + 1, len));
-                    let guided: Vec<f32> = cond.iter().zip(&uncond).map(|(&c, &u)| u + guidance * (c - u)).collect();
+                    let (cond, uncond) = (
+                        gaussian(4, 2 * k as u64, len),
+                        gaussian(4, 2 * k as u64 + 1, len),
+                    );
+                    let guided: Vec<f32> = cond
+                        .iter()
+                        .zip(&uncond)
+                        .map(|(&c, &u)| u + guidance * (c - u))
+                        .collect();
                     solver.advance(&mut host, &guided);
-                    let p = StepCoefficients::at_step(method, prediction, steps, k, guidance).params();
+                    let p =
+                        StepCoefficients::at_step(method, prediction, steps, k, guidance).params();
                     for i in 0..len {
                         kernel_element(&p, &mut dev[i], &mut prev[i], cond[i], uncond[i]);
                     }
@@ -138,6 +172,9 @@ mod tests {
     fn modes_follow_the_solver_branches() {
         let mode = |m, k| StepCoefficients::at_step(m, Prediction::X0, 4, k, 1.0).mode;
         assert_eq!([0, 1, 3].map(|k| mode(Method::Ddim, k)), [Mode::Ddim; 3]);
-        assert_eq!([0, 1, 2, 3].map(|k| mode(Method::DpmPP2M, k)), [Mode::DpmFirst, Mode::DpmSecond, Mode::DpmSecond, Mode::Ddim]);
+        assert_eq!(
+            [0, 1, 2, 3].map(|k| mode(Method::DpmPP2M, k)),
+            [Mode::DpmFirst, Mode::DpmSecond, Mode::DpmSecond, Mode::Ddim]
+        );
     }
 }

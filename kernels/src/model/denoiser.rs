@@ -6,7 +6,7 @@
 
 use super::layers::{parameter, Conv2d, GroupNorm, Linear, TemporalConv};
 use super::weights::Weights;
-use crate::backend::Backend;
+use crate::backend::{Backend, Norm};
 use crate::config::ModelConfig;
 use crate::error::KernelError;
 use crate::tensor::Tensor;
@@ -24,27 +24,31 @@ struct Block<B: Backend> {
 
 impl<B: Backend> Block<B> {
     fn load(be: &B, w: &mut Weights, name: &str, cfg: &ModelConfig) -> Result<Self, KernelError> {
-        let (ch, g, eps) = (cfg.channels, cfg.gn_groups, cfg.gn_eps);
+        let (ch, norm) = (cfg.channels, norm_of(cfg));
         Ok(Block {
-            norm1: GroupNorm::load(be, w, &format!("{name}.norm1"), ch, g, eps)?,
+            norm1: GroupNorm::load(be, w, &format!("{name}.norm1"), ch, norm)?,
             conv: Conv2d::load(be, w, &format!("{name}.conv"), ch, ch)?,
             film: Linear::load(be, w, &format!("{name}.film"), cfg.emb, 2 * ch)?,
-            norm2: GroupNorm::load(be, w, &format!("{name}.norm2"), ch, g, eps)?,
+            norm2: GroupNorm::load(be, w, &format!("{name}.norm2"), ch, norm)?,
             tconv: TemporalConv::load(be, w, &format!("{name}.tconv"), ch)?,
         })
     }
 
     /// `h [B*F, H, W, C]` updated in place; `silu_e` is SiLU(embedding) `[B, emb]`.
     fn forward(&self, be: &B, h: &mut B::Tensor, silu_e: &B::Tensor, frames: usize) {
-        let mut a = self.norm1.forward(be, h);
-        be.silu(&mut a);
-        let a = self.conv.forward(be, &a);
+        let a = self.conv.forward(be, &self.norm1.forward_silu(be, h, None));
         let scale_shift = self.film.forward(be, silu_e);
-        let mut a = self.norm2.forward(be, &a);
-        be.film(&mut a, &scale_shift, frames);
-        be.silu(&mut a);
-        let a = self.tconv.forward(be, &a, frames);
-        be.add(h, &a);
+        let a = self
+            .norm2
+            .forward_silu(be, &a, Some((&scale_shift, frames)));
+        self.tconv.forward_residual(be, h, &a, frames);
+    }
+}
+
+fn norm_of(cfg: &ModelConfig) -> Norm {
+    Norm {
+        groups: cfg.gn_groups,
+        eps: cfg.gn_eps,
     }
 }
 
@@ -70,7 +74,7 @@ impl<B: Backend> Denoiser<B> {
             blocks: (0..cfg.blocks)
                 .map(|i| Block::load(be, w, &format!("denoiser.blocks.{i}"), cfg))
                 .collect::<Result<_, _>>()?,
-            norm_out: GroupNorm::load(be, w, "denoiser.norm_out", ch, cfg.gn_groups, cfg.gn_eps)?,
+            norm_out: GroupNorm::load(be, w, "denoiser.norm_out", ch, norm_of(cfg))?,
             conv_out: Conv2d::load(be, w, "denoiser.conv_out", ch, l)?,
             frames: cfg.frames,
         })
@@ -82,22 +86,30 @@ impl<B: Backend> Denoiser<B> {
             [b, f, l, h, w] => [b, f, l, h, w],
             _ => panic!("denoiser input must be [B, F, L, H, W], got {:?}", z.shape),
         };
-        assert!(f == self.frames && t.len() == b && cond.shape[0] == b, "denoiser batch mismatch");
+        assert!(
+            f == self.frames && t.len() == b && cond.shape[0] == b,
+            "denoiser batch mismatch"
+        );
         let mut e = self.t_fc1.forward(be, &be.upload(&timestep_embedding(t)));
         be.silu(&mut e);
         let mut e = self.t_fc2.forward(be, &e);
         be.add(&mut e, &be.upload(cond));
         be.silu(&mut e); // every block's FiLM reads SiLU(e)
 
-        let x = z.clone().reshape(&[b * f, l, hh, ww]).permute(&[0, 2, 3, 1]);
+        let x = z
+            .clone()
+            .reshape(&[b * f, l, hh, ww])
+            .permute(&[0, 2, 3, 1]);
         let mut h = self.conv_in.forward(be, &be.upload(&x));
         be.add_frame_embedding(&mut h, &self.frame_emb);
         for blk in &self.blocks {
             blk.forward(be, &mut h, &e, f);
         }
-        let mut h = self.norm_out.forward(be, &h);
-        be.silu(&mut h);
-        let out = be.download(&self.conv_out.forward(be, &h));
+        let out = be.download(
+            &self
+                .conv_out
+                .forward(be, &self.norm_out.forward_silu(be, &h, None)),
+        );
         out.permute(&[0, 3, 1, 2]).reshape(&[b, f, l, hh, ww])
     }
 }
@@ -107,10 +119,15 @@ impl<B: Backend> Denoiser<B> {
 fn timestep_embedding(t: &[f32]) -> Tensor {
     let half = TIME_DIM / 2;
     let neg_log = (-(10000.0f64.ln())) as f32;
-    let freqs: Vec<f32> = (0..half).map(|i| (((neg_log * i as f32) / half as f32) as f64).exp() as f32).collect();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (((neg_log * i as f32) / half as f32) as f64).exp() as f32)
+        .collect();
     let mut out = Vec::with_capacity(t.len() * TIME_DIM);
     for &ti in t {
-        let args: Vec<f64> = freqs.iter().map(|&fr| ((ti * 1000.0) * fr) as f64).collect();
+        let args: Vec<f64> = freqs
+            .iter()
+            .map(|&fr| ((ti * 1000.0) * fr) as f64)
+            .collect();
         out.extend(args.iter().map(|a| a.cos() as f32));
         out.extend(args.iter().map(|a| a.sin() as f32));
     }

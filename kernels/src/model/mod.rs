@@ -33,12 +33,22 @@ pub(crate) struct Reel<B: Backend> {
 }
 
 impl<B: Backend> Reel<B> {
-    pub(crate) fn load(backend: B, mut w: Weights, cfg: &ModelConfig, path: &Path) -> Result<Self, KernelError> {
+    pub(crate) fn load(
+        backend: B,
+        mut w: Weights,
+        cfg: &ModelConfig,
+        path: &Path,
+    ) -> Result<Self, KernelError> {
         let be = &backend;
         let text = text::TextEncoder::load(be, &mut w, cfg.vocab.len(), cfg.max_tokens, cfg.emb)?;
         let denoiser = denoiser::Denoiser::load(be, &mut w, cfg)?;
-        w.finish().map_err(|e| KernelError::Weights(format!("{}: {e}", path.display())))?;
-        Ok(Reel { backend, text, denoiser })
+        w.finish()
+            .map_err(|e| KernelError::Weights(format!("{}: {e}", path.display())))?;
+        Ok(Reel {
+            backend,
+            text,
+            denoiser,
+        })
     }
 }
 
@@ -48,10 +58,11 @@ impl<B: Backend> Networks for Reel<B> {
     }
 
     fn text(&self, ids: &[Vec<usize>]) -> Tensor {
-        self.text.forward(&self.backend, ids)
+        self.backend.run(|| self.text.forward(&self.backend, ids))
     }
 
     fn denoise(&self, z: &Tensor, t: &[f32], cond: &Tensor) -> Tensor {
-        self.denoiser.forward(&self.backend, z, t, cond)
+        self.backend
+            .run(|| self.denoiser.forward(&self.backend, z, t, cond))
     }
 }

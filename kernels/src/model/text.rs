@@ -20,7 +20,13 @@ pub(crate) struct TextEncoder<B: Backend> {
 const WIDTH: usize = 64;
 
 impl<B: Backend> TextEncoder<B> {
-    pub(crate) fn load(be: &B, w: &mut Weights, vocab: usize, max_tokens: usize, emb: usize) -> Result<Self, KernelError> {
+    pub(crate) fn load(
+        be: &B,
+        w: &mut Weights,
+        vocab: usize,
+        max_tokens: usize,
+        emb: usize,
+    ) -> Result<Self, KernelError> {
         Ok(TextEncoder {
             tok: w.take("text.tok.weight", &[vocab, WIDTH])?,
             pos: w.take("text.pos", &[max_tokens, WIDTH])?,
@@ -37,7 +43,10 @@ impl<B: Backend> TextEncoder<B> {
         for (row, out) in ids.iter().zip(pooled.chunks_exact_mut(d)) {
             let mut count = 0.0f32;
             for (j, &id) in row.iter().enumerate().filter(|(_, &id)| id > 0) {
-                let (tok, pos) = (&self.tok.data[id * d..(id + 1) * d], &self.pos.data[j * d..(j + 1) * d]);
+                let (tok, pos) = (
+                    &self.tok.data[id * d..(id + 1) * d],
+                    &self.pos.data[j * d..(j + 1) * d],
+                );
                 for ((o, t), p) in out.iter_mut().zip(tok).zip(pos) {
                     *o += t + p;
                 }
@@ -45,7 +54,9 @@ impl<B: Backend> TextEncoder<B> {
             }
             out.iter_mut().for_each(|o| *o /= count.max(1.0));
         }
-        let mut h = self.fc1.forward(be, &be.upload(&Tensor::new(&[ids.len(), d], pooled)));
+        let mut h = self
+            .fc1
+            .forward(be, &be.upload(&Tensor::new(&[ids.len(), d], pooled)));
         be.silu(&mut h);
         let mut c = be.download(&self.fc2.forward(be, &h));
         let emb = self.null.numel();

@@ -20,9 +20,16 @@ impl Weights {
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(bad(format!("{name} is {:?}; export.py writes fp32", view.dtype())));
+                return Err(bad(format!(
+                    "{name} is {:?}; export.py writes fp32",
+                    view.dtype()
+                )));
             }
-            let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             tensors.insert(name, Tensor::new(view.shape(), data));
         }
         Ok(Weights { tensors })
@@ -30,9 +37,15 @@ impl Weights {
 
     /// The parameter `name`, which must have exactly `shape`.
     pub(crate) fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, KernelError> {
-        let t = self.tensors.remove(name).ok_or_else(|| KernelError::Weights(format!("missing tensor {name}")))?;
+        let t = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| KernelError::Weights(format!("missing tensor {name}")))?;
         if t.shape != shape {
-            return Err(KernelError::Weights(format!("{name} has shape {:?}, the config implies {shape:?}", t.shape)));
+            return Err(KernelError::Weights(format!(
+                "{name} has shape {:?}, the config implies {shape:?}",
+                t.shape
+            )));
         }
         Ok(t)
     }

@@ -55,7 +55,9 @@ impl Context {
 
     /// Adds `ms` to the task's timing for `stage`.
     pub fn add_timing(&self, id: u64, stage: &str, ms: u64) {
-        self.update(id, |r| *r.timings_ms.entry(stage.to_string()).or_insert(0) += ms);
+        self.update(id, |r| {
+            *r.timings_ms.entry(stage.to_string()).or_insert(0) += ms
+        });
     }
 
     pub fn cancelled(&self, id: u64) -> bool {

@@ -49,7 +49,9 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
             let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(0) else { return };
+                    let Some(cap) = cap.retain_least(0) else {
+                        return;
+                    };
                     for job in data.flat_map(|d| d.drain(..)) {
                         clocks.entry(job.task).or_insert(TaskClock {
                             started: Instant::now(),
@@ -63,7 +65,9 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                 clocks.retain(|id, _| !ctx.cancelled(*id));
 
                 while running.len() < ctx.max_batch {
-                    let Some((cap, job)) = waiting.pop_front() else { break };
+                    let Some((cap, job)) = waiting.pop_front() else {
+                        break;
+                    };
                     if let Some(state) = start(&ctx, &job) {
                         running.push(Running { cap, job, state });
                     }
@@ -72,15 +76,22 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                 metrics::gauge!("reel_scenes_waiting").set(waiting.len() as f64);
                 if !running.is_empty() {
                     let t = Instant::now();
-                    let mut states: Vec<&mut SceneState> = running.iter_mut().map(|r| &mut r.state).collect();
+                    let mut states: Vec<&mut SceneState> =
+                        running.iter_mut().map(|r| &mut r.state).collect();
                     ctx.model.step(&mut states);
                     let dt = t.elapsed().as_secs_f64();
                     let frames = ctx.model.config().frames * running.len();
                     metrics::histogram!("reel_denoise_step_seconds").record(dt);
                     metrics::counter!("reel_denoise_steps_total").increment(running.len() as u64);
-                    metrics::gauge!("reel_denoise_frame_steps_per_second").set(frames as f64 / dt.max(1e-9));
+                    metrics::gauge!("reel_denoise_frame_steps_per_second")
+                        .set(frames as f64 / dt.max(1e-9));
                     for r in &running {
-                        ctx.hub.step(r.job.task, r.job.index, r.state.step_index(), r.state.steps());
+                        ctx.hub.step(
+                            r.job.task,
+                            r.job.index,
+                            r.state.step_index(),
+                            r.state.steps(),
+                        );
                     }
                 }
                 let (finished, still): (Vec<Running>, Vec<Running>) =
@@ -89,7 +100,9 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                 for r in finished {
                     let clip = Arc::new(ctx.model.decode(&r.state));
                     let task = r.job.task;
-                    output.session(&r.cap).give(DenoisedScene { job: r.job, clip });
+                    output
+                        .session(&r.cap)
+                        .give(DenoisedScene { job: r.job, clip });
                     let clock_done = clocks.get_mut(&task).map(|c| {
                         c.left -= 1;
                         c.left == 0
@@ -98,7 +111,8 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         if let Some(c) = clocks.remove(&task) {
                             let secs = c.started.elapsed();
                             ctx.add_timing(task, "denoise", secs.as_millis() as u64);
-                            metrics::histogram!("reel_stage_seconds", "stage" => "denoise").record(secs.as_secs_f64());
+                            metrics::histogram!("reel_stage_seconds", "stage" => "denoise")
+                                .record(secs.as_secs_f64());
                         }
                         ctx.set_status(task, TaskStatus::PostProcessing);
                     }
@@ -116,7 +130,14 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
 fn start(ctx: &Context, job: &SceneJob) -> Option<SceneState> {
     let p = &job.params;
     let method = ctx.model.config().sampler.method;
-    match ctx.model.start(&job.caption, p.seed, job.index as u64, p.steps, p.guidance, method) {
+    match ctx.model.start(
+        &job.caption,
+        p.seed,
+        job.index as u64,
+        p.steps,
+        p.guidance,
+        method,
+    ) {
         Ok(state) => Some(state),
         Err(e) => {
             tracing::error!(task = job.task, error = %e, "cannot start scene");

@@ -63,7 +63,11 @@ impl<'s> EncodeVideo<'s> for StreamVec<'s, u64, ProcessedScene> {
 }
 
 /// Feeds what can be fed; Ok(true) when the task just completed.
-fn accept(ctx: &Context, pending: &mut HashMap<u64, Pending>, scene: ProcessedScene) -> anyhow::Result<bool> {
+fn accept(
+    ctx: &Context,
+    pending: &mut HashMap<u64, Pending>,
+    scene: ProcessedScene,
+) -> anyhow::Result<bool> {
     let task = scene.job.task;
     let count = scene.job.count;
     let key = scene.job.cache_key.clone();
@@ -80,7 +84,9 @@ fn accept(ctx: &Context, pending: &mut HashMap<u64, Pending>, scene: ProcessedSc
             },
         );
     }
-    let Some(state) = pending.get_mut(&task) else { return Ok(false) };
+    let Some(state) = pending.get_mut(&task) else {
+        return Ok(false);
+    };
     state.early.insert(scene.job.index, scene);
     while let Some(s) = state.early.remove(&state.next) {
         for frame in &s.frames.yuv {
@@ -94,7 +100,9 @@ fn accept(ctx: &Context, pending: &mut HashMap<u64, Pending>, scene: ProcessedSc
     if state.next < count {
         return Ok(false);
     }
-    let Some(done) = pending.remove(&task) else { return Ok(false) };
+    let Some(done) = pending.remove(&task) else {
+        return Ok(false);
+    };
     let t = Instant::now();
     let mp4 = done.encoder.finish()?;
     let dir = Context::artifact_dir(task);
@@ -113,11 +121,13 @@ fn accept(ctx: &Context, pending: &mut HashMap<u64, Pending>, scene: ProcessedSc
     let encode_secs = t.elapsed();
     ctx.update(task, |r| {
         *r.timings_ms.entry("encode".into()).or_insert(0) += encode_secs.as_millis() as u64;
-        r.timings_ms.insert("total".into(), now_ms().saturating_sub(r.created_ms));
+        r.timings_ms
+            .insert("total".into(), now_ms().saturating_sub(r.created_ms));
         r.artifact = Some(artifact);
         r.status = TaskStatus::Completed;
     });
-    metrics::histogram!("reel_stage_seconds", "stage" => "encode").record(encode_secs.as_secs_f64());
+    metrics::histogram!("reel_stage_seconds", "stage" => "encode")
+        .record(encode_secs.as_secs_f64());
     if let Err(e) = ctx.store.cache_put(&key, task) {
         tracing::warn!(task, error = %e, "result not cached");
     }

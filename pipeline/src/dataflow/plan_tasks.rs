@@ -22,18 +22,22 @@ pub trait PlanTasks<'s> {
 
 impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
     fn plan_tasks(self, ctx: Arc<Context>) -> StreamVec<'s, u64, PlannedTask> {
-        self.unary(Exchange::new(|t: &TaskIn| t.id), "plan", move |_cap, _info| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for task in data.flat_map(|d| d.drain(..)) {
-                        if let Some(planned) = plan_one(&ctx, task) {
-                            session.give(planned);
+        self.unary(
+            Exchange::new(|t: &TaskIn| t.id),
+            "plan",
+            move |_cap, _info| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for task in data.flat_map(|d| d.drain(..)) {
+                            if let Some(planned) = plan_one(&ctx, task) {
+                                session.give(planned);
+                            }
                         }
-                    }
-                });
-            }
-        })
+                    });
+                }
+            },
+        )
     }
 }
 
@@ -57,10 +61,12 @@ fn plan_one(ctx: &Context, task: TaskIn) -> Option<PlannedTask> {
     let plan_ms = started.elapsed().as_millis() as u64;
     let stored = ctx.update(task.id, |r| {
         r.plan = plan_json;
-        r.timings_ms.insert("queue".into(), now_ms().saturating_sub(r.created_ms));
+        r.timings_ms
+            .insert("queue".into(), now_ms().saturating_sub(r.created_ms));
         r.timings_ms.insert("plan".into(), plan_ms);
     })?;
-    metrics::histogram!("reel_stage_seconds", "stage" => "plan").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("reel_stage_seconds", "stage" => "plan")
+        .record(started.elapsed().as_secs_f64());
     ctx.hub.begin(task.id, plan.scenes.len());
     Some(PlannedTask {
         id: stored.id,

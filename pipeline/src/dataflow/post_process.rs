@@ -72,12 +72,18 @@ fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<ProcessedScen
     metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
 
     let t = Instant::now();
-    let dir = ctx.data_dir.join(Context::artifact_dir(job.task)).join("frames");
+    let dir = ctx
+        .data_dir
+        .join(Context::artifact_dir(job.task))
+        .join("frames");
     fs::create_dir_all(&dir)?;
     let first = job.index * job.out_frames();
     for (i, rgb) in frames.rgb.iter().enumerate() {
         let index = first + i;
-        write_atomically(&dir.join(format!("{index:05}.png")), &png_rgb(size as u32, size as u32, rgb)?)?;
+        write_atomically(
+            &dir.join(format!("{index:05}.png")),
+            &png_rgb(size as u32, size as u32, rgb)?,
+        )?;
         let jpeg = jpeg_rgb(size as u32, size as u32, rgb, STREAM_JPEG_QUALITY)?;
         ctx.hub.frame(job.task, index, Arc::new(jpeg));
     }

@@ -23,7 +23,11 @@ fn top_level(file: &[u8]) -> Result<Vec<(BoxType, usize, usize)>> {
             _ => header.size,
         } as usize;
         let size = if size == 0 { file.len() - at } else { size };
-        ensure!(size >= 8 && at + size <= file.len(), "box {:?} overruns the file", header.name);
+        ensure!(
+            size >= 8 && at + size <= file.len(),
+            "box {:?} overruns the file",
+            header.name
+        );
         boxes.push((header.name, at, at + size));
         at += size;
     }
@@ -49,7 +53,8 @@ pub(crate) fn moov_first(file: &[u8]) -> Result<Vec<u8>> {
         let stbl = &mut trak.mdia.minf.stbl;
         if let Some(stco) = &mut stbl.stco {
             for offset in &mut stco.entries {
-                *offset = u32::try_from(*offset as u64 + shift).context("chunk offset past 4 GiB")?;
+                *offset =
+                    u32::try_from(*offset as u64 + shift).context("chunk offset past 4 GiB")?;
             }
         }
         if let Some(co64) = &mut stbl.co64 {

@@ -10,7 +10,8 @@ use std::io::Cursor;
 use anyhow::{anyhow, ensure, Context as _, Result};
 use bytes::Bytes;
 use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile, RateControlMode, VuiConfig,
+    BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile, RateControlMode,
+    VuiConfig,
 };
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
@@ -52,14 +53,18 @@ impl Mp4Encoder {
     /// An encoder for `width` x `height` (both even, as 4:2:0 needs) at `fps` frames per second.
     pub fn new(width: u32, height: u32, fps: u32) -> Result<Self> {
         ensure!(
-            width > 0 && height > 0 && width % 2 == 0 && height % 2 == 0 && width <= 3840 && height <= 3840,
-            "H.264 4:2:0 needs even dimensions up to 3840, not {width}x{height}"
+            width > 0 && height > 0 && width.is_multiple_of(2) && height.is_multiple_of(2),
+            "H.264 4:2:0 needs even dimensions, not {width}x{height}"
+        );
+        ensure!(
+            width.max(height) <= 3840 && width.min(height) <= 2160,
+            "openh264 encodes up to 3840x2160, not {width}x{height}"
         );
         ensure!((1..=240).contains(&fps), "frame rate {fps} out of 1..=240");
         let bitrate = (width as f64 * height as f64 * fps as f64 * BITS_PER_PIXEL) as u32;
         let config = EncoderConfig::new()
             .profile(Profile::Baseline)
-            .rate_control_mode(RateControlMode::Quality)
+            .rate_control_mode(RateControlMode::Bufferbased)
             .bitrate(BitRate::from_bps(bitrate))
             .max_frame_rate(FrameRate::from_hz(fps as f32))
             .skip_frames(false)
@@ -96,13 +101,18 @@ impl Mp4Encoder {
             frame.v.len()
         );
         let source = YUVSlices::new((&frame.y, &frame.u, &frame.v), (w, h), (w, cw, cw));
-        let bitstream = self.encoder.encode(&source).map_err(|e| anyhow!("encoding a frame: {e}"))?;
+        let bitstream = self
+            .encoder
+            .encode(&source)
+            .map_err(|e| anyhow!("encoding a frame: {e}"))?;
         let mut sample = Sample {
             data: Vec::new(),
             sync: false,
             frames: 1,
         };
-        let layers: Vec<_> = (0..bitstream.num_layers()).filter_map(|l| bitstream.layer(l)).collect();
+        let layers: Vec<_> = (0..bitstream.num_layers())
+            .filter_map(|l| bitstream.layer(l))
+            .collect();
         for layer in &layers {
             for unit in (0..layer.nal_count()).filter_map(|n| layer.nal_unit(n)) {
                 let nal = strip_start_code(unit);
@@ -112,7 +122,9 @@ impl Mp4Encoder {
                     Some(NAL_PPS) => self.pps = Some(nal.to_vec()),
                     Some(kind) => {
                         sample.sync |= kind == NAL_IDR;
-                        sample.data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                        sample
+                            .data
+                            .extend_from_slice(&(nal.len() as u32).to_be_bytes());
                         sample.data.extend_from_slice(nal);
                     }
                 }
@@ -120,7 +132,10 @@ impl Mp4Encoder {
         }
         if sample.data.is_empty() {
             // A skipped picture: the previous one stays on screen a frame longer.
-            let last = self.samples.last_mut().context("the encoder skipped the first frame")?;
+            let last = self
+                .samples
+                .last_mut()
+                .context("the encoder skipped the first frame")?;
             last.frames += 1;
         } else {
             self.samples.push(sample);
@@ -142,7 +157,12 @@ impl Mp4Encoder {
         let config = mp4::Mp4Config {
             major_brand: brand(b"isom"),
             minor_version: 512,
-            compatible_brands: vec![brand(b"isom"), brand(b"iso2"), brand(b"avc1"), brand(b"mp41")],
+            compatible_brands: vec![
+                brand(b"isom"),
+                brand(b"iso2"),
+                brand(b"avc1"),
+                brand(b"mp41"),
+            ],
             // The movie's timescale equals the track's: the mp4 crate converts each sample's
             // duration separately and truncates, which would shorten the movie otherwise.
             timescale: self.fps * TICKS_PER_FRAME,

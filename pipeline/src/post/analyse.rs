@@ -48,7 +48,10 @@ impl FrameMotion {
 /// Analyses every frame of a clip, frames in parallel.
 pub(crate) fn analyse(clip: &Clip) -> Vec<FrameMotion> {
     let len = clip.width * clip.height * 3;
-    clip.data.par_chunks(len).map(|f| analyse_frame(f, clip.width, clip.height)).collect()
+    clip.data
+        .par_chunks(len)
+        .map(|f| analyse_frame(f, clip.width, clip.height))
+        .collect()
 }
 
 /// Indices of the frame's border pixels (all pixels when the frame is too thin to have an

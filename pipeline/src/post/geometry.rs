@@ -35,7 +35,10 @@ pub struct Geometry {
 impl Geometry {
     pub fn new(clip: &Clip, out_size: usize, out_frames: usize) -> Result<Geometry> {
         super::check_clip(clip)?;
-        ensure!(out_size > 0 && out_frames > 0, "asked for {out_frames} frames of {out_size}x{out_size}");
+        ensure!(
+            out_size > 0 && out_frames > 0,
+            "asked for {out_frames} frames of {out_size}x{out_size}"
+        );
         Ok(Geometry {
             in_w: clip.width,
             in_h: clip.height,

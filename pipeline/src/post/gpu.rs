@@ -67,7 +67,10 @@ impl Sizes {
     }
 
     fn covers(&self, need: &Sizes) -> bool {
-        self.clip >= need.clip && self.motion >= need.motion && self.rgb >= need.rgb && self.yuv >= need.yuv
+        self.clip >= need.clip
+            && self.motion >= need.motion
+            && self.rgb >= need.rgb
+            && self.yuv >= need.yuv
     }
 
     fn max(&self, other: &Sizes) -> Sizes {
@@ -163,20 +166,31 @@ impl GpuPost {
 
     /// Adapter name, API and device type.
     pub(crate) fn describe(&self) -> String {
-        format!("{} / {:?} / {:?}", self.info.name, self.info.backend, self.info.device_type)
+        format!(
+            "{} / {:?} / {:?}",
+            self.info.name, self.info.backend, self.info.device_type
+        )
     }
 
     fn check_limits(&self, g: &Geometry, sizes: &Sizes) -> Result<()> {
         let limits = self.device.limits();
         let biggest = sizes.clip.max(sizes.rgb).max(sizes.yuv);
         ensure!(
-            biggest <= limits.max_storage_buffer_binding_size && sizes.readback() <= limits.max_buffer_size,
+            biggest <= limits.max_storage_buffer_binding_size
+                && sizes.readback() <= limits.max_buffer_size,
             "scene too large for the device: {biggest} byte buffer, limit {}",
             limits.max_storage_buffer_binding_size
         );
-        let groups = [g.frames, g.quads().div_ceil(GROUP), g.out_frames, (g.y_words() + g.c_words()).div_ceil(GROUP)];
+        let groups = [
+            g.frames,
+            g.quads().div_ceil(GROUP),
+            g.out_frames,
+            (g.y_words() + g.c_words()).div_ceil(GROUP),
+        ];
         ensure!(
-            groups.iter().all(|&n| n as u64 <= limits.max_compute_workgroups_per_dimension as u64),
+            groups
+                .iter()
+                .all(|&n| n as u64 <= limits.max_compute_workgroups_per_dimension as u64),
             "scene too large for one dispatch: {groups:?} workgroups, limit {}",
             limits.max_compute_workgroups_per_dimension
         );
@@ -185,7 +199,9 @@ impl GpuPost {
 
     /// Makes (or grows) the working set so that it holds `need`.
     fn buffers(&self, need: &Sizes) -> Buffers {
-        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let storage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
         let make = |label, size: u64, usage| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -235,7 +251,10 @@ impl GpuPost {
     pub(crate) fn process(&self, clip: &Clip, g: &Geometry) -> Result<Processed> {
         let need = Sizes::of(g);
         self.check_limits(g, &need)?;
-        let mut guard = self.buffers.lock().map_err(|_| anyhow!("post-processing buffers poisoned"))?;
+        let mut guard = self
+            .buffers
+            .lock()
+            .map_err(|_| anyhow!("post-processing buffers poisoned"))?;
         let buf = match guard.take() {
             Some(b) if b.sizes.covers(&need) => b,
             old => self.buffers(&old.map_or(need, |b| b.sizes.max(&need))),
@@ -251,8 +270,10 @@ impl GpuPost {
     /// One scene through the chain: upload, three dispatches, copies, one read-back.
     fn run(&self, buf: &Buffers, clip: &Clip, g: &Geometry, need: &Sizes) -> Result<Processed> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        self.queue.write_buffer(&buf.params, 0, bytemuck::bytes_of(&g.params()));
-        self.queue.write_buffer(&buf.clip, 0, bytemuck::cast_slice(&clip.data));
+        self.queue
+            .write_buffer(&buf.params, 0, bytemuck::bytes_of(&g.params()));
+        self.queue
+            .write_buffer(&buf.clip, 0, bytemuck::cast_slice(&clip.data));
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -262,7 +283,11 @@ impl GpuPost {
             pass.set_pipeline(&self.resample);
             pass.dispatch_workgroups(g.quads().div_ceil(GROUP) as u32, g.out_frames as u32, 1);
             pass.set_pipeline(&self.yuv);
-            pass.dispatch_workgroups((g.y_words() + g.c_words()).div_ceil(GROUP) as u32, g.out_frames as u32, 1);
+            pass.dispatch_workgroups(
+                (g.y_words() + g.c_words()).div_ceil(GROUP) as u32,
+                g.out_frames as u32,
+                1,
+            );
         }
         encoder.copy_buffer_to_buffer(&buf.motion, 0, &buf.readback, 0, need.motion);
         encoder.copy_buffer_to_buffer(&buf.rgb, 0, &buf.readback, need.motion, need.rgb);
@@ -285,7 +310,9 @@ impl GpuPost {
             .context("device dropped the read-back")?
             .context("mapping the post-processing results")?;
         let out = {
-            let view = slice.get_mapped_range().context("reading the post-processing results")?;
+            let view = slice
+                .get_mapped_range()
+                .context("reading the post-processing results")?;
             unpack(&view, g, need)
         };
         buf.readback.unmap();
@@ -302,8 +329,14 @@ fn unpack(bytes: &[u8], g: &Geometry, sizes: &Sizes) -> Processed {
     let cs = g.chroma_side();
     let (y_bytes, c_bytes) = (g.y_words() * 4, g.c_words() * 4);
     Processed {
-        motion: motion.chunks_exact(MOTION_WORDS).map(FrameMotion::from_words).collect(),
-        rgb: rgb.chunks_exact(g.rgb_words() * 4).map(|f| f[..n * 3].to_vec()).collect(),
+        motion: motion
+            .chunks_exact(MOTION_WORDS)
+            .map(FrameMotion::from_words)
+            .collect(),
+        rgb: rgb
+            .chunks_exact(g.rgb_words() * 4)
+            .map(|f| f[..n * 3].to_vec())
+            .collect(),
         yuv: yuv
             .chunks_exact(g.yuv_words() * 4)
             .map(|f| Yuv420 {

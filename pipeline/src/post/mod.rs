@@ -6,10 +6,10 @@
 //! encoder of [`crate::encode`]. The stages, each written twice, as a WGSL compute shader
 //! (`*.wgsl` here) and as a CPU twin (rayon) that agrees with it within 1/255:
 //!
-//! 1. **analyse** ([`analyse`]): per base frame, the flat background colour (mean of the border),
+//! 1. **analyse** (`analyse.rs`): per base frame, the flat background colour (mean of the border),
 //!    the object's mask, mass (area) and centroid. The world has one flat object on a flat
 //!    canvas, so these few numbers describe the motion completely.
-//! 2. **resample** ([`resample`]): temporal interpolation and spatial upscale in one pass. An
+//! 2. **resample** (`resample.rs`): temporal interpolation and spatial upscale in one pass. An
 //!    in-between frame re-places the object: its centroid and scale are interpolated, and each of
 //!    the two neighbouring base frames is sampled at positions warped so that its object lands
 //!    there, then the two are blended. Both copies of the object coincide, so nothing ghosts.
@@ -76,14 +76,27 @@ enum Backend {
 impl PostProcessor {
     /// Sets up the backend: `Cpu` always works; `Wgpu` fails when no adapter exists; `Auto`
     /// takes a hardware adapter when there is one and the CPU path otherwise (see
-    /// [`PostChoice`] for why a software adapter is not taken).
+    /// [`PostChoice`] for why a software adapter is not taken), so it never fails.
     pub fn new(choice: PostChoice) -> Result<PostProcessor> {
-        let (use_gpu, why) = choice::resolve(choice)?;
-        let backend = match use_gpu {
-            Some(adapter) => Backend::Wgpu(Box::new(gpu::GpuPost::new(adapter)?)),
-            None => Backend::Cpu,
+        let (adapter, why) = choice::resolve(choice)?;
+        let Some(adapter) = adapter else {
+            return Ok(PostProcessor {
+                backend: Backend::Cpu,
+                why,
+            });
         };
-        Ok(PostProcessor { backend, why })
+        match gpu::GpuPost::new(adapter) {
+            Ok(gpu) => Ok(PostProcessor {
+                backend: Backend::Wgpu(Box::new(gpu)),
+                why,
+            }),
+            // Auto promises a working backend: a device that fails to start leaves the CPU path.
+            Err(e) if choice == PostChoice::Auto => Ok(PostProcessor {
+                backend: Backend::Cpu,
+                why: format!("auto: the wgpu device failed: {e:#}"),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// The backend in words, e.g. `wgpu: llvmpipe (LLVM 15.0.6, 256 bits) / Vulkan / Cpu` or

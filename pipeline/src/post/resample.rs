@@ -45,7 +45,7 @@ fn warp(g: &Geometry, m: &FrameMotion, goal: [f32; 2], scale: f32, tracked: bool
             sharpen: zoom.max(1.0),
         };
     }
-    let ratio = m.mass.sqrt() / scale;
+    let ratio = m.scale() / scale;
     Warp {
         origin: m.centroid,
         goal,
@@ -79,7 +79,7 @@ fn plan(g: &Geometry, motion: &[FrameMotion], j: usize) -> Plan {
             mix(ma.centroid[0], mb.centroid[0], w),
             mix(ma.centroid[1], mb.centroid[1], w),
         ];
-        (c, mix(ma.mass.sqrt(), mb.mass.sqrt(), w))
+        (c, mix(ma.scale(), mb.scale(), w))
     } else {
         ([g.in_w as f32 * 0.5, g.in_h as f32 * 0.5], 1.0)
     };
@@ -229,20 +229,22 @@ pub(crate) fn resample(clip: &Clip, g: &Geometry, motion: &[FrameMotion]) -> Vec
             let a = (pl.w < 1.0).then(|| Warped::new(frame(pl.a), g, &pl.from_a));
             let b = (pl.w > 0.0).then(|| Warped::new(frame(pl.b), g, &pl.from_b));
             let mut out = vec![0u8; g.pixels() * 3];
-            out.par_chunks_mut(side * 3).enumerate().for_each(|(y, row)| {
-                for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                    let mut c = [0.0f32; 3];
-                    if let Some(a) = &a {
-                        let s = a.sample(x, y);
-                        (0..3).for_each(|k| c[k] += (1.0 - pl.w) * s[k]);
+            out.par_chunks_mut(side * 3)
+                .enumerate()
+                .for_each(|(y, row)| {
+                    for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                        let mut c = [0.0f32; 3];
+                        if let Some(a) = &a {
+                            let s = a.sample(x, y);
+                            (0..3).for_each(|k| c[k] += (1.0 - pl.w) * s[k]);
+                        }
+                        if let Some(b) = &b {
+                            let s = b.sample(x, y);
+                            (0..3).for_each(|k| c[k] += pl.w * s[k]);
+                        }
+                        (0..3).for_each(|k| px[k] = to_byte(c[k]));
                     }
-                    if let Some(b) = &b {
-                        let s = b.sample(x, y);
-                        (0..3).for_each(|k| c[k] += pl.w * s[k]);
-                    }
-                    (0..3).for_each(|k| px[k] = to_byte(c[k]));
-                }
-            });
+                });
             out
         })
         .collect()

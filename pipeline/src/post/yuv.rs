@@ -27,14 +27,17 @@ pub fn rgb_to_yuv420(rgb: &[u8], side: usize) -> Yuv420 {
         let p = 3 * (y * side + x);
         [rgb[p] as f32, rgb[p + 1] as f32, rgb[p + 2] as f32]
     };
-    let y = (0..side * side).map(|i| luma(at(i % side, i / side))).collect();
+    let y = (0..side * side)
+        .map(|i| luma(at(i % side, i / side)))
+        .collect();
     let cs = side.div_ceil(2);
     let (u, v) = (0..cs * cs)
         .map(|i| {
             let (x, y) = (2 * (i % cs), 2 * (i / cs));
             let (x1, y1) = ((x + 1).min(side - 1), (y + 1).min(side - 1));
             let blocks = [at(x, y), at(x1, y), at(x, y1), at(x1, y1)];
-            let mean = [0, 1, 2].map(|c| (blocks[0][c] + blocks[1][c] + blocks[2][c] + blocks[3][c]) * 0.25);
+            let mean = [0, 1, 2]
+                .map(|c| (blocks[0][c] + blocks[1][c] + blocks[2][c] + blocks[3][c]) * 0.25);
             chroma(mean)
         })
         .unzip();
