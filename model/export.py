@@ -67,8 +67,12 @@ def load_run(run, random_init):
         cfg = json.loads((run / "config.json").read_text())
         cfg["training"] = dict(cfg.get("training") or {}, steps_done=state["step"])
     else:  # a run in progress: the config train.py builds
-        cfg = dict(base_config(), training={"in_progress": True, "steps_done": state["step"],
-                                            "seconds": round(state.get("seconds", 0.0))})
+        # Stopped before its planned end: with a constant learning rate and per-step seeding,
+        # `--steps N` reproduces the saved state exactly.
+        cfg = dict(base_config(), training={
+            "command": f"python3 model/train.py --run {run} --steps {state['step']}",
+            "device": "cpu (2 cores, shared with builds)", "threads": 2, "steps_done": state["step"],
+            "batch": 32, "seconds": round(state.get("seconds", 0.0)), "torch": torch.__version__})
     model = Reel(cfg)
     model.load_state_dict(state["ema"])
     return cfg, model

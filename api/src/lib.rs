@@ -7,18 +7,22 @@
 //! ([`stream`]); finished videos and frames are files under the data dir ([`media`]). Every
 //! rejection, warp's own included, becomes one JSON shape `{"code", "message"}` in
 //! [`errors::recover`]. The contract is written down in [`openapi`], served at
-//! `/openapi.json`.
+//! `/openapi.json`. Operators get Prometheus metrics at `/metrics` ([`metrics`], mounted by
+//! [`routes_with_metrics`]) and a JSON summary of the host and the queue at `/api/stats`
+//! ([`stats`]).
 
 mod backend;
 pub mod errors;
 mod filters;
 mod handlers;
 mod media;
+pub mod metrics;
 pub mod models;
 pub mod openapi;
 mod sse;
+pub mod stats;
 mod stream;
 
 pub use backend::Backend;
 pub use errors::ApiError;
-pub use filters::routes;
+pub use filters::{routes, routes_with_metrics};

@@ -51,16 +51,13 @@ pub struct SamplerDefaults {
 }
 
 impl ModelConfig {
-    pub fn load(path: &Path) -> Result<ModelConfig, KernelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KernelError::Io {
-            path: path.into(),
-            source,
-        })?;
+    /// Parses and checks a config; `path` only names its origin in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ModelConfig, KernelError> {
         let bad = |message: String| KernelError::Config {
             path: path.into(),
             message,
         };
-        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let cfg: ModelConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         // The Rust model implements exactly one architecture; refuse anything else loudly.
         if cfg.schedule != "cosine" || cfg.t_max != T_MAX {
             return Err(bad(format!(

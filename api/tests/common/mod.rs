@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use pipeline::engine::{Progress, SubmitError, TaskEvent};
 use serde_json::{json, Value};
 use storage::{Store, TaskParams, TaskRecord};
@@ -94,16 +95,30 @@ pub struct Rig {
 
 /// Starts the API on 127.0.0.1:0 with an empty store and a queue bound of 100.
 pub async fn start() -> Rig {
+    start_with(None).await
+}
+
+/// [`start`], with `GET /metrics` mounted when a Prometheus handle is given.
+pub async fn start_with(prometheus: Option<PrometheusHandle>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let backend = Arc::new(FakeBackend::default());
     backend.bound.store(100, Ordering::SeqCst);
-    let routes = api::routes(store.clone(), backend.clone(), data_dir.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(warp::serve(routes).incoming(listener).run());
+    match prometheus {
+        None => {
+            let routes = api::routes(store.clone(), backend.clone(), data_dir.clone());
+            tokio::spawn(warp::serve(routes).incoming(listener).run());
+        }
+        Some(handle) => {
+            let routes =
+                api::routes_with_metrics(store.clone(), backend.clone(), data_dir.clone(), handle);
+            tokio::spawn(warp::serve(routes).incoming(listener).run());
+        }
+    }
     Rig {
         base: format!("http://{addr}"),
         store,

@@ -133,15 +133,18 @@ impl CudaBackend {
         let stream = ctx.default_stream();
         let blas =
             CudaBlas::new(stream.clone()).map_err(cuda_error("cannot create a cuBLAS handle"))?;
+        let (nv_major, nv_minor) = nvrtc_version()?;
         let mut kernels = HashMap::new();
         for source in SOURCES {
             let ptx = ptx::load_or_compile(source, &arch)?;
+            // The driver JIT-compiles PTX and refuses PTX newer than itself.
+            let context = format!(
+                "cannot load {} for {arch} (PTX from NVRTC {nv_major}.{nv_minor}: the driver must be at least as new)",
+                source.file
+            );
             let module = ctx
                 .load_module(Ptx::from_src(ptx))
-                .map_err(cuda_error(&format!(
-                    "cannot load {} for {arch}",
-                    source.file
-                )))?;
+                .map_err(cuda_error(&context))?;
             for &name in source.kernels {
                 let function = module.load_function(name).map_err(cuda_error(&format!(
                     "kernel {name} missing from {}",

@@ -1,0 +1,165 @@
+//! Prometheus metrics of the service: the recorder, the per-request instrumentation, and
+//! `GET /metrics`.
+//!
+//! The pipeline records its own metrics through the `metrics` macros (stage timings, batch
+//! sizes, cache hits...); [`install_recorder`] makes them, and everything recorded here,
+//! renderable. [`instrument`] wraps the whole route tree: every request adds one observation to
+//! `reel_http_request_duration_seconds{method, route, status}` (time to the response head;
+//! streams keep flowing after it) and is counted in `reel_http_requests_in_flight` while it
+//! is served. `route` is the matched route template ([`route_template`]), so the label set
+//! stays bounded whatever paths clients send. Process CPU and memory, task counts by state
+//! and the queue are sampled when `/metrics` is scraped.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use warp::http::{header::CONTENT_TYPE, Method, StatusCode};
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::errors::ApiError;
+use crate::handlers::AppState;
+use crate::stats::Probe;
+
+pub const REQUEST_SECONDS: &str = "reel_http_request_duration_seconds";
+pub const IN_FLIGHT: &str = "reel_http_requests_in_flight";
+
+/// Histogram buckets of request latency, in seconds: sub-millisecond reads to slow writes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+/// Fails only when some other recorder is already installed.
+pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = slot.as_ref() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.into()), LATENCY_BUCKETS)?
+        .install_recorder()?;
+    *slot = Some(handle.clone());
+    Ok(handle)
+}
+
+/// The route template a path is served by, as the OpenAPI document spells it
+/// (`/api/tasks/{id}`), or `"unmatched"`: a bounded label for any path.
+pub fn route_template(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let num = |s: &str| s.parse::<u64>().is_ok();
+    match segs.as_slice() {
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["openapi.json"] => "/openapi.json",
+        ["api", "stats"] => "/api/stats",
+        ["api", "tasks"] => "/api/tasks",
+        ["api", "tasks", id] if num(id) => "/api/tasks/{id}",
+        ["api", "tasks", id, "events"] if num(id) => "/api/tasks/{id}/events",
+        ["api", "tasks", id, "stream"] if num(id) => "/api/tasks/{id}/stream",
+        ["api", "tasks", id, "video"] if num(id) => "/api/tasks/{id}/video",
+        ["api", "tasks", id, "frames", n] if num(id) && num(n) => "/api/tasks/{id}/frames/{n}",
+        _ => "unmatched",
+    }
+}
+
+/// Standard methods by name; anything else is one label value.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// One request being served: counted in flight until dropped (answered or abandoned).
+struct InFlight {
+    method: &'static str,
+    route: &'static str,
+    started: Instant,
+}
+
+impl InFlight {
+    fn start(method: Method, path: FullPath) -> InFlight {
+        ::metrics::gauge!(IN_FLIGHT).increment(1.0);
+        InFlight {
+            method: method_label(&method),
+            route: route_template(path.as_str()),
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(self, status: StatusCode) {
+        ::metrics::histogram!(
+            REQUEST_SECONDS,
+            "method" => self.method,
+            "route" => self.route,
+            "status" => status.as_str().to_owned(),
+        )
+        .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        ::metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// `inner` (which never rejects: its rejections are already recovered) with every request
+/// timed and counted.
+pub fn instrument<F, R>(
+    inner: F,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone
+where
+    F: Filter<Extract = (R,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    R: Reply,
+{
+    warp::method()
+        .and(warp::path::full())
+        .map(InFlight::start)
+        .and(inner)
+        .map(|req: InFlight, reply: R| {
+            let res = reply.into_response();
+            req.finish(res.status());
+            res
+        })
+}
+
+/// `GET /metrics`: samples the process and the task store, then renders every metric in the
+/// Prometheus text format.
+pub async fn scrape(
+    prometheus: PrometheusHandle,
+    st: AppState,
+    probe: Arc<Probe>,
+) -> Result<Response, Rejection> {
+    let body = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let process = probe.process().map_err(ApiError::internal)?;
+        ::metrics::gauge!("reel_process_cpu_percent").set(f64::from(process.cpu_percent));
+        ::metrics::gauge!("reel_process_resident_memory_bytes").set(process.rss_bytes as f64);
+        for (status, n) in st.store.counts()? {
+            ::metrics::gauge!("reel_tasks", "status" => status.name()).set(n as f64);
+        }
+        ::metrics::gauge!("reel_queue_depth").set(st.backend.queue_depth() as f64);
+        ::metrics::gauge!("reel_queue_bound").set(st.backend.queue_bound() as f64);
+        prometheus.run_upkeep();
+        Ok(prometheus.render())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format_args!("metrics task: {e}")))??;
+    let mut res = body.into_response();
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(res)
+}
