@@ -36,7 +36,7 @@ def main():
     model = Reel(cfg).eval()
     missing, unexpected = model.load_state_dict(load_file(str(args.checkpoint / "model.safetensors")), strict=False)
     assert not unexpected and all(k.startswith("encoder.") for k in missing), (missing, unexpected)
-    f, l, s = cfg["frames"], cfg["latent_channels"], cfg["base_size"] // 8
+    f, l, s = cfg["frames"], cfg["latent_channels"], cfg["base_size"] // cfg["patch"]
     ids = torch.tensor([tokenize(args.caption, cfg["vocab"], cfg["max_tokens"]), [0] * cfg["max_tokens"]])
     with torch.no_grad():
         cond, null = model.text(ids)

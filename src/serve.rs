@@ -13,6 +13,8 @@ use crate::runtime;
 const RETENTION_SWEEP: Duration = Duration::from_secs(600);
 
 pub fn run(s: Resolved) -> anyhow::Result<()> {
+    // Installed before the engine starts, so that everything it records is rendered.
+    let prometheus = api::metrics::install_recorder().context("installing the metrics recorder")?;
     let rt = runtime::start(&s)?;
     let ready = serde_json::json!({
         "model": rt.model.id(),
@@ -22,7 +24,8 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
         "max_batch": s.max_batch,
     });
     let backend = Arc::new(EngineBackend::new(rt.engine.clone(), ready));
-    let routes = api::routes(rt.store.clone(), backend, s.data_dir.clone());
+    let routes =
+        api::routes_with_metrics(rt.store.clone(), backend, s.data_dir.clone(), prometheus);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -128,7 +128,8 @@ fn a_task_completes_with_a_playable_mp4_of_the_right_length() {
     let id = task["id"].as_u64().unwrap();
     let done = wait_final(&c, &server, id);
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(done["plan"]["scenes"][0]["scene"]["color"], "red");
+    let caption = done["plan"][0]["caption"].as_str().unwrap();
+    assert!(caption.contains("small red circle"), "{caption}");
 
     let video = c
         .get(server.url(&format!("/api/tasks/{id}/video")))

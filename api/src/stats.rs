@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use storage::CacheStats;
-use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
@@ -115,10 +115,10 @@ impl Probe {
             h.system.refresh_memory();
             h.networks.refresh(true);
             h.disks.refresh(true);
-            let (received_bytes, transmitted_bytes) = h
-                .networks
-                .values()
-                .fold((0, 0), |(r, t), n| (r + n.total_received(), t + n.total_transmitted()));
+            let (received_bytes, transmitted_bytes) =
+                h.networks.values().fold((0, 0), |(r, t), n| {
+                    (r + n.total_received(), t + n.total_transmitted())
+                });
             Ok(HostStats {
                 cpu: Cpu {
                     process_percent: process.cpu_percent,

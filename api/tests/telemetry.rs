@@ -30,7 +30,11 @@ async fn metrics_render_requests_by_route_and_process_gauges() {
     let text = res.text().await.unwrap();
 
     let count = "reel_http_request_duration_seconds_count";
-    let get_ok = [r#"route="/api/tasks/{id}""#, r#"status="200""#, r#"method="GET""#];
+    let get_ok = [
+        r#"route="/api/tasks/{id}""#,
+        r#"status="200""#,
+        r#"method="GET""#,
+    ];
     assert!(sample(&text, count, &get_ok).unwrap() >= 1.0, "{text}");
     let missing = [r#"route="/api/tasks/{id}""#, r#"status="404""#];
     assert!(sample(&text, count, &missing).unwrap() >= 1.0, "{text}");
