@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
-use kernels::Model;
+use kernels::{Clip, Model};
 use pipeline::eval::{self, report};
 use pipeline::post::{PostChoice, PostProcessor};
 
@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         for (clip, scene) in clips.iter().zip(chunk) {
             base.push(eval::evaluate(clip, scene));
             let out = post.process(clip, args.size, args.frames)?;
-            delivered.push(eval::evaluate(&out.to_clip(), scene));
+            delivered.push(eval::evaluate(&as_clip(&out.rgb, args.size), scene));
         }
         eprintln!(
             "{}/{} scenes, {:.0} s",
@@ -110,4 +110,14 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Delivered RGB8 frames as a clip in [0, 1], the evaluator's input.
+fn as_clip(frames: &[Vec<u8>], size: usize) -> Clip {
+    Clip {
+        frames: frames.len(),
+        width: size,
+        height: size,
+        data: frames.iter().flatten().map(|&v| f32::from(v) / 255.0).collect(),
+    }
 }
