@@ -43,24 +43,49 @@ impl Model {
     /// Loads a checkpoint directory onto `backend`.
     pub fn load_with<B: Backend>(dir: &Path, backend: B) -> Result<Model, KernelError> {
         let path = dir.join("config.json");
-        let config = std::fs::read_to_string(&path).map_err(|source| KernelError::Io { path, source })?;
+        let config =
+            std::fs::read_to_string(&path).map_err(|source| KernelError::Io { path, source })?;
         let path = dir.join("model.safetensors");
-        let bytes = std::fs::read(&path).map_err(|source| KernelError::Io { path: path.clone(), source })?;
-        Model::from_parts(ModelConfig::parse(&config, &dir.join("config.json"))?, &bytes, &path, backend)
+        let bytes = std::fs::read(&path).map_err(|source| KernelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Model::from_parts(
+            ModelConfig::parse(&config, &dir.join("config.json"))?,
+            &bytes,
+            &path,
+            backend,
+        )
     }
 
     /// Loads a checkpoint held in memory (e.g. built into the binary) onto the CPU backend.
     pub fn from_bytes(config_json: &str, weights: &[u8]) -> Result<Model, KernelError> {
         let origin = Path::new("<built-in checkpoint>");
-        Model::from_parts(ModelConfig::parse(config_json, origin)?, weights, origin, CpuBackend::default())
+        Model::from_parts(
+            ModelConfig::parse(config_json, origin)?,
+            weights,
+            origin,
+            CpuBackend::default(),
+        )
     }
 
-    fn from_parts<B: Backend>(config: ModelConfig, bytes: &[u8], path: &Path, backend: B) -> Result<Model, KernelError> {
+    fn from_parts<B: Backend>(
+        config: ModelConfig,
+        bytes: &[u8],
+        path: &Path,
+        backend: B,
+    ) -> Result<Model, KernelError> {
         let id = format!("{}-{}", config.architecture, &weights_hash(bytes)[..12]);
         let nets = Reel::load(backend, Weights::from_bytes(bytes, path)?, &config, path)?;
         let tokenizer = Tokenizer::new(&config.vocab, config.max_tokens);
         let null_cond = nets.text(&[tokenizer.null()]).data;
-        Ok(Model { config, id, tokenizer, nets: Box::new(nets), null_cond })
+        Ok(Model {
+            config,
+            id,
+            tokenizer,
+            nets: Box::new(nets),
+            null_cond,
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {

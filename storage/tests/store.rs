@@ -121,7 +121,7 @@ fn list_pages_newest_first_with_cursor() {
     let store = Store::open(dir.path()).unwrap();
     for i in 0..25 {
         let t = store.create_task(params(&format!("p{i}"))).unwrap();
-        if t.id % 2 == 0 {
+        if t.id.is_multiple_of(2) {
             store
                 .update(t.id, |r| r.status = TaskStatus::Completed)
                 .unwrap();

@@ -118,6 +118,10 @@ fn as_clip(frames: &[Vec<u8>], size: usize) -> Clip {
         frames: frames.len(),
         width: size,
         height: size,
-        data: frames.iter().flatten().map(|&v| f32::from(v) / 255.0).collect(),
+        data: frames
+            .iter()
+            .flatten()
+            .map(|&v| f32::from(v) / 255.0)
+            .collect(),
     }
 }

@@ -6,6 +6,7 @@
 //! cached and watchers told. Capabilities: none held (a task completes in the activation that
 //! brings its last missing scene, under that message's capability).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::sync::Arc;
@@ -73,19 +74,14 @@ fn accept(
     let key = scene.job.cache_key.clone();
     let params = scene.job.params.clone();
     let t = Instant::now();
-    if !pending.contains_key(&task) {
-        pending.insert(
-            task,
-            Pending {
-                encoder: Mp4Encoder::new(params.size, params.size, params.fps)?,
-                next: 0,
-                early: BTreeMap::new(),
-                frames: 0,
-            },
-        );
-    }
-    let Some(state) = pending.get_mut(&task) else {
-        return Ok(false);
+    let state = match pending.entry(task) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(Pending {
+            encoder: Mp4Encoder::new(params.size, params.size, params.fps)?,
+            next: 0,
+            early: BTreeMap::new(),
+            frames: 0,
+        }),
     };
     state.early.insert(scene.job.index, scene);
     while let Some(s) = state.early.remove(&state.next) {
