@@ -44,6 +44,9 @@ pub struct Settings {
     /// Post-processing: auto, wgpu or cpu [default: auto]
     #[arg(long, env = "REEL_POST")]
     pub post: Option<String>,
+    /// Model device: auto (CUDA when a GPU works), cpu or cuda [default: auto]
+    #[arg(long, env = "REEL_DEVICE")]
+    pub device: Option<String>,
     /// Optional TOML file with any of these settings (kebab-case keys)
     #[arg(long, env = "REEL_CONFIG")]
     #[serde(skip)]
@@ -64,6 +67,7 @@ pub struct Resolved {
     pub cache_ttl_secs: u64,
     pub retention_hours: u64,
     pub post: String,
+    pub device: String,
 }
 
 impl Settings {
@@ -80,6 +84,7 @@ impl Settings {
             cache_ttl_secs: self.cache_ttl_secs.or(other.cache_ttl_secs),
             retention_hours: self.retention_hours.or(other.retention_hours),
             post: self.post.or(other.post),
+            device: self.device.or(other.device),
             config: self.config.or(other.config),
         }
     }
@@ -106,6 +111,7 @@ impl Settings {
             cache_ttl_secs: s.cache_ttl_secs.unwrap_or(3600),
             retention_hours: s.retention_hours.unwrap_or(168),
             post: s.post.unwrap_or_else(|| "auto".into()),
+            device: s.device.unwrap_or_else(|| "auto".into()),
         })
     }
 }

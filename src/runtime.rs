@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kernels::Model;
+use kernels::{cuda_available, CpuBackend, CudaBackend, Model};
 use pipeline::engine::{Engine, EngineConfig};
 use pipeline::planner::RulePlanner;
 use pipeline::post::{PostChoice, PostProcessor};
@@ -17,6 +17,8 @@ const SHIPPED_CONFIG: &str = include_str!("../model/checkpoint/config.json");
 const SHIPPED_WEIGHTS: &[u8] = include_bytes!("../model/checkpoint/model.safetensors");
 
 pub struct Runtime {
+    /// "cpu" or "cuda": where the model runs.
+    pub device: &'static str,
     pub store: Arc<Store>,
     pub engine: Arc<Engine>,
     pub model: Arc<Model>,
@@ -25,19 +27,19 @@ pub struct Runtime {
 
 pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     // Must precede the first parallel op: both pools read their size once.
-    std::env::set_var("MATMUL_NUM_THREADS", s.compute_threads.to_string());
+    // Post-processing's parallel loops run on rayon's global pool; size it once, first.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(s.compute_threads)
         .build_global();
 
-    let model = Arc::new(match &s.model {
-        Some(dir) => {
-            Model::load(dir).with_context(|| format!("loading model from {}", dir.display()))?
-        }
-        None => Model::from_bytes(SHIPPED_CONFIG, SHIPPED_WEIGHTS)
-            .context("loading the shipped model")?,
-    });
-    tracing::info!(model = model.id(), "model loaded");
+    let (model, device) = load_model(s)?;
+    let model = Arc::new(model);
+    tracing::info!(
+        model = model.id(),
+        device,
+        backend = model.backend_name(),
+        "model loaded"
+    );
 
     let choice: PostChoice = s.post.parse().map_err(|e| anyhow::anyhow!("--post: {e}"))?;
     let post = Arc::new(PostProcessor::new(choice).context("starting post-processing")?);
@@ -64,9 +66,34 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         Arc::new(RulePlanner),
     )?;
     Ok(Runtime {
+        device,
         store,
         engine: Arc::new(engine),
         model,
         post,
     })
+}
+
+/// The model on the device `--device` asks for: `auto` takes CUDA when a GPU works.
+fn load_model(s: &Resolved) -> anyhow::Result<(Model, &'static str)> {
+    let cuda = match s.device.as_str() {
+        "cpu" => false,
+        "cuda" => true,
+        "auto" => cuda_available(),
+        other => anyhow::bail!("--device must be auto, cpu or cuda, not {other:?}"),
+    };
+    let model = match (&s.model, cuda) {
+        (Some(dir), false) => Model::load_with(dir, CpuBackend::new(s.compute_threads)),
+        (Some(dir), true) => Model::load_with(dir, CudaBackend::try_new(0)?),
+        (None, false) => Model::from_bytes_with(
+            SHIPPED_CONFIG,
+            SHIPPED_WEIGHTS,
+            CpuBackend::new(s.compute_threads),
+        ),
+        (None, true) => {
+            Model::from_bytes_with(SHIPPED_CONFIG, SHIPPED_WEIGHTS, CudaBackend::try_new(0)?)
+        }
+    }
+    .context("loading the model")?;
+    Ok((model, if cuda { "cuda" } else { "cpu" }))
 }

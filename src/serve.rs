@@ -18,7 +18,7 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
     let rt = runtime::start(&s)?;
     let ready = serde_json::json!({
         "model": rt.model.id(),
-        "device": "cpu",
+        "device": rt.device,
         "post_processing": rt.post.describe(),
         "workers": s.workers,
         "max_batch": s.max_batch,

@@ -126,6 +126,8 @@ fn paths() -> Value {
             }
         },
         "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "{\"status\":\"ok\"}"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics: request latency by route and status, queue, stages, batches, cache, process CPU and RSS", "responses": {"200": {"description": "Prometheus text format"}}}},
+        "/api/stats": {"get": {"summary": "CPU, memory, disk, network, GPU and queue at a glance", "responses": {"200": {"description": "Stats"}}}},
         "/readyz": {"get": {"summary": "Storage answers; what the pipeline serves with", "responses": {"200": {"description": "Ready"}, "503": {"description": "Storage unavailable"}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}}}}
     })

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{json_of, start};
+use common::{json_of, start, start_with};
 use serde_json::json;
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn health_and_readiness() {
 /// Every operation in the document reaches a route (no 404 "route_not_found", no 405).
 #[tokio::test]
 async fn openapi_documents_every_route() {
-    let rig = start().await;
+    let rig = start_with(Some(api::metrics::install_recorder().unwrap())).await;
     rig.stored_task();
     let (status, doc) = json_of(rig.get("/openapi.json").await).await;
     assert_eq!(status, 200);
@@ -33,7 +33,7 @@ async fn openapi_documents_every_route() {
         8
     );
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 9);
+    assert_eq!(paths.len(), 11);
     let mut operations = 0;
     for (path, item) in paths {
         let concrete = path.replace("{id}", "1").replace("{n}", "0");
@@ -68,5 +68,5 @@ async fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(operations, 11);
+    assert_eq!(operations, 13);
 }

@@ -58,14 +58,18 @@ impl Model {
         )
     }
 
-    /// Loads a checkpoint held in memory (e.g. built into the binary) onto the CPU backend.
-    pub fn from_bytes(config_json: &str, weights: &[u8]) -> Result<Model, KernelError> {
+    /// Loads a checkpoint held in memory (e.g. built into the binary) onto `backend`.
+    pub fn from_bytes_with<B: Backend>(
+        config_json: &str,
+        weights: &[u8],
+        backend: B,
+    ) -> Result<Model, KernelError> {
         let origin = Path::new("<built-in checkpoint>");
         Model::from_parts(
             ModelConfig::parse(config_json, origin)?,
             weights,
             origin,
-            CpuBackend::default(),
+            backend,
         )
     }
 
