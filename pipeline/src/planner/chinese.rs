@@ -7,26 +7,8 @@
 //! that their characters do not match alone.
 
 use super::lexicon::Meaning::{self, *};
+use super::lexicon::{both, canvas, obj};
 use crate::world::{Background as B, Color as C, Motion as M, Shape as S, Size as Z};
-
-const fn obj(c: C) -> Meaning {
-    Colour {
-        object: Some(c),
-        canvas: None,
-    }
-}
-const fn both(c: C, b: B) -> Meaning {
-    Colour {
-        object: Some(c),
-        canvas: Some(b),
-    }
-}
-const fn canvas(b: B) -> Meaning {
-    Colour {
-        object: None,
-        canvas: Some(b),
-    }
-}
 
 pub const ENTRIES: &[(&str, Meaning)] = &[
     // Object colours.

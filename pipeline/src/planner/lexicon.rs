@@ -10,6 +10,30 @@ use std::sync::LazyLock;
 
 use crate::world::{Background, Color, Motion, Shape, Size};
 
+/// An object colour word.
+pub const fn obj(c: Color) -> Meaning {
+    Meaning::Colour {
+        object: Some(c),
+        canvas: None,
+    }
+}
+
+/// A colour word that names an object colour, or a canvas when used for the background.
+pub const fn both(c: Color, b: Background) -> Meaning {
+    Meaning::Colour {
+        object: Some(c),
+        canvas: Some(b),
+    }
+}
+
+/// A colour word that only names a canvas.
+pub const fn canvas(b: Background) -> Meaning {
+    Meaning::Colour {
+        object: None,
+        canvas: Some(b),
+    }
+}
+
 /// The meaning of one matched word or phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Meaning {
