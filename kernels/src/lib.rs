@@ -23,6 +23,7 @@ pub mod philox;
 mod reel;
 pub mod sampler;
 mod scene;
+mod shapes;
 mod tensor;
 mod tokenizer;
 

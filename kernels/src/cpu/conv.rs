@@ -52,21 +52,7 @@ pub(crate) fn temporal_conv_residual(
     threads: usize,
 ) {
     let [n, h, wd, cin] = dims4(x);
-    assert!(
-        frames > 0 && n % frames == 0,
-        "{n} images are not whole clips of {frames} frames"
-    );
-    assert_eq!(
-        &w.shape[..2],
-        &[3, cin],
-        "temporal conv weight {:?} for {cin} input channels",
-        w.shape
-    );
-    assert_eq!(
-        residual.shape,
-        [n, h, wd, w.shape[2]],
-        "temporal conv residual of the wrong shape"
-    );
+    crate::shapes::temporal_conv([n, h, wd, cin], &w.shape, &residual.shape, frames);
     let hw = h * wd;
     gathered_gemm(
         &mut residual.data,

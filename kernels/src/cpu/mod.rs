@@ -79,13 +79,7 @@ impl Backend for CpuBackend {
     fn linear(&self, x: &Tensor, w: &Tensor, bias: &Tensor) -> Tensor {
         let (n, k) = (x.shape[0], x.shape[1]);
         let out = bias.numel();
-        assert_eq!(
-            w.shape,
-            [out, k],
-            "linear weight {:?} for input {:?}",
-            w.shape,
-            x.shape
-        );
+        crate::shapes::linear(&x.shape, &w.shape, out);
         let mut y: Vec<f32> = bias.data.iter().copied().cycle().take(n * out).collect();
         let a = Operand {
             data: &x.data,

@@ -19,20 +19,13 @@ pub(crate) fn norm_silu(
 ) -> Tensor {
     let [n, h, w, c] = dims4(x);
     let groups = norm.groups;
-    assert!(
-        groups > 0 && c % groups == 0,
-        "{c} channels in {groups} groups"
+    crate::shapes::norm_silu(
+        [n, h, w, c],
+        groups,
+        gamma.numel(),
+        beta.numel(),
+        film.map(|(ss, f)| (&ss.shape[..], f)),
     );
-    assert!(
-        gamma.numel() == c && beta.numel() == c,
-        "group norm affine of the wrong size"
-    );
-    if let Some((ss, frames)) = film {
-        assert!(
-            frames > 0 && n % frames == 0 && ss.shape == [n / frames, 2 * c],
-            "FiLM parameters of the wrong shape"
-        );
-    }
     let per = c / groups;
     let count = (h * w * per) as f64;
     let mut y = x.clone();

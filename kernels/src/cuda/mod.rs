@@ -434,22 +434,8 @@ impl Backend for CudaBackend {
         frames: usize,
     ) {
         let [n, h, wd, cin] = dims4(x);
-        assert!(
-            frames > 0 && n % frames == 0,
-            "{n} images are not whole clips of {frames} frames"
-        );
-        assert_eq!(
-            &w.shape[..2],
-            &[3, cin],
-            "temporal conv weight {:?} for {cin} input channels",
-            w.shape
-        );
+        crate::shapes::temporal_conv([n, h, wd, cin], &w.shape, &residual.shape, frames);
         let cout = w.shape[2];
-        assert_eq!(
-            residual.shape,
-            [n, h, wd, cout],
-            "temporal conv residual of the wrong shape"
-        );
         assert_eq!(bias.numel(), cout, "temporal conv bias of the wrong size");
         let hw = h * wd;
         let tap = |k: usize| w.data.slice(k * cin * cout..(k + 1) * cin * cout);
@@ -496,13 +482,7 @@ impl Backend for CudaBackend {
             _ => panic!("linear input must be [N, in], got {:?}", x.shape),
         };
         let out = bias.numel();
-        assert_eq!(
-            w.shape,
-            [out, k],
-            "linear weight {:?} for input {:?}",
-            w.shape,
-            x.shape
-        );
+        crate::shapes::linear(&x.shape, &w.shape, out);
         let mut y = self.bias_rows(bias, n);
         let shape = GemmShape::single(n, k, out, true);
         self.gemm_acc(
@@ -524,24 +504,17 @@ impl Backend for CudaBackend {
     ) -> CudaTensor {
         let [n, h, w, c] = dims4(x);
         let groups = norm.groups;
-        assert!(
-            groups > 0 && c % groups == 0,
-            "{c} channels in {groups} groups"
+        crate::shapes::norm_silu(
+            [n, h, w, c],
+            groups,
+            gamma.numel(),
+            beta.numel(),
+            film.map(|(ss, f)| (&ss.shape[..], f)),
         );
         assert!(
             c <= 1024,
             "group norm over {c} channels: the CUDA kernel holds at most 1024"
         );
-        assert!(
-            gamma.numel() == c && beta.numel() == c,
-            "group norm affine of the wrong size"
-        );
-        if let Some((ss, frames)) = film {
-            assert!(
-                frames > 0 && n % frames == 0 && ss.shape == [n / frames, 2 * c],
-                "FiLM parameters of the wrong shape"
-            );
-        }
         let mut y = self.alloc(&x.shape);
         let lanes = (THREADS as usize / c).max(1);
         let cfg = LaunchConfig {
