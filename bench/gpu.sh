@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# The CUDA backend on a GPU machine: NVRTC compile check, CUDA-vs-CPU parity tests, then
-# throughput (frames x steps per second at batch 1, 8, 32) of the CUDA backend against
-# PyTorch eager and torch.compile on the same weights (model/checkpoint), in one run.
+# Everything reel does on a lent GPU machine, as one prepared command:
+#   1. trains the model (model/train.py, bf16, for $TRAIN_SECS seconds; 0 skips it) and exports
+#      it, while the NVRTC compile check and the CUDA-vs-CPU parity tests share the GPU;
+#   2. then, with the GPU to themselves: throughput (frames x steps per second at batch 1, 8,
+#      32) of the CUDA backend against PyTorch eager and torch.compile on the same weights;
+#      post-processing frames per second, wgpu on the GPU vs the CPU path; and the default
+#      3-scene task end to end through `reel serve --device cuda` (bench/spine_figures.py).
 #
 # Two halves, because the GPU machine has no Rust toolchain and no network:
-#   bench/gpu.sh build   here (x86-64 with cargo): builds the two CUDA test binaries and the
-#                        benchmark (kernels/examples/cuda_throughput.rs) into target/gpu/,
-#                        stripped (a few MB: small enough to carry);
-#   bench/gpu.sh run     there, in the repository root with target/gpu carried: runs them and
-#                        bench/gpu_torch.py, writing under $OUT (default ./gpu-results):
-#                        device.txt, compile.log, parity.log, bench.jsonl, summary.txt.
-# With the device tool: run(command="bench/gpu.sh run", carry=["target/gpu"], timeout_s=600).
-# `run` exits non-zero if any stage failed, after running all of them; the stage timeouts add
-# up to under 10 minutes, the device tool's limit for one command.
+#   bench/gpu.sh build   here (x86-64 with cargo): builds the CUDA test binaries, the benchmark
+#                        (kernels/examples/cuda_throughput.rs), `reel` and `post_throughput`
+#                        into target/gpu/, stripped (about 35 MB: small enough to carry);
+#   bench/gpu.sh run     there, in the repository root with target/gpu (and .gl, the Vulkan
+#                        loader packages of the device README) carried; writes under $OUT
+#                        (default ./gpu-results) at most 8 files: device.txt, gpu.log (every
+#                        stage), train.log, checkpoint.tar (model/checkpoint + golden file of
+#                        the trained model), bench.jsonl, post.txt, e2e.txt, summary.txt.
+# With the device tool: run(command="TRAIN_SECS=270 bench/gpu.sh run", carry=["target/gpu", ".gl"]).
+# `run` exits non-zero if any stage failed, after running all of them; TRAIN_SECS plus the
+# stage timeouts stay under 10 minutes, the device tool's limit for one command.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/gpu"
 BATCHES="${BATCHES:-1,8,32}"
+TRAIN_SECS="${TRAIN_SECS:-0}"
+BINARIES="cuda_compile cuda_parity cuda_throughput reel post_throughput"
 
 build() {
   set -e
@@ -34,7 +42,10 @@ build() {
           cuda_throughput) strip -o "$BIN/cuda_throughput" "$exe" ;;
         esac
       done
-  for b in cuda_compile cuda_parity cuda_throughput; do
+  cargo build --release -p reel --bin reel -p bench --bin post_throughput
+  strip -o "$BIN/reel" "$CARGO_TARGET_DIR/release/reel"
+  strip -o "$BIN/post_throughput" "$CARGO_TARGET_DIR/release/post_throughput"
+  for b in $BINARIES; do
     [ -x "$BIN/$b" ] || { echo "build: $b was not built" >&2; exit 1; }
   done
   ls -la "$BIN"
@@ -70,13 +81,52 @@ find_cuda_libs() {
   export LD_LIBRARY_PATH="$links:${LD_LIBRARY_PATH:-}"
 }
 
-stage() {  # stage NAME SECONDS LOGFILE COMMAND...: runs COMMAND under a timeout, logged
-  local name="$1" secs="$2" log="$3"; shift 3
-  echo "=== $name"
-  if ! timeout "$secs" "$@" 2>&1 | tee "$log"; then
-    echo "=== $name FAILED" | tee -a "$log"
+stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND under a timeout, logged to gpu.log
+  local name="$1" secs="$2"; shift 2
+  echo "=== $name ($(date +%T))" | tee -a "$OUT/gpu.log"
+  if ! timeout "$secs" "$@" 2>&1 | tee -a "$OUT/gpu.log"; then
+    echo "=== $name FAILED" | tee -a "$OUT/gpu.log"
     status=1
   fi
+}
+
+# Vulkan for wgpu: the loader packages unpacked (device README), the NVIDIA ICD named.
+vulkan() {
+  local f icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  for f in "$ROOT"/.gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
+  ldconfig
+  if [ -e "$icd" ]; then export VK_DRIVER_FILES="$icd"; fi
+  XDG_RUNTIME_DIR="$(mktemp -d)"
+  export XDG_RUNTIME_DIR
+  echo "vulkan: loader $(ldconfig -p | grep -c libvulkan) entries, ICD ${VK_DRIVER_FILES:-default}"
+}
+
+train() {  # trains in $RUN for TRAIN_SECS, then exports the checkpoint to $CKPT
+  local args=(--run "$RUN" --steps 1000000 --batch 256 --lr 1e-3 --ema 0.999 --save-every 1000 --threads 8)
+  local t0=$SECONDS
+  python3 "$ROOT/model/train.py" "${args[@]}" --max-seconds "$TRAIN_SECS" --amp
+  # bf16 autocast failing at once should not cost the run: fall back to fp32 (TF32)
+  if [ ! -e "$RUN/denoiser.pt" ] && [ $((SECONDS - t0)) -lt 60 ]; then
+    echo "train: the bf16 run failed early; training in fp32"
+    python3 "$ROOT/model/train.py" "${args[@]}" --max-seconds $((TRAIN_SECS - SECONDS + t0))
+  fi
+  python3 "$ROOT/model/export.py" --run "$RUN" --out "$CKPT" --golden "$CKPT/golden.safetensors" --threads 8 &&
+    tar -C "$CKPT" -cf "$OUT/checkpoint.tar" .
+}
+
+e2e() {  # the default 3-scene task through a real `reel serve --device cuda` (a stage of run)
+  local data pid rc port=8177
+  data="$(mktemp -d)"
+  "$BIN/reel" serve --device "${E2E_DEVICE:-cuda}" --post auto --model "$REEL_CHECKPOINT" --port $port --data-dir "$data" \
+    >"$data/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.5; done
+  curl -s "http://127.0.0.1:$port/readyz"; echo
+  python3 "$ROOT/bench/spine_figures.py" --base "http://127.0.0.1:$port" --repeats 5 --concurrent 10
+  rc=$?
+  kill $pid; wait $pid
+  grep -E "WARN|ERROR|device|adapter|panick" "$data/serve.log" | tail -n 20
+  return $rc
 }
 
 run() {
@@ -84,25 +134,43 @@ run() {
   OUT="${OUT:-$ROOT/gpu-results}"
   mkdir -p "$OUT"
   status=0
-  for b in cuda_compile cuda_parity cuda_throughput; do
+  for b in $BINARIES; do
     [ -x "$BIN/$b" ] || { echo "run: $BIN/$b missing: run 'bench/gpu.sh build' first and carry target/gpu" >&2; exit 1; }
   done
-  # Not in a pipeline: find_cuda_libs exports LD_LIBRARY_PATH for the stages below.
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/device.txt" 2>&1
+  # Not in a pipeline: find_cuda_libs and vulkan export variables for the stages below.
+  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } >"$OUT/device.txt" 2>&1
   find_cuda_libs >>"$OUT/device.txt" 2>&1
+  vulkan >>"$OUT/device.txt" 2>&1
   cat "$OUT/device.txt"
   export REEL_CHECKPOINT="$ROOT/model/checkpoint" REEL_REQUIRE_CUDA=1 PYTHONUNBUFFERED=1
   # A private PTX cache: the first backend compiles, the later ones read it.
-  export XDG_CACHE_HOME="$(mktemp -d)"
+  XDG_CACHE_HOME="$(mktemp -d)"
+  export XDG_CACHE_HOME
 
-  stage "NVRTC compile" 60 "$OUT/compile.log" "$BIN/cuda_compile" --nocapture
-  stage "CUDA vs CPU parity" 150 "$OUT/parity.log" "$BIN/cuda_parity" --test-threads=1 --nocapture
-  stage "Rust CUDA throughput" 90 "$OUT/rust.jsonl" "$BIN/cuda_throughput" \
-      --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES"
-  stage "PyTorch throughput" 270 "$OUT/torch.jsonl" python3 "$ROOT/bench/gpu_torch.py" \
-      --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES"
-  grep -h '^{' "$OUT/rust.jsonl" "$OUT/torch.jsonl" > "$OUT/bench.jsonl"
-  rm -f "$OUT/rust.jsonl" "$OUT/torch.jsonl"
+  local trainer=""
+  if [ "$TRAIN_SECS" -gt 0 ]; then
+    RUN="$(mktemp -d)" CKPT="$(mktemp -d)"
+    train >"$OUT/train.log" 2>&1 &
+    trainer=$!
+  fi
+  stage "NVRTC compile" 60 "$BIN/cuda_compile" --nocapture
+  stage "CUDA vs CPU parity" 150 "$BIN/cuda_parity" --test-threads=1 --nocapture
+  if [ -n "$trainer" ]; then
+    wait "$trainer" || status=1
+    tail -n 3 "$OUT/train.log"
+    # benchmark what was just trained, when its export worked
+    if [ -e "$CKPT/model.safetensors" ]; then REEL_CHECKPOINT="$CKPT"; fi
+  fi
+  echo "checkpoint: $REEL_CHECKPOINT" | tee -a "$OUT/gpu.log"
+
+  stage "Rust CUDA throughput" 60 "$BIN/cuda_throughput" --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES"
+  stage "PyTorch throughput" 120 python3 "$ROOT/bench/gpu_torch.py" \
+      --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES" --modes eager,compile
+  grep -h '^{.*"impl"' "$OUT/gpu.log" > "$OUT/bench.jsonl"
+  stage "post-processing" 60 "$BIN/post_throughput"
+  sed -n '/=== post-processing/,$p' "$OUT/gpu.log" > "$OUT/post.txt"
+  stage "default task end to end" 75 "$ROOT/bench/gpu.sh" e2e
+  sed -n '/=== default task end to end/,$p' "$OUT/gpu.log" > "$OUT/e2e.txt"
 
   python3 - "$OUT/bench.jsonl" <<'EOF' | tee "$OUT/summary.txt"
 import json, sys
@@ -124,5 +192,6 @@ EOF
 case "${1:-}" in
   build) build ;;
   run) run ;;
+  e2e) e2e ;;  # a stage of `run`, which exports REEL_CHECKPOINT
   *) echo "usage: bench/gpu.sh build | run" >&2; exit 2 ;;
 esac

@@ -60,19 +60,13 @@ def load_run(run, random_init):
         return cfg, Reel(cfg)
     state_path = run / "denoiser.pt"
     if not state_path.exists():
-        raise SystemExit(f"{state_path} does not exist yet (training writes it every 200 steps); "
+        raise SystemExit(f"{state_path} does not exist yet (training writes it every --save-every steps); "
                          "use --random-init to export an untrained model")
     state = torch.load(state_path, map_location="cpu", weights_only=False)
-    if (run / "config.json").exists():  # written when training finishes
-        cfg = json.loads((run / "config.json").read_text())
-        cfg["training"] = dict(cfg.get("training") or {}, steps_done=state["step"])
-    else:  # a run in progress: the config train.py builds
-        # Stopped before its planned end: with a constant learning rate and per-step seeding,
-        # `--steps N` reproduces the saved state exactly.
-        cfg = dict(base_config(), training={
-            "command": f"python3 model/train.py --run {run} --steps {state['step']}",
-            "device": "cpu (2 cores, shared with builds)", "threads": 2, "steps_done": state["step"],
-            "batch": 32, "seconds": round(state.get("seconds", 0.0)), "torch": torch.__version__})
+    # train.py rewrites config.json at every save, with the command that reproduces the state
+    cfg = json.loads((run / "config.json").read_text())
+    if cfg["training"]["steps_done"] != state["step"]:
+        raise SystemExit(f"{run}/config.json says step {cfg['training']['steps_done']}, the state step {state['step']}")
     model = Reel(cfg)
     model.load_state_dict(state["ema"])
     return cfg, model

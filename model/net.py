@@ -54,7 +54,7 @@ class TextEncoder(nn.Module):
 def timestep_embedding(t, dim):
     """Sinusoidal embedding of t in [0, 1] (scaled by 1000): [B] -> [B, dim], cos half first."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = (t[:, None].float() * 1000.0) * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
