@@ -30,9 +30,7 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("0.0.0.0", s.port))
-            .await
-            .with_context(|| format!("binding port {}", s.port))?;
+        let listener = listen(s.port).with_context(|| format!("binding port {}", s.port))?;
         tracing::info!(port = s.port, data_dir = %s.data_dir.display(), "reel is serving");
 
         let (store, data_dir) = (rt.store.clone(), s.data_dir.clone());
@@ -64,4 +62,17 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             .await;
         anyhow::Ok(())
     })
+}
+
+/// Most connections the kernel queues before they are accepted (it caps this at
+/// net.core.somaxconn). `TcpListener::bind` asks for 128: a burst of 1000 connections then
+/// overflows the queue and the dropped SYNs come back only after the client's 1 s retransmit
+/// timeout (docs/PERFORMANCE.md, "The burst's one-second tail").
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?; // as TcpListener::bind does
+    socket.bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))?;
+    socket.listen(LISTEN_BACKLOG)
 }

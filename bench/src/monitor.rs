@@ -1,0 +1,150 @@
+//! CPU and resident memory of one process (the reel server, or this process for the storage
+//! scenario), read through sysinfo: a [`ProcessProbe`] for samples taken on demand (the soak)
+//! and a [`Monitor`] that samples on a thread of its own while a scenario runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// Reads one process's CPU (percent of one core, since the previous read) and RSS.
+pub struct ProcessProbe {
+    system: System,
+    pid: Pid,
+    primed: bool,
+}
+
+impl ProcessProbe {
+    pub fn new(pid: u32) -> Result<ProcessProbe> {
+        Ok(ProcessProbe {
+            system: System::new()?,
+            pid: Pid::from_u32(pid),
+            primed: false,
+        })
+    }
+
+    /// The process now; `None` once it is gone.
+    pub fn sample(&mut self) -> Option<Reading> {
+        let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&[self.pid]), true, kind);
+        let p = self.system.process(self.pid)?;
+        let reading = Reading {
+            cpu_percent: self.primed.then(|| p.cpu_usage()),
+            rss_bytes: p.memory(),
+            cpu_time_ms: p.accumulated_cpu_time(),
+        };
+        self.primed = true;
+        Some(reading)
+    }
+}
+
+/// One read of a [`ProcessProbe`].
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    /// Percent of one core since the previous read; `None` on the first read, which has
+    /// nothing to measure against.
+    pub cpu_percent: Option<f32>,
+    pub rss_bytes: u64,
+    /// CPU time used since the process started, all threads.
+    pub cpu_time_ms: u64,
+}
+
+/// One reading of a [`Monitor`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct UsageSample {
+    /// Seconds since the monitor started.
+    pub t_s: f64,
+    /// Percent of one core.
+    pub cpu_percent: f32,
+    pub rss_bytes: u64,
+}
+
+/// A process's CPU and memory over a scenario.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    /// CPU time over wall time, in percent of one core (up to 100 x cores).
+    pub cpu_mean_percent: f32,
+    /// Highest per-sample reading.
+    pub cpu_max_percent: f32,
+    pub rss_max_bytes: u64,
+    pub rss_last_bytes: u64,
+    /// Logical cores of the machine, to turn the CPU figures into a share of it.
+    pub cores: usize,
+    pub samples: Vec<UsageSample>,
+}
+
+impl ProcessUsage {
+    /// Mean CPU as a percent of the whole machine (all cores).
+    pub fn cpu_mean_machine_percent(&self) -> f64 {
+        self.cpu_mean_percent as f64 / self.cores.max(1) as f64
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "cpu mean {:.0}% max {:.0}% (of one core; {} cores), rss max {:.1} MiB",
+            self.cpu_mean_percent,
+            self.cpu_max_percent,
+            self.cores,
+            self.rss_max_bytes as f64 / MIB
+        )
+    }
+}
+
+pub const MIB: f64 = (1 << 20) as f64;
+
+/// Samples a process every `every` on a thread of its own until [`Monitor::finish`].
+pub struct Monitor {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<ProcessUsage>,
+}
+
+impl Monitor {
+    pub fn start(pid: u32, every: Duration) -> Result<Monitor> {
+        let mut probe = ProcessProbe::new(pid)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut usage = ProcessUsage {
+                cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ..ProcessUsage::default()
+            };
+            let mut cpu_ms = None;
+            loop {
+                let stopping = flag.load(Ordering::Relaxed);
+                if let Some(r) = probe.sample() {
+                    if let Some(cpu) = r.cpu_percent {
+                        usage.samples.push(UsageSample {
+                            t_s: started.elapsed().as_secs_f64(),
+                            cpu_percent: cpu,
+                            rss_bytes: r.rss_bytes,
+                        });
+                        usage.cpu_max_percent = usage.cpu_max_percent.max(cpu);
+                    }
+                    let first = *cpu_ms.get_or_insert(r.cpu_time_ms);
+                    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+                    usage.cpu_mean_percent = (r.cpu_time_ms.saturating_sub(first) as f64
+                        / wall_ms.max(1.0)
+                        * 100.0) as f32;
+                    usage.rss_last_bytes = r.rss_bytes;
+                    usage.rss_max_bytes = usage.rss_max_bytes.max(r.rss_bytes);
+                }
+                if stopping {
+                    break usage;
+                }
+                std::thread::sleep(every);
+            }
+        });
+        Ok(Monitor { stop, thread })
+    }
+
+    pub fn finish(self) -> ProcessUsage {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}

@@ -1,0 +1,10 @@
+//! The benchmark report: measure a bounded set of scenarios ([`results`]), judge the original
+//! targets and the goals ([`figures`]), draw SVG plots ([`plots`]), write Markdown
+//! ([`markdown`]) and check against a stored baseline ([`gate`]).
+
+pub mod figures;
+pub mod gate;
+pub mod machine;
+pub mod markdown;
+pub mod plots;
+pub mod results;

@@ -1,0 +1,193 @@
+//! What a report measures ([`Plan`]), running it ([`measure`]), and what it found
+//! ([`Results`], saved as JSON so that a report can be rewritten without measuring again).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::machine::{now_utc, Machine};
+use crate::http_load::{self, ApiResult, BurstResult, GenerateResult, TaskShape};
+use crate::monitor::{Monitor, ProcessUsage};
+use crate::server::Server;
+use crate::soak::{self, SoakConfig, SoakResult};
+use crate::storage_load::{self, StorageConfig, StorageResult};
+
+/// A scenario's result with the server's CPU and memory meanwhile.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Measured<T> {
+    pub result: T,
+    pub server: ProcessUsage,
+}
+
+/// Everything one report run measured; absent parts were not asked for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub date: String,
+    pub machine: Machine,
+    pub wall_s: f64,
+    pub api: Vec<Measured<ApiResult>>,
+    /// The API while default tasks keep the compute busy.
+    pub api_busy: Option<Measured<ApiResult>>,
+    pub burst: Option<Measured<BurstResult>>,
+    pub generate: Vec<Measured<GenerateResult>>,
+    pub storage: Option<Measured<StorageResult>>,
+    pub soak: Option<Measured<SoakResult>>,
+}
+
+impl Results {
+    pub fn load(path: &Path) -> Result<Results> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The API while generation runs: users, requests, and default tasks submitted first.
+#[derive(Clone, Copy, Debug)]
+pub struct BusyApi {
+    pub users: usize,
+    pub requests: usize,
+    pub background_tasks: usize,
+}
+
+/// Which scenarios to run, at which sizes. Empty lists and `None` skip a scenario.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub reel_bin: Option<PathBuf>,
+    /// `(users, requests)` pairs.
+    pub api: Vec<(usize, usize)>,
+    pub api_busy: Option<BusyApi>,
+    pub burst: Option<usize>,
+    /// Scenes per task of each generate run, and the concurrencies of each.
+    pub generate_scenes: Vec<usize>,
+    pub generate_tasks: Vec<usize>,
+    pub generate_steps: usize,
+    pub storage: Option<StorageConfig>,
+    pub soak: Option<SoakConfig>,
+    /// Bound on each HTTP scenario.
+    pub max_secs: u64,
+}
+
+impl Plan {
+    fn needs_server(&self) -> bool {
+        !self.api.is_empty()
+            || self.api_busy.is_some()
+            || self.burst.is_some()
+            || !self.generate_scenes.is_empty()
+            || self.soak.is_some()
+    }
+}
+
+/// Runs `run` against a fresh server, with its CPU and RSS monitored.
+async fn with_server<T>(
+    bin: &Path,
+    run: impl AsyncFnOnce(&Server) -> Result<T>,
+) -> Result<Measured<T>> {
+    let srv = Server::start_ready(bin, &[]).await?;
+    let monitor = Monitor::start(srv.pid(), Duration::from_millis(250))?;
+    let result = run(&srv).await;
+    let server = monitor.finish();
+    let result = result.with_context(|| format!("server log:\n{}", srv.log_tail()))?;
+    Ok(Measured { result, server })
+}
+
+/// Runs the plan, printing progress to stderr.
+pub async fn measure(plan: &Plan) -> Result<Results> {
+    let started = Instant::now();
+    let bin = match (&plan.reel_bin, plan.needs_server()) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(crate::server::find_reel()?),
+        (None, false) => None,
+    };
+    let deadline = || Instant::now() + Duration::from_secs(plan.max_secs);
+    let mut out = Results {
+        date: now_utc(),
+        machine: Machine::detect()?,
+        wall_s: 0.0,
+        api: Vec::new(),
+        api_busy: None,
+        burst: None,
+        generate: Vec::new(),
+        storage: None,
+        soak: None,
+    };
+    if let Some(bin) = &bin {
+        for &(users, requests) in &plan.api {
+            let m = with_server(bin, async |srv| {
+                http_load::api(srv, users, requests, 0, deadline()).await
+            })
+            .await?;
+            eprintln!("{}", m.result.total.line(&format!("api x{users}")));
+            out.api.push(m);
+        }
+        if let Some(b) = plan.api_busy {
+            let m = with_server(bin, async |srv| {
+                http_load::api(srv, b.users, b.requests, b.background_tasks, deadline()).await
+            })
+            .await?;
+            eprintln!("{}", m.result.total.line("api while generating"));
+            out.api_busy = Some(m);
+        }
+        if let Some(n) = plan.burst {
+            let m = with_server(bin, async |srv| http_load::burst(srv, n).await).await?;
+            eprintln!("{}", m.result.total.line(&format!("burst x{n}")));
+            out.burst = Some(m);
+        }
+        for (i, &scenes) in plan.generate_scenes.iter().enumerate() {
+            let shape = TaskShape {
+                scenes,
+                steps: plan.generate_steps,
+            };
+            let seed0 = 10_000 * (i as u64 + 1);
+            let m = with_server(bin, async |srv| {
+                http_load::generate(srv, shape, &plan.generate_tasks, seed0, deadline()).await
+            })
+            .await?;
+            eprintln!(
+                "generate {scenes} scenes: single {:.2} s, concurrent makespans {:?}",
+                m.result.single.wall_s,
+                m.result
+                    .concurrent
+                    .iter()
+                    .map(|g| (g.tasks, (g.wall_s * 100.0).round() / 100.0))
+                    .collect::<Vec<_>>()
+            );
+            out.generate.push(m);
+        }
+    }
+    if let Some(cfg) = &plan.storage {
+        let dir = tempfile::tempdir()?;
+        let monitor = Monitor::start(std::process::id(), Duration::from_millis(250))?;
+        let result = storage_load::run(dir.path(), cfg, |r| {
+            let name = format!("storage {} {:?} x{}", r.stored, r.workload, r.clients);
+            eprintln!("{}", r.summary.line(&name));
+        })?;
+        out.storage = Some(Measured {
+            result,
+            server: monitor.finish(),
+        });
+    }
+    if let (Some(cfg), Some(bin)) = (plan.soak, &bin) {
+        let m = with_server(bin, async |srv| {
+            soak::run(srv, cfg, |s| {
+                if s.starts_minute(&cfg) {
+                    let mib = s.rss_bytes as f64 / crate::monitor::MIB;
+                    eprintln!("soak t={:.0}s rss={mib:.1} MiB", s.t_s);
+                }
+            })
+            .await
+        })
+        .await?;
+        eprintln!("soak: {}", m.result.stats.line());
+        out.soak = Some(m);
+    }
+    out.wall_s = started.elapsed().as_secs_f64();
+    Ok(out)
+}

@@ -1,0 +1,251 @@
+//! The `soak` scenario: a task every few seconds for a set time against a real server, with
+//! the server's RSS and CPU and an API latency probe sampled every second. It answers whether
+//! reel leaks (memory slope, RSS growth) or slows down (p99 drift) as it keeps working.
+//!
+//! Each sample reads the server's RSS and CPU and times two probe requests
+//! (`GET /api/tasks` and `GET /api/tasks/{latest}`). The analysis ([`SoakStats::of`]) fits a
+//! least-squares line to RSS over time (MB per hour), compares the mean RSS of the last
+//! quarter of the run with the first quarter's, and the probes' p99 likewise, leaving out the
+//! samples of a warm-up period.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::http_load::{outcome, timed, PROMPT};
+use crate::monitor::{ProcessProbe, MIB};
+use crate::server::Server;
+use crate::tally::{Percentiles, Summary, Tally};
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SoakConfig {
+    pub duration_s: f64,
+    pub task_every_s: f64,
+    pub sample_every_s: f64,
+    /// Samples before this are kept but left out of the analysis: the first tasks fill the
+    /// allocator's arenas and the model's buffers, which is start-up, not a leak.
+    pub warmup_s: f64,
+    /// Scenes and denoising steps of each posted task (distinct seeds: no cache hits).
+    pub scenes: usize,
+    pub steps: usize,
+}
+
+/// One reading, `t_s` seconds into the soak.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SoakSample {
+    pub t_s: f64,
+    pub rss_bytes: u64,
+    /// Percent of one core since the previous sample.
+    pub cpu_percent: f32,
+    /// Latencies of this sample's probe requests.
+    pub probe_ms: Vec<f64>,
+    pub tasks_posted: u64,
+}
+
+/// What the samples say about leaks and drift.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SoakStats {
+    /// Least-squares slope of RSS over time.
+    pub memory_slope_mb_per_hour: f64,
+    pub rss_first_quarter_mb: f64,
+    pub rss_last_quarter_mb: f64,
+    /// Last quarter's mean RSS against the first quarter's, in percent.
+    pub rss_growth_percent: f64,
+    pub p99_first_quarter_ms: f64,
+    pub p99_last_quarter_ms: f64,
+    /// Last quarter's probe p99 over the first quarter's.
+    pub latency_drift_ratio: f64,
+    pub cpu_mean_percent: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SoakResult {
+    pub config: SoakConfig,
+    pub wall_s: f64,
+    pub samples: Vec<SoakSample>,
+    pub stats: SoakStats,
+    /// The probe requests, all together.
+    pub probes: Summary,
+    /// The task submissions.
+    pub posts: Summary,
+    pub tasks_completed: u64,
+}
+
+/// Least-squares `(slope, intercept)` of `y` over `x`; `None` with under two distinct x.
+pub fn linear_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (points.len() >= 2 && sxx > 0.0).then(|| (sxy / sxx, my - sxy / sxx * mx))
+}
+
+impl SoakSample {
+    /// Whether this is the first sample of a minute (progress printing).
+    pub fn starts_minute(&self, cfg: &SoakConfig) -> bool {
+        self.t_s % 60.0 < cfg.sample_every_s
+    }
+}
+
+impl SoakStats {
+    /// The analysis of a run's samples from `warmup_s` on (at least 4 are needed).
+    pub fn of(samples: &[SoakSample], warmup_s: f64) -> Result<SoakStats> {
+        let samples: Vec<SoakSample> = samples
+            .iter()
+            .filter(|s| s.t_s >= warmup_s)
+            .cloned()
+            .collect();
+        anyhow::ensure!(
+            samples.len() >= 4,
+            "a soak needs at least 4 samples after its warm-up, got {}",
+            samples.len()
+        );
+        let mb = |s: &SoakSample| s.rss_bytes as f64 / MIB;
+        let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.t_s / 3600.0, mb(s))).collect();
+        let (slope, _) = linear_fit(&points).context("soak samples all at one instant")?;
+        let q = samples.len() / 4;
+        let (first, last) = (&samples[..q], &samples[samples.len() - q..]);
+        let mean_mb = |part: &[SoakSample]| part.iter().map(mb).sum::<f64>() / part.len() as f64;
+        let p99 = |part: &[SoakSample]| {
+            let mut ms: Vec<f64> = part.iter().flat_map(|s| s.probe_ms.clone()).collect();
+            Percentiles::of(&mut ms).p99
+        };
+        let (rss0, rss1) = (mean_mb(first), mean_mb(last));
+        let (p0, p1) = (p99(first), p99(last));
+        Ok(SoakStats {
+            memory_slope_mb_per_hour: slope,
+            rss_first_quarter_mb: rss0,
+            rss_last_quarter_mb: rss1,
+            rss_growth_percent: (rss1 - rss0) / rss0.max(1e-9) * 100.0,
+            p99_first_quarter_ms: p0,
+            p99_last_quarter_ms: p1,
+            latency_drift_ratio: p1 / p0.max(1e-9),
+            cpu_mean_percent: samples.iter().map(|s| s.cpu_percent as f64).sum::<f64>()
+                / samples.len() as f64,
+        })
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "rss {:.1} -> {:.1} MiB ({:+.2}%), slope {:+.2} MB/h; probe p99 {:.2} -> {:.2} ms (x{:.2}); cpu mean {:.0}% of one core",
+            self.rss_first_quarter_mb, self.rss_last_quarter_mb, self.rss_growth_percent,
+            self.memory_slope_mb_per_hour, self.p99_first_quarter_ms, self.p99_last_quarter_ms,
+            self.latency_drift_ratio, self.cpu_mean_percent,
+        )
+    }
+}
+
+/// Runs the soak against `srv` for `cfg.duration_s`; `each` sees every sample (for printing).
+pub async fn run(
+    srv: &Server,
+    cfg: SoakConfig,
+    mut each: impl FnMut(&SoakSample),
+) -> Result<SoakResult> {
+    let http = reqwest::Client::new();
+    let mut probe = ProcessProbe::new(srv.pid())?;
+    probe.sample(); // primes the CPU measurement
+    let (mut probes, mut posts) = (Tally::default(), Tally::default());
+    let mut samples = Vec::new();
+    let (mut posted, mut latest) = (0u64, None::<u64>);
+    let started = Instant::now();
+    let end = Duration::from_secs_f64(cfg.duration_s);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(cfg.sample_every_s));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_post = Duration::ZERO;
+    loop {
+        tick.tick().await;
+        let now = started.elapsed();
+        if now >= end {
+            break;
+        }
+        if now >= next_post {
+            next_post += Duration::from_secs_f64(cfg.task_every_s);
+            let body = json!({"prompt": PROMPT, "num_scenes": cfg.scenes, "steps": cfg.steps, "seed": 50_000 + posted});
+            let (took, res) = timed(http.post(srv.url("/api/tasks")).json(&body)).await;
+            if let Ok((202, body)) = &res {
+                latest = serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| v["id"].as_u64());
+                posted += 1;
+            }
+            posts.record(took, outcome(&res));
+        }
+        let mut probe_ms = Vec::with_capacity(2);
+        let mut paths = vec!["/api/tasks".to_owned()];
+        paths.extend(latest.map(|id| format!("/api/tasks/{id}")));
+        for path in paths {
+            let (took, res) = timed(http.get(srv.url(&path))).await;
+            probe_ms.push(took.as_secs_f64() * 1e3);
+            probes.record(took, outcome(&res));
+        }
+        let Some(reading) = probe.sample() else {
+            anyhow::bail!("the server exited during the soak:\n{}", srv.log_tail());
+        };
+        let sample = SoakSample {
+            t_s: now.as_secs_f64(),
+            rss_bytes: reading.rss_bytes,
+            cpu_percent: reading.cpu_percent.unwrap_or(0.0),
+            probe_ms,
+            tasks_posted: posted,
+        };
+        each(&sample);
+        samples.push(sample);
+    }
+    let wall = started.elapsed();
+    let stats: Value = http.get(srv.url("/api/stats")).send().await?.json().await?;
+    Ok(SoakResult {
+        config: cfg,
+        wall_s: wall.as_secs_f64(),
+        stats: SoakStats::of(&samples, cfg.warmup_s)?,
+        samples,
+        probes: probes.summary(wall),
+        posts: posts.summary(wall),
+        tasks_completed: stats["tasks"]["completed"].as_u64().unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_s: f64, mib: f64, probe: f64) -> SoakSample {
+        SoakSample {
+            t_s,
+            rss_bytes: (mib * MIB) as u64,
+            cpu_percent: 10.0,
+            probe_ms: vec![probe],
+            tasks_posted: 0,
+        }
+    }
+
+    #[test]
+    fn fit_recovers_a_line() {
+        let pts: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 3.0 * i as f64 + 2.0)).collect();
+        let (a, b) = linear_fit(&pts).expect("a fit");
+        assert!((a - 3.0).abs() < 1e-9 && (b - 2.0).abs() < 1e-9);
+        assert!(linear_fit(&[(1.0, 1.0), (1.0, 2.0)]).is_none());
+    }
+
+    #[test]
+    fn stats_measure_growth_and_drift() {
+        // 100 MiB growing 1 MiB per 36 s (100 MB/h), probes 1 ms then 3 ms.
+        let samples: Vec<SoakSample> = (0..40)
+            .map(|i| {
+                let t = i as f64 * 36.0;
+                sample(t, 100.0 + i as f64, if i < 20 { 1.0 } else { 3.0 })
+            })
+            .collect();
+        let s = SoakStats::of(&samples, 0.0).expect("stats");
+        assert!((s.memory_slope_mb_per_hour - 100.0).abs() < 1e-6);
+        assert!((s.rss_first_quarter_mb - 104.5).abs() < 1e-6);
+        assert!((s.rss_last_quarter_mb - 134.5).abs() < 1e-6);
+        assert!((s.latency_drift_ratio - 3.0).abs() < 1e-9);
+        assert!(SoakStats::of(&samples[..3], 0.0).is_err());
+        // The warm-up drops the first ten samples (t < 360 s): the first quarter moves on.
+        let later = SoakStats::of(&samples, 360.0).expect("stats");
+        assert!((later.rss_first_quarter_mb - 113.0).abs() < 1e-6);
+    }
+}
