@@ -2,8 +2,9 @@
 //! PyTorch code, on pluggable compute backends.
 //!
 //! - `backend`: the `Backend` trait (every op the network needs); `cpu`: its CPU
-//!   implementation (matrixmultiply GEMMs, rayon threads); `cuda`: its CUDA implementation
-//!   (cudarc: NVRTC-compiled kernels, cuBLAS), loaded at run time so it builds without CUDA.
+//!   implementation (Winograd convs on a packed-weight GEMM, rayon threads); `cuda`: its CUDA
+//!   implementation (cudarc: NVRTC-compiled kernels, cuBLAS), loaded at run time so it builds
+//!   without CUDA.
 //! - `model` (crate-private): TextEncoder and Denoiser, loaded by PyTorch parameter name;
 //!   `cells`: the fixed cells <-> pixels rearrangement that stands in for an autoencoder.
 //! - `philox`, `sampler`: the noise and the DDIM / DPM-Solver++(2M) arithmetic of

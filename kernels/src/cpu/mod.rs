@@ -1,17 +1,27 @@
-//! The CPU backend: host tensors, GEMMs through `matrixmultiply` (convolutions as tiled
-//! im2col GEMMs), and its own rayon pool so the caller picks the thread count.
+//! The CPU backend: host tensors (`CpuTensor`, which caches each weight packed for the GEMM),
+//! one register-blocked GEMM over packed weights (`gemm.rs`) under every op (3x3 convs by
+//! Winograd F(2x2, 3x3), temporal convs as frame-shifted GEMMs, linears), vector loops
+//! compiled for AVX-512 / AVX2 when the CPU has them, and its own rayon pool so the caller
+//! picks the thread count (work is split over images, clips and frames, never inside a GEMM).
 
 mod conv;
 mod gemm;
+mod math;
 mod pointwise;
+mod tensor;
+mod winograd;
 
 use crate::backend::{Backend, Norm};
 use crate::tensor::Tensor;
-use gemm::{sgemm, Operand};
+use gemm::{Operand, PackedB};
+use std::sync::Arc;
+use tensor::Buffers;
+pub use tensor::CpuTensor;
 
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
+    buffers: Arc<Buffers>,
 }
 
 impl CpuBackend {
@@ -27,11 +37,19 @@ impl CpuBackend {
             .thread_name(|i| format!("kernels-cpu-{i}"))
             .build()
             .unwrap_or_else(|e| panic!("cannot start {threads} compute threads: {e}"));
-        CpuBackend { pool, threads }
+        CpuBackend {
+            pool,
+            threads,
+            buffers: Arc::default(),
+        }
     }
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    fn tensor(&self, host: Tensor) -> CpuTensor {
+        CpuTensor::new(host, &self.buffers)
     }
 }
 
@@ -42,7 +60,7 @@ impl Default for CpuBackend {
 }
 
 impl Backend for CpuBackend {
-    type Tensor = Tensor;
+    type Tensor = CpuTensor;
 
     fn name(&self) -> String {
         format!("cpu ({} threads)", self.threads)
@@ -52,70 +70,107 @@ impl Backend for CpuBackend {
         self.pool.install(pass)
     }
 
-    fn upload(&self, host: &Tensor) -> Tensor {
-        host.clone()
+    fn upload(&self, host: &Tensor) -> CpuTensor {
+        let mut data = self.buffers.take(host.numel());
+        data.copy_from_slice(&host.data);
+        self.tensor(Tensor::new(&host.shape, data))
     }
 
-    fn download(&self, t: &Tensor) -> Tensor {
-        t.clone()
+    fn download(&self, t: &CpuTensor) -> Tensor {
+        t.host().clone()
     }
 
-    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: &Tensor) -> Tensor {
-        self.pool.install(|| conv::conv2d(x, w, bias, self.threads))
+    fn conv2d(&self, x: &CpuTensor, w: &CpuTensor, bias: &CpuTensor) -> CpuTensor {
+        let u = w.packed("conv2d", winograd::transform_weights);
+        let [n, h, wd, _] = conv::dims4(x.host());
+        let out = self.buffers.take(n * h * wd * bias.host().numel());
+        let y = self
+            .pool
+            .install(|| winograd::conv2d(x.host(), u, &bias.host().data, self.threads, out));
+        self.tensor(y)
     }
 
     fn temporal_conv_residual(
         &self,
-        residual: &mut Tensor,
-        x: &Tensor,
-        w: &Tensor,
-        bias: &Tensor,
+        residual: &mut CpuTensor,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: &CpuTensor,
         frames: usize,
     ) {
-        self.pool
-            .install(|| conv::temporal_conv_residual(residual, x, w, bias, frames, self.threads))
+        let taps = w.packed("temporal conv", conv::pack_taps);
+        let residual = residual.host_mut();
+        self.pool.install(|| {
+            conv::temporal_conv_residual(
+                residual,
+                x.host(),
+                &w.host().shape,
+                taps,
+                bias.host(),
+                frames,
+            )
+        })
     }
 
-    fn linear(&self, x: &Tensor, w: &Tensor, bias: &Tensor) -> Tensor {
-        let (n, k) = (x.shape[0], x.shape[1]);
-        let out = bias.numel();
-        crate::shapes::linear(&x.shape, &w.shape, out);
-        let mut y: Vec<f32> = bias.data.iter().copied().cycle().take(n * out).collect();
-        let a = Operand {
-            data: &x.data,
-            row_stride: k,
-            col_stride: 1,
-        };
-        let b = Operand {
-            data: &w.data,
-            row_stride: 1,
-            col_stride: k,
-        };
-        sgemm(n, k, out, a, b, 1.0, &mut y);
-        Tensor::new(&[n, out], y)
+    fn linear(&self, x: &CpuTensor, w: &CpuTensor, bias: &CpuTensor) -> CpuTensor {
+        let (xh, bias) = (x.host(), bias.host());
+        let (n, k, out) = (xh.shape[0], xh.shape[1], bias.numel());
+        crate::shapes::linear(&xh.shape, &w.host().shape, out);
+        // w is [out, k]: packed as its transpose [k, out].
+        let wt = &w.packed("linear", |w| {
+            let wt = Operand {
+                data: &w.data,
+                row_stride: 1,
+                col_stride: k,
+            };
+            vec![PackedB::new(k, out, wt)]
+        })[0];
+        // Rows padded to whole GEMM panels, then cut back to `out`.
+        let pad = wt.padded_n();
+        let mut y = vec![0.0f32; n * pad];
+        gemm::gemm(n, &xh.data, k, wt, &mut y, pad, false);
+        let y = y
+            .chunks_exact(pad)
+            .flat_map(|row| row.iter().zip(&bias.data).map(|(v, b)| v + b))
+            .collect();
+        self.tensor(Tensor::new(&[n, out], y))
     }
 
     fn norm_silu(
         &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
         norm: Norm,
-        film: Option<(&Tensor, usize)>,
-    ) -> Tensor {
-        self.pool
-            .install(|| pointwise::norm_silu(x, gamma, beta, norm, film))
+        film: Option<(&CpuTensor, usize)>,
+    ) -> CpuTensor {
+        let out = self.buffers.take(x.host().numel());
+        let y = self.pool.install(|| {
+            pointwise::norm_silu(
+                x.host(),
+                gamma.host(),
+                beta.host(),
+                norm,
+                film.map(|(ss, frames)| (ss.host(), frames)),
+                out,
+            )
+        });
+        self.tensor(y)
     }
 
-    fn silu(&self, x: &mut Tensor) {
+    fn silu(&self, x: &mut CpuTensor) {
+        let x = x.host_mut();
         self.pool.install(|| pointwise::silu(x))
     }
 
-    fn add(&self, x: &mut Tensor, y: &Tensor) {
-        self.pool.install(|| pointwise::add(x, y))
+    fn add(&self, x: &mut CpuTensor, y: &CpuTensor) {
+        let x = x.host_mut();
+        self.pool.install(|| pointwise::add(x, y.host()))
     }
 
-    fn add_frame_embedding(&self, x: &mut Tensor, emb: &Tensor) {
-        self.pool.install(|| pointwise::add_frame_embedding(x, emb))
+    fn add_frame_embedding(&self, x: &mut CpuTensor, emb: &CpuTensor) {
+        let x = x.host_mut();
+        self.pool
+            .install(|| pointwise::add_frame_embedding(x, emb.host()))
     }
 }
