@@ -47,6 +47,9 @@ pub struct Settings {
     /// Model device: auto (CUDA when a GPU works), cpu or cuda [default: auto]
     #[arg(long, env = "REEL_DEVICE")]
     pub device: Option<String>,
+    /// CPU ceiling for the compute threads, percent of all cores; 100 lifts it [default: 80]
+    #[arg(long, env = "REEL_MAX_CPU_PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_cpu_percent: Option<u32>,
     /// Optional TOML file with any of these settings (kebab-case keys)
     #[arg(long, env = "REEL_CONFIG")]
     #[serde(skip)]
@@ -68,6 +71,7 @@ pub struct Resolved {
     pub retention_hours: u64,
     pub post: String,
     pub device: String,
+    pub max_cpu_percent: u32,
 }
 
 impl Settings {
@@ -85,6 +89,7 @@ impl Settings {
             retention_hours: self.retention_hours.or(other.retention_hours),
             post: self.post.or(other.post),
             device: self.device.or(other.device),
+            max_cpu_percent: self.max_cpu_percent.or(other.max_cpu_percent),
             config: self.config.or(other.config),
         }
     }
@@ -112,6 +117,10 @@ impl Settings {
             retention_hours: s.retention_hours.unwrap_or(168),
             post: s.post.unwrap_or_else(|| "auto".into()),
             device: s.device.unwrap_or_else(|| "auto".into()),
+            max_cpu_percent: match s.max_cpu_percent.unwrap_or(80) {
+                p @ 1..=100 => p,
+                p => anyhow::bail!("max-cpu-percent must be 1 to 100, not {p}"),
+            },
         })
     }
 }

@@ -59,6 +59,7 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
             max_batch: s.max_batch,
             queue_bound: s.queue_bound,
             data_dir: s.data_dir.clone(),
+            max_cpu_percent: s.max_cpu_percent,
         },
         store.clone(),
         model.clone(),

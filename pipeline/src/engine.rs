@@ -18,6 +18,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use tokio::sync::broadcast;
 
 use crate::dataflow::{self, Context, TaskIn};
+use crate::governor::CpuGovernor;
 use crate::hub::Hub;
 use crate::plan::Planner;
 use crate::post::PostProcessor;
@@ -68,6 +69,8 @@ pub struct EngineConfig {
     /// Most tasks accepted but not finished; the API answers 429 beyond it.
     pub queue_bound: usize,
     pub data_dir: PathBuf,
+    /// CPU ceiling of the compute, percent of all cores (100: none).
+    pub max_cpu_percent: u32,
 }
 
 enum Command {
@@ -110,7 +113,12 @@ impl Engine {
             planner,
             data_dir: cfg.data_dir.clone(),
             max_batch: cfg.max_batch.max(1),
+            governor: Arc::new(CpuGovernor::new(cfg.max_cpu_percent, cores())),
         });
+        match ctx.governor.ceiling_percent(cores()) {
+            Some(p) => tracing::info!(percent = p, cores = cores(), "CPU ceiling for the compute"),
+            None => tracing::info!("no CPU ceiling for the compute"),
+        }
         let (depth_w, shutdown_w) = (depth.clone(), shutdown.clone());
         let workers = timely::execute(timely::Config::process(cfg.workers.max(1)), move |worker| {
             let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<TaskIn>>>::new();
@@ -221,6 +229,10 @@ impl Engine {
     pub fn queue_bound(&self) -> usize {
         self.bound
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Drop for Engine {

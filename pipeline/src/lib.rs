@@ -10,6 +10,7 @@ mod dataflow;
 pub mod encode;
 pub mod engine;
 pub mod eval;
+pub mod governor;
 mod hub;
 pub mod plan;
 pub mod planner;

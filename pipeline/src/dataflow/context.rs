@@ -1,4 +1,5 @@
-//! What every operator of the dataflow shares: storage, the hub, the model, post-processing.
+//! What every operator of the dataflow shares: storage, the hub, the model, post-processing,
+//! the CPU ceiling.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kernels::Model;
 use storage::{Store, TaskRecord, TaskStatus};
 
+use crate::governor::CpuGovernor;
 use crate::hub::Hub;
 use crate::plan::Planner;
 use crate::post::PostProcessor;
@@ -19,6 +21,8 @@ pub struct Context {
     pub planner: Arc<dyn Planner>,
     pub data_dir: PathBuf,
     pub max_batch: usize,
+    /// The CPU ceiling the compute (denoise steps, post-processing threads) keeps to.
+    pub governor: Arc<CpuGovernor>,
 }
 
 pub fn now_ms() -> u64 {

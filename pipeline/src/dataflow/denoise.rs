@@ -5,7 +5,8 @@
 //! Every activation advances all in-flight scenes, of any task, by one sampler step in one
 //! batched forward pass of at most `max_batch` scenes; waiting scenes join between steps and
 //! cancelled ones leave, freeing their slot within one step. The operator re-activates itself
-//! while it has work instead of looping, so the worker stays responsive.
+//! while it has work instead of looping, so the worker stays responsive; over the CPU ceiling
+//! (`--max-cpu-percent`, [`crate::governor`]) it re-activates itself after the pause instead.
 //! Capabilities: one per waiting or running scene, dropped when the scene leaves.
 
 use std::collections::{HashMap, VecDeque};
@@ -75,6 +76,11 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                 metrics::gauge!("reel_batch_size").set(running.len() as f64);
                 metrics::gauge!("reel_scenes_waiting").set(waiting.len() as f64);
                 if !running.is_empty() {
+                    if let Some(pause) = ctx.governor.pause() {
+                        // over the CPU ceiling: come back later rather than park the worker
+                        activator.activate_after(pause);
+                        return;
+                    }
                     let t = Instant::now();
                     let mut states: Vec<&mut SceneState> =
                         running.iter_mut().map(|r| &mut r.state).collect();

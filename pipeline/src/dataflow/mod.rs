@@ -10,6 +10,7 @@ mod encode_video;
 mod lookup_cache;
 mod messages;
 mod plan_tasks;
+mod post_pool;
 mod post_process;
 
 pub use context::Context;

@@ -1,28 +1,34 @@
-//! `post_process`: base frames -> delivered frames, streamed to watchers as they exist.
+//! `post_process`: base frames -> delivered frames, off the worker thread.
 //!
-//! Input: [`DenoisedScene`] (pipelined). Output: [`ProcessedScene`] at the same epoch.
-//! Each scene is upscaled, interpolated to the delivered rate and converted to YUV as soon as
-//! it is denoised (overlapping the denoising of later scenes); its frames are written as PNG
-//! and published as JPEG to live watchers. Capabilities: none held.
+//! Input: [`DenoisedScene`] (pipelined). Output: [`ProcessedScene`] at the scene's epoch.
+//! Each scene is handed, as soon as it arrives, to the [`PostPool`] threads, which upscale,
+//! interpolate and convert it, store its frames as PNG and publish them as JPEG to live
+//! watchers, while this worker goes on denoising later scenes. A thread that finishes a scene
+//! wakes this operator (a timely `SyncActivator`), which emits it and, after a task's last
+//! scene, moves the task to `Encoding`; a failure fails the task.
+//! Capabilities: one per scene in the pool, retained from the scene's input message when it is
+//! submitted and dropped in the activation that receives its answer (after emitting under it),
+//! so the epoch cannot complete while its frames are being made, and nothing waits on a
+//! scene once it is back. A cancelled task's scenes come back unprocessed (the pool checks
+//! before and after processing), so cancellation also releases their capabilities promptly.
+//! Order: a task's scenes come back in the order they went in (see [`PostPool`]), which is
+//! the order `denoise` finished them; `encode_video` puts them in scene order regardless.
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use storage::TaskStatus;
 
 use super::context::Context;
 use super::messages::{DenoisedScene, ProcessedScene};
-use crate::encode::{jpeg_rgb, png_rgb};
-
-/// JPEG quality of live-stream frames.
-const STREAM_JPEG_QUALITY: u8 = 85;
+use super::post_pool::{pool_threads, Outcome, PostPool};
 
 pub trait PostProcess<'s> {
     fn post_process(self, ctx: Arc<Context>) -> StreamVec<'s, u64, ProcessedScene>;
@@ -30,68 +36,60 @@ pub trait PostProcess<'s> {
 
 impl<'s> PostProcess<'s> for StreamVec<'s, u64, DenoisedScene> {
     fn post_process(self, ctx: Arc<Context>) -> StreamVec<'s, u64, ProcessedScene> {
-        self.unary(Pipeline, "post_process", move |_cap, _info| {
+        let scope = self.scope();
+        self.unary(Pipeline, "post_process", move |_cap, info| {
+            let wake = scope.worker().sync_activator_for(info.address.to_vec());
+            // rayon's global pool is sized by the compute-thread setting at start-up.
+            let threads = pool_threads(rayon::current_num_threads());
+            let pool = PostPool::start(ctx.clone(), threads, wake);
+            let mut held: HashMap<u64, Capability<u64>> = HashMap::new();
+            let mut next_ticket = 0u64;
+            // Per task, scenes still to come back.
             let mut left: HashMap<u64, usize> = HashMap::new();
             move |input, output| {
+                left.retain(|id, _| !ctx.cancelled(*id));
                 input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
+                    let Some(cap) = cap.retain_least(0) else {
+                        return;
+                    };
                     for scene in data.flat_map(|d| d.drain(..)) {
-                        let task = scene.job.task;
-                        if ctx.cancelled(task) {
-                            left.remove(&task);
+                        if ctx.cancelled(scene.job.task) {
+                            left.remove(&scene.job.task);
                             continue;
                         }
-                        match process(&ctx, &scene) {
-                            Ok(done) => session.give(done),
-                            Err(e) => {
-                                fail(&ctx, task, &e);
-                                left.remove(&task);
-                                continue;
-                            }
-                        }
-                        let n = left.entry(task).or_insert(scene.job.count);
-                        *n -= 1;
-                        if *n == 0 {
-                            left.remove(&task);
-                            ctx.set_status(task, TaskStatus::Encoding);
-                        }
+                        left.entry(scene.job.task).or_insert(scene.job.count);
+                        held.insert(next_ticket, cap.clone());
+                        pool.submit(next_ticket, scene);
+                        next_ticket += 1;
                     }
                 });
+                for done in pool.finished() {
+                    let Some(cap) = held.remove(&done.ticket) else {
+                        continue;
+                    };
+                    let task = done.task;
+                    match done.outcome {
+                        Outcome::Ready(scene) => {
+                            output.session(&cap).give(scene);
+                            let n = left.entry(task).or_insert(1);
+                            *n -= 1;
+                            if *n == 0 {
+                                left.remove(&task);
+                                ctx.set_status(task, TaskStatus::Encoding);
+                            }
+                        }
+                        Outcome::Dropped => {
+                            left.remove(&task);
+                        }
+                        Outcome::Failed(e) => {
+                            left.remove(&task);
+                            fail(&ctx, task, &e);
+                        }
+                    }
+                }
             }
         })
     }
-}
-
-fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<ProcessedScene> {
-    let job = &scene.job;
-    let t = Instant::now();
-    let size = job.params.size as usize;
-    let frames = ctx.post.process(&scene.clip, size, job.out_frames())?;
-    let secs = t.elapsed();
-    ctx.add_timing(job.task, "post_process", secs.as_millis() as u64);
-    metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
-
-    let t = Instant::now();
-    let dir = ctx
-        .data_dir
-        .join(Context::artifact_dir(job.task))
-        .join("frames");
-    fs::create_dir_all(&dir)?;
-    let first = job.index * job.out_frames();
-    for (i, rgb) in frames.rgb.iter().enumerate() {
-        let index = first + i;
-        write_atomically(
-            &dir.join(format!("{index:05}.png")),
-            &png_rgb(size as u32, size as u32, rgb)?,
-        )?;
-        let jpeg = jpeg_rgb(size as u32, size as u32, rgb, STREAM_JPEG_QUALITY)?;
-        ctx.hub.frame(job.task, index, Arc::new(jpeg));
-    }
-    ctx.add_timing(job.task, "publish", t.elapsed().as_millis() as u64);
-    Ok(ProcessedScene {
-        job: job.clone(),
-        frames: Arc::new(frames),
-    })
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.

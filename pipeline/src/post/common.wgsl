@@ -41,8 +41,29 @@ struct Motion {
 @group(0) @binding(3) var<storage, read_write> rgb: array<u32>;
 // Delivered Y'CbCr 4:2:0, per frame Y then Cb then Cr, 4 samples per word.
 @group(0) @binding(4) var<storage, read_write> yuv: array<u32>;
+// Per base frame and cell, `SIDE_WORDS / 4` vectors describing the cell's 4x4 neighbourhood
+// (written by sides, read by resample): (near side, gate), (step to far side, 1 / its square
+// length), (lowest of each channel, 0), (highest of each channel, 0).
+@group(0) @binding(5) var<storage, read_write> sides: array<vec4<f32>>;
 
 fn base_pixel(f: u32, x: u32, y: u32) -> vec3<f32> {
     let i = ((f * params.in_h + y) * params.in_w + x) * 3u;
     return vec3<f32>(clip[i], clip[i + 1u], clip[i + 2u]);
+}
+
+// A base pixel at any integer position, edges repeated outwards.
+fn texel(f: u32, x: i32, y: i32) -> vec3<f32> {
+    let cx = u32(clamp(x, 0, i32(params.in_w) - 1));
+    let cy = u32(clamp(y, 0, i32(params.in_h) - 1));
+    return base_pixel(f, cx, cy);
+}
+
+// Cells per row and per column: a sampling position's cell (the base pixel left of / above it)
+// runs from -2 to the frame's side, beyond which the clamped 4x4 neighbourhood no longer changes.
+fn cells_w() -> u32 {
+    return params.in_w + 3u;
+}
+
+fn cells_h() -> u32 {
+    return params.in_h + 3u;
 }

@@ -16,9 +16,10 @@ pub const ALPHA_LO: f32 = 0.25;
 pub const CONTRAST_FLOOR: f32 = 0.1;
 /// Below this mass (pixels of the base frame) a frame has no object worth tracking.
 pub const MIN_MASS: f32 = 1.0;
-/// The upscale sharpens only where the 4x4 neighbourhood's range reaches `GATE_HI`, and not at
-/// all below `GATE_LO`: flat but noisy areas (generated frames) keep bicubic's smoothness,
-/// while every object edge of the world (range >= 0.27) gets the full stretch.
+/// The upscale sharpens fully where the step between a 4x4 neighbourhood's two side colours
+/// (largest channel difference, see `sides`) reaches `GATE_HI`, and not at all below `GATE_LO`:
+/// flat but noisy areas (generated frames) keep bicubic's smoothness, while every object edge
+/// of the world (a step of at least 0.27) gets the full stretch.
 pub const GATE_LO: f32 = 0.12;
 pub const GATE_HI: f32 = 0.2;
 
@@ -51,6 +52,21 @@ impl Geometry {
     /// Pixels of one delivered frame.
     pub fn pixels(&self) -> usize {
         self.out_size * self.out_size
+    }
+
+    /// Cells per row of a base frame's side table ([`super::sides`]): cells -2 to `in_w`.
+    pub fn cells_w(&self) -> usize {
+        self.in_w + 3
+    }
+
+    /// Cells per column of a base frame's side table.
+    pub fn cells_h(&self) -> usize {
+        self.in_h + 3
+    }
+
+    /// Cells of one base frame.
+    pub fn cells(&self) -> usize {
+        self.cells_w() * self.cells_h()
     }
 
     /// Side of the chroma planes.

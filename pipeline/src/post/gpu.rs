@@ -1,7 +1,7 @@
-//! The wgpu backend: the three stages as compute shaders, chained on the device.
+//! The wgpu backend: the four stages as compute shaders, chained on the device.
 //!
 //! Device, pipelines and buffers are made once and reused; buffers grow when a bigger scene
-//! comes. Per scene: one upload of the base frames, one command buffer with the three
+//! comes. Per scene: one upload of the base frames, one command buffer with the four
 //! dispatches and the copies into one staging buffer, one read-back.
 
 use std::borrow::Cow;
@@ -16,13 +16,16 @@ use super::{Processed, Yuv420};
 
 const COMMON: &str = include_str!("common.wgsl");
 const ANALYSE: &str = include_str!("analyse.wgsl");
+const SIDES: &str = include_str!("sides.wgsl");
 const RESAMPLE: &str = include_str!("resample.wgsl");
 const YUV: &str = include_str!("yuv.wgsl");
 
-/// Workgroup width of `resample` and `to_yuv` (`@workgroup_size(64)`).
+/// Workgroup width of `find_sides`, `resample` and `to_yuv` (`@workgroup_size(64)`).
 const GROUP: usize = 64;
 /// Words of one `Motion` in `common.wgsl`.
 const MOTION_WORDS: usize = 8;
+/// Words of one cell of the side table (four `vec4<f32>` in `common.wgsl`).
+const SIDE_WORDS: usize = 16;
 
 pub(crate) struct GpuPost {
     device: wgpu::Device,
@@ -30,6 +33,7 @@ pub(crate) struct GpuPost {
     info: wgpu::AdapterInfo,
     layout: wgpu::BindGroupLayout,
     analyse: wgpu::ComputePipeline,
+    sides: wgpu::ComputePipeline,
     resample: wgpu::ComputePipeline,
     yuv: wgpu::ComputePipeline,
     buffers: Mutex<Option<Buffers>>,
@@ -51,6 +55,7 @@ struct Buffers {
 struct Sizes {
     clip: u64,
     motion: u64,
+    sides: u64,
     rgb: u64,
     yuv: u64,
 }
@@ -61,6 +66,7 @@ impl Sizes {
         Sizes {
             clip: bytes(g.frames * g.in_w * g.in_h * 3),
             motion: bytes(g.frames * MOTION_WORDS),
+            sides: bytes(g.frames * g.cells() * SIDE_WORDS),
             rgb: bytes(g.out_frames * g.rgb_words()),
             yuv: bytes(g.out_frames * g.yuv_words()),
         }
@@ -69,6 +75,7 @@ impl Sizes {
     fn covers(&self, need: &Sizes) -> bool {
         self.clip >= need.clip
             && self.motion >= need.motion
+            && self.sides >= need.sides
             && self.rgb >= need.rgb
             && self.yuv >= need.yuv
     }
@@ -77,6 +84,7 @@ impl Sizes {
         Sizes {
             clip: self.clip.max(other.clip),
             motion: self.motion.max(other.motion),
+            sides: self.sides.max(other.sides),
             rgb: self.rgb.max(other.rgb),
             yuv: self.yuv.max(other.yuv),
         }
@@ -125,6 +133,7 @@ impl GpuPost {
                 storage(2, false),
                 storage(3, false),
                 storage(4, false),
+                storage(5, false),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -147,6 +156,7 @@ impl GpuPost {
             })
         };
         let analyse = pipeline(ANALYSE, "analyse");
+        let sides = pipeline(SIDES, "find_sides");
         let resample = pipeline(RESAMPLE, "resample");
         let yuv = pipeline(YUV, "to_yuv");
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -158,6 +168,7 @@ impl GpuPost {
             info,
             layout,
             analyse,
+            sides,
             resample,
             yuv,
             buffers: Mutex::new(None),
@@ -174,7 +185,7 @@ impl GpuPost {
 
     fn check_limits(&self, g: &Geometry, sizes: &Sizes) -> Result<()> {
         let limits = self.device.limits();
-        let biggest = sizes.clip.max(sizes.rgb).max(sizes.yuv);
+        let biggest = sizes.clip.max(sizes.sides).max(sizes.rgb).max(sizes.yuv);
         ensure!(
             biggest <= limits.max_storage_buffer_binding_size
                 && sizes.readback() <= limits.max_buffer_size,
@@ -183,6 +194,7 @@ impl GpuPost {
         );
         let groups = [
             g.frames,
+            g.cells().div_ceil(GROUP),
             g.quads().div_ceil(GROUP),
             g.out_frames,
             (g.y_words() + g.c_words()).div_ceil(GROUP),
@@ -217,6 +229,8 @@ impl GpuPost {
         );
         let clip = make("clip", need.clip, storage);
         let motion = make("motion", need.motion, storage);
+        // Only the shaders touch the side table; the bind group keeps it alive.
+        let sides = make("sides", need.sides, storage);
         let rgb = make("rgb", need.rgb, storage);
         let yuv = make("yuv", need.yuv, storage);
         let readback = make(
@@ -227,7 +241,7 @@ impl GpuPost {
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("post"),
             layout: &self.layout,
-            entries: &[&params, &clip, &motion, &rgb, &yuv]
+            entries: &[&params, &clip, &motion, &rgb, &yuv, &sides]
                 .iter()
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry {
@@ -267,7 +281,7 @@ impl GpuPost {
         out
     }
 
-    /// One scene through the chain: upload, three dispatches, copies, one read-back.
+    /// One scene through the chain: upload, four dispatches, copies, one read-back.
     fn run(&self, buf: &Buffers, clip: &Clip, g: &Geometry, need: &Sizes) -> Result<Processed> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         self.queue
@@ -280,6 +294,8 @@ impl GpuPost {
             pass.set_bind_group(0, &buf.bind_group, &[]);
             pass.set_pipeline(&self.analyse);
             pass.dispatch_workgroups(g.frames as u32, 1, 1);
+            pass.set_pipeline(&self.sides);
+            pass.dispatch_workgroups(g.cells().div_ceil(GROUP) as u32, g.frames as u32, 1);
             pass.set_pipeline(&self.resample);
             pass.dispatch_workgroups(g.quads().div_ceil(GROUP) as u32, g.out_frames as u32, 1);
             pass.set_pipeline(&self.yuv);

@@ -9,16 +9,22 @@
 //! 1. **analyse** (`analyse.rs`): per base frame, the flat background colour (mean of the border),
 //!    the object's mask, mass (area) and centroid. The world has one flat object on a flat
 //!    canvas, so these few numbers describe the motion completely.
-//! 2. **resample** (`resample.rs`): temporal interpolation and spatial upscale in one pass. An
+//! 2. **sides** (`sides.rs`): per base frame and per 4x4 neighbourhood a delivered pixel can
+//!    read (its *cell*), the channels' range, whether it is an edge or noise, and the colours
+//!    either side of the edge, robust to noise (means weighted away from the edge's own ramp,
+//!    where a plain minimum and maximum of noisy taps would draw a dark ring round objects).
+//!    Found once per cell rather than once per delivered pixel.
+//! 3. **resample** (`resample.rs`): temporal interpolation and spatial upscale in one pass. An
 //!    in-between frame re-places the object: its centroid and scale are interpolated, and each of
 //!    the two neighbouring base frames is sampled at positions warped so that its object lands
 //!    there, then the two are blended. Both copies of the object coincide, so nothing ghosts.
 //!    The sampling itself is the edge-crisp upscale: Catmull-Rom, clamped to the 4x4
-//!    neighbourhood's range (no ringing) and then contrast-stretched inside that range by the
-//!    magnification, which turns the base frame's one-pixel anti-aliasing ramp back into a
-//!    one-pixel ramp at the delivered size instead of bicubic's four-pixel blur. Fusing the two
-//!    stages resamples each base frame once instead of twice.
-//! 3. **yuv** ([`yuv`]): RGB8 -> BT.601 limited-range Y'CbCr 4:2:0 (what H.264 Constrained
+//!    neighbourhood's range (no ringing), then pushed along the step between the cell's side
+//!    colours away from its middle by the magnification, which turns the base frame's
+//!    one-pixel anti-aliasing ramp back into a one-pixel ramp at the delivered size instead of
+//!    bicubic's four-pixel blur. Fusing the two stages resamples each base frame once instead
+//!    of twice.
+//! 4. **yuv** ([`yuv`]): RGB8 -> BT.601 limited-range Y'CbCr 4:2:0 (what H.264 Constrained
 //!    Baseline yuv420p wants), from the delivered RGB8 so both outputs agree.
 //!
 //! On the device the stages are chained: a scene is uploaded once and read back once, and the
@@ -30,6 +36,7 @@ mod cpu;
 mod geometry;
 mod gpu;
 mod resample;
+mod sides;
 pub mod yuv;
 
 use std::fmt;

@@ -1,4 +1,4 @@
-// Stage 2, resample: temporal interpolation fused with the edge-crisp upscale.
+// Stage 3, resample: temporal interpolation fused with the edge-crisp upscale.
 // One thread makes four consecutive pixels of one delivered frame and packs them as RGB8 into
 // three words. CPU twin: resample.rs (same formulas, same order).
 
@@ -65,43 +65,55 @@ fn cubic(t: f32) -> vec4<f32> {
     );
 }
 
-fn texel(f: u32, x: i32, y: i32) -> vec3<f32> {
-    let cx = u32(clamp(x, 0, i32(params.in_w) - 1));
-    let cy = u32(clamp(y, 0, i32(params.in_h) - 1));
-    return base_pixel(f, cx, cy);
+// Where cell `c` (the base pixel left of / above a position) sits along an axis of `n` pixels
+// in the side table.
+fn cell_index(c: i32, n: u32) -> u32 {
+    return u32(clamp(c, -2, i32(n)) + 2);
 }
 
-// The upscale proper: Catmull-Rom at `pos`, clamped to the 4x4 range, then stretched about the
-// middle of that range by `sharpen` where the range is an edge rather than noise.
+// Where a colour at `t` between the side colours (0 and 1) goes: the ramp between them made
+// `k` times steeper about its middle, flat at 0 and 1 for a width `d` either side of each, and
+// moved `d` towards them beyond that. Being symmetric about each side colour, it takes noise
+// around a side towards it from both directions alike, so no ring of one-sided noise remains.
+fn push(t: f32, k: f32) -> f32 {
+    let d = 0.5 - 0.5 / k;
+    let ramp = clamp((t - 0.5) * k + 0.5, 0.0, 1.0);
+    return ramp + min(t + d, 0.0) + max(t - 1.0 - d, 0.0);
+}
+
+// The upscale proper: Catmull-Rom at `pos`, clamped to the 4x4 range (no ringing), then, where
+// the neighbourhood is an edge rather than noise (gate), moved along the step from one side
+// colour to the other by `push`, which steepens the ramp between them by `sharpen`.
 fn sample_sharp(f: u32, pos: vec2<f32>, sharpen: f32) -> vec3<f32> {
     let s = pos - vec2<f32>(0.5);
-    let cell = floor(s);
-    let t = s - cell;
+    // Clamped first so that far-off positions cannot overflow the integer conversion.
+    let cell = floor(clamp(s, vec2<f32>(-4.0), vec2<f32>(f32(params.in_w), f32(params.in_h)) + 4.0));
+    let t = s - floor(s);
     let wx = cubic(t.x);
     let wy = cubic(t.y);
     let x0 = i32(cell.x) - 1;
     let y0 = i32(cell.y) - 1;
     var acc = vec3<f32>(0.0);
-    var lo = vec3<f32>(1e30);
-    var hi = vec3<f32>(-1e30);
     for (var j = 0; j < 4; j = j + 1) {
         var row = vec3<f32>(0.0);
         for (var i = 0; i < 4; i = i + 1) {
-            let p = texel(f, x0 + i, y0 + j);
-            row = row + wx[i] * p;
-            lo = min(lo, p);
-            hi = max(hi, p);
+            row = row + wx[i] * texel(f, x0 + i, y0 + j);
         }
         acc = acc + wy[j] * row;
     }
+    let at = ((f * cells_h() + cell_index(y0 + 1, params.in_h)) * cells_w()
+        + cell_index(x0 + 1, params.in_w)) * 4u;
+    let side = sides[at];
+    let step = sides[at + 1u];
+    let lo = sides[at + 2u].xyz;
+    let hi = sides[at + 3u].xyz;
     let v = clamp(acc, lo, hi);
-    let range = hi - lo;
-    let spread = max(range.x, max(range.y, range.z));
-    let gate = clamp((spread - params.gate_lo) / (params.gate_hi - params.gate_lo), 0.0, 1.0);
-    let k = 1.0 + (sharpen - 1.0) * gate;
-    let rel = (v - lo) / max(range, vec3<f32>(1e-6));
-    let stretched = clamp((rel - vec3<f32>(0.5)) * k + vec3<f32>(0.5), vec3<f32>(0.0), vec3<f32>(1.0));
-    return lo + stretched * range;
+    if (side.w <= 0.0) {
+        return v;
+    }
+    let k = 1.0 + (sharpen - 1.0) * side.w;
+    let along = dot(v - side.xyz, step.xyz) * step.w;
+    return clamp(v + (push(along, k) - along) * step.xyz, lo, hi);
 }
 
 fn sample_warped(f: u32, wp: Warp, u: vec2<f32>) -> vec3<f32> {

@@ -1,14 +1,14 @@
-//! Stage 3, yuv: RGB8 -> BT.601 limited-range Y'CbCr 4:2:0 (CPU twin of `yuv.wgsl`).
+//! Stage 4, yuv: RGB8 -> BT.601 limited-range Y'CbCr 4:2:0 (CPU twin of `yuv.wgsl`).
 //!
 //! Converting the delivered RGB8 (not the floats before it) keeps the video and the PNG frames
 //! in agreement. Chroma is the mean of each 2x2 block, edge pixels repeated for odd sizes.
 
-use rayon::prelude::*;
-
 use super::Yuv420;
 
+/// `floor(v + 0.5)` clamped to 0-255, as the shader's `quantise`: the saturating cast
+/// truncates, which is the floor for every value it does not saturate.
 fn quantise(v: f32) -> u8 {
-    (v + 0.5).floor().clamp(0.0, 255.0) as u8
+    (v + 0.5) as u8
 }
 
 fn luma(c: [f32; 3]) -> u8 {
@@ -21,26 +21,37 @@ fn chroma(c: [f32; 3]) -> (u8, u8) {
     (quantise(cb), quantise(cr))
 }
 
+fn pixel(row: &[u8], x: usize) -> [f32; 3] {
+    let p = &row[3 * x..3 * x + 3];
+    [p[0] as f32, p[1] as f32, p[2] as f32]
+}
+
 /// One `side` x `side` RGB8 frame in Y'CbCr 4:2:0.
 pub fn rgb_to_yuv420(rgb: &[u8], side: usize) -> Yuv420 {
-    let at = |x: usize, y: usize| {
-        let p = 3 * (y * side + x);
-        [rgb[p] as f32, rgb[p + 1] as f32, rgb[p + 2] as f32]
-    };
-    let y = (0..side * side)
-        .map(|i| luma(at(i % side, i / side)))
+    let y = rgb
+        .chunks_exact(3)
+        .map(|p| luma([p[0] as f32, p[1] as f32, p[2] as f32]))
         .collect();
     let cs = side.div_ceil(2);
-    let (u, v) = (0..cs * cs)
-        .map(|i| {
-            let (x, y) = (2 * (i % cs), 2 * (i / cs));
-            let (x1, y1) = ((x + 1).min(side - 1), (y + 1).min(side - 1));
-            let blocks = [at(x, y), at(x1, y), at(x, y1), at(x1, y1)];
-            let mean = [0, 1, 2]
-                .map(|c| (blocks[0][c] + blocks[1][c] + blocks[2][c] + blocks[3][c]) * 0.25);
-            chroma(mean)
-        })
-        .unzip();
+    let row = |r: usize| &rgb[r * side * 3..(r + 1) * side * 3];
+    let (mut u, mut v) = (Vec::with_capacity(cs * cs), Vec::with_capacity(cs * cs));
+    for cy in 0..cs {
+        let (top, bottom) = (row(2 * cy), row((2 * cy + 1).min(side - 1)));
+        for cx in 0..cs {
+            let (x, x1) = (2 * cx, (2 * cx + 1).min(side - 1));
+            let block = [
+                pixel(top, x),
+                pixel(top, x1),
+                pixel(bottom, x),
+                pixel(bottom, x1),
+            ];
+            let mean =
+                [0, 1, 2].map(|c| (block[0][c] + block[1][c] + block[2][c] + block[3][c]) * 0.25);
+            let (cb, cr) = chroma(mean);
+            u.push(cb);
+            v.push(cr);
+        }
+    }
     Yuv420 {
         width: side,
         height: side,
@@ -48,9 +59,4 @@ pub fn rgb_to_yuv420(rgb: &[u8], side: usize) -> Yuv420 {
         u,
         v,
     }
-}
-
-/// Every frame, in parallel.
-pub(crate) fn convert(rgb: &[Vec<u8>], side: usize) -> Vec<Yuv420> {
-    rgb.par_iter().map(|f| rgb_to_yuv420(f, side)).collect()
 }

@@ -1,4 +1,4 @@
-// Stage 3, yuv: delivered RGB8 -> BT.601 limited-range Y'CbCr 4:2:0.
+// Stage 4, yuv: delivered RGB8 -> BT.601 limited-range Y'CbCr 4:2:0.
 // A thread packs four Y samples (one word), or four Cb and four Cr samples (a word of each);
 // chroma comes from the mean of a 2x2 block (edge pixels repeated). CPU twin: yuv.rs.
 

@@ -1,0 +1,191 @@
+//! The threads that post-process scenes for the `post_process` operator, off the timely worker.
+//!
+//! The operator hands each denoised scene to [`PostPool::submit`] with a ticket; a pool thread
+//! upscales and interpolates it ([`crate::post::PostProcessor`]), stores its frames as PNG,
+//! publishes them as JPEG to the task's watchers, and sends back a [`Done`] with the same
+//! ticket, waking the operator through a timely `SyncActivator`. The worker thread meanwhile
+//! goes on denoising.
+//!
+//! Order: a task's scenes all go to one thread (chosen by task id), whose queue is FIFO, so a
+//! task's frames are published, and its scenes come back, in the order they were submitted
+//! (the hub's frame list and the live streams count on frame indexes arriving in order).
+//!
+//! Size: each scene's work is itself parallel on rayon's global pool (sized by
+//! `--compute-threads`), so one thread keeps that pool busy; more only let several tasks'
+//! scenes share it. [`pool_threads`] gives one per four compute threads.
+//!
+//! Cancellation: a thread skips a cancelled task's scene, and checks again between processing
+//! and publishing, so a cancelled task costs at most the scene under way. Dropping the pool
+//! closes the queues and joins the threads once they finish what they hold.
+
+use std::fs;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam::channel::{self, Receiver, Sender};
+use rayon::prelude::*;
+use timely::scheduling::SyncActivator;
+
+use super::context::Context;
+use super::messages::{DenoisedScene, ProcessedScene};
+use super::post_process::write_atomically;
+use crate::encode::{jpeg_rgb, png_rgb};
+
+/// JPEG quality of live-stream frames.
+const STREAM_JPEG_QUALITY: u8 = 85;
+
+/// Threads for post-processing when rayon's pool has `compute_threads` threads.
+pub fn pool_threads(compute_threads: usize) -> usize {
+    compute_threads.div_ceil(4).max(1)
+}
+
+/// A scene handed to the pool; `ticket` names it in the [`Done`] that answers it.
+struct Job {
+    ticket: u64,
+    scene: DenoisedScene,
+}
+
+/// What became of one submitted scene.
+pub enum Outcome {
+    /// Post-processed, stored and published.
+    Ready(ProcessedScene),
+    /// The task was cancelled (or failed elsewhere) before the scene was through.
+    Dropped,
+    /// Post-processing or storing failed; the task should fail.
+    Failed(anyhow::Error),
+}
+
+/// The answer to one submitted scene.
+pub struct Done {
+    pub ticket: u64,
+    pub task: u64,
+    pub outcome: Outcome,
+}
+
+pub struct PostPool {
+    queues: Vec<Sender<Job>>,
+    done: Receiver<Done>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl PostPool {
+    /// Starts `threads` threads; each finished scene activates `wake`.
+    pub fn start(ctx: Arc<Context>, threads: usize, wake: SyncActivator) -> PostPool {
+        let (done_tx, done) = channel::unbounded();
+        let (queues, threads) = (0..threads.max(1))
+            .map(|i| {
+                let (tx, rx) = channel::unbounded::<Job>();
+                let (ctx, done_tx, wake) = (ctx.clone(), done_tx.clone(), wake.clone());
+                let thread = std::thread::Builder::new()
+                    .name(format!("reel-post-{i}"))
+                    .spawn(move || {
+                        for job in rx {
+                            let task = job.scene.job.task;
+                            let outcome = run(&ctx, &job.scene);
+                            let done = Done {
+                                ticket: job.ticket,
+                                task,
+                                outcome,
+                            };
+                            if done_tx.send(done).is_err() {
+                                return;
+                            }
+                            // Fails only once the worker is gone, when nobody waits any more.
+                            let _ = wake.activate();
+                        }
+                    })
+                    // Only the OS refusing a thread at start-up gets here; nothing can run then.
+                    .expect("cannot start a post-processing thread");
+                (tx, thread)
+            })
+            .unzip();
+        PostPool {
+            queues,
+            done,
+            threads,
+        }
+    }
+
+    /// Queues a scene behind its task's earlier ones.
+    pub fn submit(&self, ticket: u64, scene: DenoisedScene) {
+        let queue = &self.queues[scene.job.task as usize % self.queues.len()];
+        // The threads only stop when `self` drops the queues, so the send cannot fail.
+        let _ = queue.send(Job { ticket, scene });
+    }
+
+    /// The scenes answered since the last call, each task's in submission order.
+    pub fn finished(&self) -> impl Iterator<Item = Done> + '_ {
+        self.done.try_iter()
+    }
+}
+
+impl Drop for PostPool {
+    fn drop(&mut self) {
+        self.queues.clear();
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a post-processing thread panicked");
+            }
+        }
+    }
+}
+
+fn run(ctx: &Context, scene: &DenoisedScene) -> Outcome {
+    if let Some(pause) = ctx.governor.pause() {
+        std::thread::sleep(pause); // the CPU ceiling; this thread is ours to park
+    }
+    if ctx.cancelled(scene.job.task) {
+        return Outcome::Dropped;
+    }
+    match process(ctx, scene) {
+        Ok(Some(done)) => Outcome::Ready(done),
+        Ok(None) => Outcome::Dropped,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Post-processes, stores and publishes one scene; None when its task was cancelled meanwhile.
+fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Option<ProcessedScene>> {
+    let job = &scene.job;
+    let t = Instant::now();
+    let size = job.params.size as usize;
+    let frames = ctx.post.process(&scene.clip, size, job.out_frames())?;
+    let secs = t.elapsed();
+    ctx.add_timing(job.task, "post_process", secs.as_millis() as u64);
+    metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
+    if ctx.cancelled(job.task) {
+        return Ok(None);
+    }
+
+    let t = Instant::now();
+    let dir = ctx
+        .data_dir
+        .join(Context::artifact_dir(job.task))
+        .join("frames");
+    fs::create_dir_all(&dir)?;
+    let first = job.index * job.out_frames();
+    let side = size as u32;
+    // Encoded in parallel, published in order.
+    let encoded = frames
+        .rgb
+        .par_iter()
+        .enumerate()
+        .map(|(i, rgb)| {
+            let index = first + i;
+            write_atomically(
+                &dir.join(format!("{index:05}.png")),
+                &png_rgb(side, side, rgb)?,
+            )?;
+            jpeg_rgb(side, side, rgb, STREAM_JPEG_QUALITY)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, jpeg) in encoded.into_iter().enumerate() {
+        ctx.hub.frame(job.task, first + i, Arc::new(jpeg));
+    }
+    ctx.add_timing(job.task, "publish", t.elapsed().as_millis() as u64);
+    Ok(Some(ProcessedScene {
+        job: job.clone(),
+        frames: Arc::new(frames),
+    }))
+}

@@ -1,0 +1,134 @@
+//! The CPU ceiling (`--max-cpu-percent`): how long the compute threads must pause so that the
+//! process stays under a share of the machine's cores.
+//!
+//! A token bucket over the process's own CPU time: credit accrues at `ceiling x cores`
+//! CPU-seconds per wall second (capped at [`BURST_SECS`] of it, so idle time cannot be saved
+//! up for a long spike) and every CPU-second the process spends is debited. The denoise
+//! operator asks before each batched step and, in debt, re-schedules itself for later instead
+//! of stepping (a timely worker never sleeps); the post-processing threads, which own their
+//! threads, sleep. Between those points the rayon pools run flat out, so the ceiling holds on
+//! average over a second or so, not at every instant.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cpu_time::ProcessTime;
+
+/// Most credit the bucket holds, in seconds of the allowed rate.
+const BURST_SECS: f64 = 0.5;
+
+pub struct CpuGovernor {
+    /// CPU-seconds per wall second allowed (ceiling x cores); None: no ceiling.
+    rate: Option<f64>,
+    bucket: Mutex<Bucket>,
+}
+
+struct Bucket {
+    wall: Instant,
+    cpu: Duration,
+    credit: f64,
+}
+
+impl CpuGovernor {
+    /// A governor holding the process under `percent` of `cores` (100 or more: no ceiling).
+    pub fn new(percent: u32, cores: usize) -> Self {
+        let rate = (percent < 100).then(|| f64::from(percent.max(1)) / 100.0 * cores as f64);
+        CpuGovernor {
+            rate,
+            bucket: Mutex::new(Bucket {
+                wall: Instant::now(),
+                cpu: process_cpu(),
+                credit: 0.0,
+            }),
+        }
+    }
+
+    /// The ceiling in percent of all cores, if any.
+    pub fn ceiling_percent(&self, cores: usize) -> Option<f64> {
+        self.rate.map(|r| 100.0 * r / cores as f64)
+    }
+
+    /// How long to pause before the next piece of compute; None to go on now.
+    pub fn pause(&self) -> Option<Duration> {
+        self.rate?;
+        self.pause_at(Instant::now(), process_cpu())
+    }
+
+    /// [`Self::pause`] at a given wall instant and process CPU time (tests drive the clock).
+    pub fn pause_at(&self, wall: Instant, cpu: Duration) -> Option<Duration> {
+        let rate = self.rate?;
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let earned = rate * wall.saturating_duration_since(b.wall).as_secs_f64();
+        let spent = cpu.saturating_sub(b.cpu).as_secs_f64();
+        b.credit = (b.credit + earned - spent).min(rate * BURST_SECS);
+        b.wall = wall.max(b.wall);
+        b.cpu = cpu.max(b.cpu);
+        if b.credit >= 0.0 {
+            return None;
+        }
+        metrics::counter!("reel_cpu_ceiling_pauses_total").increment(1);
+        Some(Duration::from_secs_f64(-b.credit / rate))
+    }
+}
+
+fn process_cpu() -> Duration {
+    ProcessTime::try_now().map_or(Duration::ZERO, |t| t.as_duration())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn no_ceiling_never_pauses() {
+        let g = CpuGovernor::new(100, 2);
+        let t0 = Instant::now();
+        assert_eq!(g.pause_at(t0 + 10 * MS, Duration::from_secs(100)), None);
+        assert_eq!(g.ceiling_percent(2), None);
+    }
+
+    #[test]
+    fn spending_more_than_the_rate_pauses_until_it_is_earned_back() {
+        // 50% of 2 cores: one CPU-second per wall second.
+        let g = CpuGovernor::new(50, 2);
+        let (t0, c0) = {
+            let b = g.bucket.lock().unwrap();
+            (b.wall, b.cpu)
+        };
+        // 100 ms of wall time with both cores busy: 200 ms spent, 100 ms earned.
+        let pause = g.pause_at(t0 + 100 * MS, c0 + 200 * MS).expect("in debt");
+        assert!((pause.as_secs_f64() - 0.1).abs() < 1e-9, "{pause:?}");
+        // After the pause, with no CPU spent, the debt is paid.
+        assert_eq!(g.pause_at(t0 + 200 * MS, c0 + 200 * MS), None);
+    }
+
+    #[test]
+    fn idle_time_is_banked_only_up_to_the_burst() {
+        let g = CpuGovernor::new(50, 2);
+        let (t0, c0) = {
+            let b = g.bucket.lock().unwrap();
+            (b.wall, b.cpu)
+        };
+        // A long idle spell, then a spike: only BURST_SECS of credit (0.5 CPU-s) was kept.
+        assert_eq!(g.pause_at(t0 + Duration::from_secs(60), c0), None);
+        let pause = g
+            .pause_at(t0 + Duration::from_secs(60), c0 + 1500 * MS)
+            .expect("the spike exceeds the burst");
+        assert!((pause.as_secs_f64() - 1.0).abs() < 1e-9, "{pause:?}");
+    }
+
+    #[test]
+    fn the_real_clock_reports_this_process() {
+        let g = CpuGovernor::new(10, 1);
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < 50 * MS {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        // 50 ms of busy CPU at a 10% ceiling of one core: clearly in debt.
+        assert!(g.pause().is_some());
+    }
+}
