@@ -28,8 +28,10 @@ pub struct Runtime {
 pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     // Must precede the first parallel op: both pools read their size once.
     // Post-processing's parallel loops run on rayon's global pool; size it once, first.
+    // Compute threads run at background priority so that request threads stay responsive.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(s.compute_threads)
+        .start_handler(|_| kernels::lower_current_thread_priority())
         .build_global();
 
     let (model, device) = load_model(s)?;
@@ -84,12 +86,12 @@ fn load_model(s: &Resolved) -> anyhow::Result<(Model, &'static str)> {
         other => anyhow::bail!("--device must be auto, cpu or cuda, not {other:?}"),
     };
     let model = match (&s.model, cuda) {
-        (Some(dir), false) => Model::load_with(dir, CpuBackend::new(s.compute_threads)),
+        (Some(dir), false) => Model::load_with(dir, CpuBackend::background(s.compute_threads)),
         (Some(dir), true) => Model::load_with(dir, CudaBackend::try_new(0)?),
         (None, false) => Model::from_bytes_with(
             SHIPPED_CONFIG,
             SHIPPED_WEIGHTS,
-            CpuBackend::new(s.compute_threads),
+            CpuBackend::background(s.compute_threads),
         ),
         (None, true) => {
             Model::from_bytes_with(SHIPPED_CONFIG, SHIPPED_WEIGHTS, CudaBackend::try_new(0)?)

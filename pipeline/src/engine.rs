@@ -121,6 +121,8 @@ impl Engine {
         }
         let (depth_w, shutdown_w) = (depth.clone(), shutdown.clone());
         let workers = timely::execute(timely::Config::process(cfg.workers.max(1)), move |worker| {
+            // The workers encode and drive the compute: below the request threads' priority.
+            kernels::lower_current_thread_priority();
             let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<TaskIn>>>::new();
             let probe = ProbeHandle::new();
             worker.dataflow::<u64, _, _>(|scope| {

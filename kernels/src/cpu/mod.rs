@@ -27,6 +27,17 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// A backend computing on `threads` threads (0: one per CPU).
     pub fn new(threads: usize) -> CpuBackend {
+        CpuBackend::build(threads, false)
+    }
+
+    /// As [`CpuBackend::new`], its threads at background priority
+    /// ([`crate::lower_current_thread_priority`]): for a server, whose request threads must
+    /// stay responsive while the model saturates the cores.
+    pub fn background(threads: usize) -> CpuBackend {
+        CpuBackend::build(threads, true)
+    }
+
+    fn build(threads: usize, background: bool) -> CpuBackend {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -35,6 +46,11 @@ impl CpuBackend {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("kernels-cpu-{i}"))
+            .start_handler(move |_| {
+                if background {
+                    crate::lower_current_thread_priority();
+                }
+            })
             .build()
             .unwrap_or_else(|e| panic!("cannot start {threads} compute threads: {e}"));
         CpuBackend {

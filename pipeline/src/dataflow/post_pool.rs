@@ -80,6 +80,7 @@ impl PostPool {
                 let thread = std::thread::Builder::new()
                     .name(format!("reel-post-{i}"))
                     .spawn(move || {
+                        kernels::lower_current_thread_priority();
                         for job in rx {
                             let task = job.scene.job.task;
                             let outcome = run(&ctx, &job.scene);
