@@ -46,6 +46,10 @@ fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i64) -> TxRes
     Ok(())
 }
 
+/// sled's page cache. Its default (1 GiB) lets a long-running server's memory grow with the
+/// database for hours; tasks are small records, so 64 MiB holds the hot ones of 100k tasks.
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the database under `dir/db` with the default cache sizes.
     pub fn open(dir: &Path) -> Result<Store> {
@@ -54,7 +58,10 @@ impl Store {
 
     /// Opens (or creates) the database under `dir/db`, sizing the in-memory result cache.
     pub fn open_with(dir: &Path, cache: CacheConfig) -> Result<Store> {
-        let db = sled::open(dir.join("db"))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()?;
         Ok(Store {
             tasks: db.open_tree("tasks")?,
             by_status: db.open_tree("by_status")?,
