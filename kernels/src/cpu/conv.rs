@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, Operand, PackedB};
+use super::gemm::{gemm, PackedB};
 use crate::tensor::Tensor;
 
 thread_local! {
@@ -28,14 +28,7 @@ pub(crate) fn pack_taps(w: &Tensor) -> Vec<PackedB> {
     let (cin, cout) = (w.shape[1], w.shape[2]);
     w.data
         .chunks_exact(cin * cout)
-        .map(|tap| {
-            let tap = Operand {
-                data: tap,
-                row_stride: cout,
-                col_stride: 1,
-            };
-            PackedB::new(cin, cout, tap)
-        })
+        .map(|tap| PackedB::row_major(cin, cout, tap))
         .collect()
 }
 

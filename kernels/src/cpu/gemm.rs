@@ -48,6 +48,16 @@ impl PackedB {
         PackedB { k, n, data }
     }
 
+    /// Packs a dense row-major `k x n` matrix (a weight stored as [in, out]).
+    pub(crate) fn row_major(k: usize, n: usize, data: &[f32]) -> PackedB {
+        let b = Operand {
+            data,
+            row_stride: n,
+            col_stride: 1,
+        };
+        PackedB::new(k, n, b)
+    }
+
     pub(crate) fn k(&self) -> usize {
         self.k
     }

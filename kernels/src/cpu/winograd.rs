@@ -16,7 +16,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::conv::dims4;
-use super::gemm::{gemm, Operand, PackedB};
+use super::gemm::{gemm, PackedB};
 use crate::tensor::Tensor;
 
 /// Transformed positions of one 4x4 tile.
@@ -57,14 +57,7 @@ pub(crate) fn transform_weights(w: &Tensor) -> Vec<PackedB> {
     }
     let (cin, cout) = (w.shape[2], w.shape[3]);
     u.chunks_exact(pairs)
-        .map(|m| {
-            let m = Operand {
-                data: m,
-                row_stride: cout,
-                col_stride: 1,
-            };
-            PackedB::new(cin, cout, m)
-        })
+        .map(|m| PackedB::row_major(cin, cout, m))
         .collect()
 }
 
