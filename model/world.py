@@ -114,17 +114,6 @@ def render(scene, size, frames, start):
     return out
 
 
-def random_scene(rng, allow_held_out=False):
-    while True:
-        s = {
-            "size": rng.choice(list(SIZES)), "color": rng.choice(list(COLORS)),
-            "shape": rng.choice(SHAPES), "motion": rng.choice(MOTIONS),
-            "background": rng.choice(list(BACKGROUNDS)),
-        }
-        if allow_held_out or (s["color"], s["shape"]) not in HELD_OUT:
-            return s
-
-
 SHAPE_INDEX = {s: i for i, s in enumerate(SHAPES)}
 
 

@@ -105,6 +105,7 @@ impl Engine {
         let (tx, rx) = crossbeam::channel::unbounded::<Command>();
         let depth = Arc::new(AtomicUsize::new(0));
         let shutdown = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let ctx = Arc::new(Context {
             store: store.clone(),
             hub: hub.clone(),
@@ -113,10 +114,10 @@ impl Engine {
             planner,
             data_dir: cfg.data_dir.clone(),
             max_batch: cfg.max_batch.max(1),
-            governor: Arc::new(CpuGovernor::new(cfg.max_cpu_percent, cores())),
+            governor: Arc::new(CpuGovernor::new(cfg.max_cpu_percent, cores)),
         });
-        match ctx.governor.ceiling_percent(cores()) {
-            Some(p) => tracing::info!(percent = p, cores = cores(), "CPU ceiling for the compute"),
+        match ctx.governor.ceiling_percent() {
+            Some(p) => tracing::info!(percent = p, cores, "CPU ceiling for the compute"),
             None => tracing::info!("no CPU ceiling for the compute"),
         }
         let (depth_w, shutdown_w) = (depth.clone(), shutdown.clone());
@@ -231,10 +232,6 @@ impl Engine {
     pub fn queue_bound(&self) -> usize {
         self.bound
     }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Drop for Engine {

@@ -20,6 +20,7 @@ const BURST_SECS: f64 = 0.5;
 pub struct CpuGovernor {
     /// CPU-seconds per wall second allowed (ceiling x cores); None: no ceiling.
     rate: Option<f64>,
+    cores: usize,
     bucket: Mutex<Bucket>,
 }
 
@@ -35,6 +36,7 @@ impl CpuGovernor {
         let rate = (percent < 100).then(|| f64::from(percent.max(1)) / 100.0 * cores as f64);
         CpuGovernor {
             rate,
+            cores,
             bucket: Mutex::new(Bucket {
                 wall: Instant::now(),
                 cpu: process_cpu(),
@@ -44,8 +46,8 @@ impl CpuGovernor {
     }
 
     /// The ceiling in percent of all cores, if any.
-    pub fn ceiling_percent(&self, cores: usize) -> Option<f64> {
-        self.rate.map(|r| 100.0 * r / cores as f64)
+    pub fn ceiling_percent(&self) -> Option<f64> {
+        self.rate.map(|r| 100.0 * r / self.cores as f64)
     }
 
     /// How long to pause before the next piece of compute; None to go on now.
@@ -81,22 +83,25 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// The wall instant and process CPU time the governor's bucket starts from.
+    fn start(g: &CpuGovernor) -> (Instant, Duration) {
+        let b = g.bucket.lock().unwrap();
+        (b.wall, b.cpu)
+    }
+
     #[test]
     fn no_ceiling_never_pauses() {
         let g = CpuGovernor::new(100, 2);
         let t0 = Instant::now();
         assert_eq!(g.pause_at(t0 + 10 * MS, Duration::from_secs(100)), None);
-        assert_eq!(g.ceiling_percent(2), None);
+        assert_eq!(g.ceiling_percent(), None);
     }
 
     #[test]
     fn spending_more_than_the_rate_pauses_until_it_is_earned_back() {
         // 50% of 2 cores: one CPU-second per wall second.
         let g = CpuGovernor::new(50, 2);
-        let (t0, c0) = {
-            let b = g.bucket.lock().unwrap();
-            (b.wall, b.cpu)
-        };
+        let (t0, c0) = start(&g);
         // 100 ms of wall time with both cores busy: 200 ms spent, 100 ms earned.
         let pause = g.pause_at(t0 + 100 * MS, c0 + 200 * MS).expect("in debt");
         assert!((pause.as_secs_f64() - 0.1).abs() < 1e-9, "{pause:?}");
@@ -107,10 +112,7 @@ mod tests {
     #[test]
     fn idle_time_is_banked_only_up_to_the_burst() {
         let g = CpuGovernor::new(50, 2);
-        let (t0, c0) = {
-            let b = g.bucket.lock().unwrap();
-            (b.wall, b.cpu)
-        };
+        let (t0, c0) = start(&g);
         // A long idle spell, then a spike: only BURST_SECS of credit (0.5 CPU-s) was kept.
         assert_eq!(g.pause_at(t0 + Duration::from_secs(60), c0), None);
         let pause = g
