@@ -62,6 +62,52 @@ pub const OPS: [&str; 4] = [
     "POST /api/tasks",
 ];
 
+/// How the `api` scenario's users behave.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct ApiLoad {
+    pub users: usize,
+    /// Requests in all, shared by the users.
+    pub requests: usize,
+    /// Default 3-scene tasks kept queued or running for as long as the load lasts, so that
+    /// generation saturates the compute meanwhile (0: none).
+    pub background_tasks: usize,
+    /// A user's pause after each answer, drawn uniformly from `[min, max]` milliseconds, like
+    /// Locust's `between(min, max)`; `[0, 0]` sends back to back (a closed-loop stress).
+    pub think_ms: [u64; 2],
+}
+
+impl ApiLoad {
+    /// `users` users sending `requests` back to back, nothing generating.
+    pub fn closed(users: usize, requests: usize) -> ApiLoad {
+        ApiLoad {
+            users,
+            requests,
+            background_tasks: 0,
+            think_ms: [0, 0],
+        }
+    }
+
+    fn think(&self, rng: &mut fastrand::Rng) -> Option<Duration> {
+        let [lo, hi] = self.think_ms;
+        (hi > 0).then(|| Duration::from_millis(rng.u64(lo..=hi)))
+    }
+}
+
+/// Parses a think time `MIN,MAX` in milliseconds (for clap).
+pub fn parse_think_ms(s: &str) -> Result<[u64; 2], String> {
+    let parse = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("{v:?}: {e}"));
+    match s.split_once(',') {
+        Some((lo, hi)) => {
+            let (lo, hi) = (parse(lo)?, parse(hi)?);
+            if lo > hi {
+                return Err(format!("MIN {lo} is above MAX {hi}"));
+            }
+            Ok([lo, hi])
+        }
+        None => Err("expected MIN,MAX in milliseconds".into()),
+    }
+}
+
 /// Result of the `api` scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ApiResult {
@@ -69,42 +115,63 @@ pub struct ApiResult {
     pub wall_s: f64,
     pub total: Summary,
     pub by_op: BTreeMap<String, Summary>,
-    /// Default 3-scene tasks submitted before the load to keep the compute busy.
+    /// Default 3-scene tasks kept in flight meanwhile.
     pub background_tasks: usize,
-    /// Whether generation was still running when the load ended (so it overlapped it all).
-    pub generation_busy_at_end: bool,
+    /// The users' pause between requests (see [`ApiLoad::think_ms`]).
+    #[serde(default)]
+    pub think_ms: [u64; 2],
+    /// Share of the load's duration during which a task was being generated, from polls of
+    /// `/api/stats` every [`BUSY_POLL`] (0 without background tasks).
+    #[serde(default)]
+    pub generation_busy_share: f64,
+    /// Background tasks submitted while the load ran.
+    #[serde(default)]
+    pub background_submitted: usize,
 }
 
-/// `users` clients share `requests` requests (until `deadline`), cycling through [`OPS`].
-/// With `background_tasks > 0`, that many default 3-scene tasks (distinct seeds, so no cache
-/// hits) are submitted first, so the API is measured while generation saturates the compute.
-pub async fn api(
-    srv: &Server,
-    users: usize,
-    requests: usize,
-    background_tasks: usize,
-    deadline: Instant,
-) -> Result<ApiResult> {
+/// How often the background feeder checks how many tasks are unfinished.
+pub const BUSY_POLL: Duration = Duration::from_millis(200);
+
+/// `load.users` users share `load.requests` requests (until `deadline`), cycling through
+/// [`OPS`] and pausing `load.think_ms` after each. With `load.background_tasks > 0`, that many
+/// default 3-scene tasks (distinct seeds, so no cache hits) are kept unfinished throughout,
+/// so the API is measured while generation saturates the compute.
+pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiResult> {
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(users)
+        .pool_max_idle_per_host(load.users)
         .build()?;
     let seeded = post_task(&http, srv, &small_task()).await?;
-    for i in 0..background_tasks {
-        let body = json!({"prompt": "测试视频", "num_scenes": 3, "seed": 90_000 + i as u64});
-        post_task(&http, srv, &body).await?;
+    let fed = Arc::new(Feeder::default());
+    let feeder = (load.background_tasks > 0).then(|| {
+        tokio::spawn(keep_generating(
+            http.clone(),
+            srv.base().to_owned(),
+            load.background_tasks,
+            fed.clone(),
+        ))
+    });
+    if feeder.is_some() {
+        // Let generation start before the first measured request.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let last_id = Arc::new(AtomicU64::new(seeded));
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut clients = Vec::new();
-    for _ in 0..users {
+    for user in 0..load.users {
         let (http, next, last_id) = (http.clone(), next.clone(), last_id.clone());
         let base = srv.base().to_owned();
         clients.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(user as u64);
             let mut tallies: [Tally; 4] = Default::default();
+            // Paced users arrive spread over one pause, as Locust spawns them, rather than
+            // all in the first millisecond.
+            if let Some(pause) = load.think(&mut rng) {
+                tokio::time::sleep(pause.mul_f64(rng.f64())).await;
+            }
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests || Instant::now() >= deadline {
+                if i >= load.requests || Instant::now() >= deadline {
                     break;
                 }
                 let op = i % OPS.len();
@@ -127,6 +194,9 @@ pub async fn api(
                     }
                 }
                 tallies[op].record(took, outcome(&res));
+                if let Some(pause) = load.think(&mut rng) {
+                    tokio::time::sleep(pause).await;
+                }
             }
             tallies
         }));
@@ -138,7 +208,19 @@ pub async fn api(
         }
     }
     let wall = started.elapsed();
-    let generation_busy_at_end = background_tasks > 0 && generation_busy(&http, srv).await?;
+    let (busy_share, submitted) = match feeder {
+        Some(f) => {
+            f.abort();
+            match f.await {
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => bail!("background feeder: {e}"),
+                Ok(Err(e)) => return Err(e.context("background feeder")),
+                Ok(Ok(())) => unreachable!("the feeder runs until aborted"),
+            }
+            fed.busy_share_and_submitted()
+        }
+        None => (0.0, 0),
+    };
     let mut total = Tally::default();
     let mut by_op = BTreeMap::new();
     for (name, t) in OPS.iter().zip(per_op) {
@@ -146,30 +228,84 @@ pub async fn api(
         total.merge(t);
     }
     Ok(ApiResult {
-        users,
+        users: load.users,
         wall_s: wall.as_secs_f64(),
         total: total.summary(wall),
         by_op,
-        background_tasks,
-        generation_busy_at_end,
+        background_tasks: load.background_tasks,
+        think_ms: load.think_ms,
+        generation_busy_share: busy_share,
+        background_submitted: submitted,
     })
 }
 
-/// Whether any task is still queued or in progress, from `/api/stats`.
-async fn generation_busy(http: &reqwest::Client, srv: &Server) -> Result<bool> {
-    let stats: Value = http.get(srv.url("/api/stats")).send().await?.json().await?;
-    let tasks = stats["tasks"]
-        .as_object()
-        .context("/api/stats has no tasks")?;
-    Ok([
-        "queued",
-        "planning",
-        "generating",
-        "post_processing",
-        "encoding",
-    ]
-    .iter()
-    .any(|s| tasks.get(*s).and_then(Value::as_u64).unwrap_or(0) > 0))
+/// What the background feeder saw and did.
+#[derive(Default)]
+struct Feeder {
+    polls: AtomicUsize,
+    busy_polls: AtomicUsize,
+    submitted: AtomicUsize,
+}
+
+impl Feeder {
+    fn busy_share_and_submitted(&self) -> (f64, usize) {
+        let polls = self.polls.load(Ordering::Relaxed).max(1);
+        (
+            self.busy_polls.load(Ordering::Relaxed) as f64 / polls as f64,
+            self.submitted.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// States of a task that is on its way but not yet finished.
+const UNFINISHED: [&str; 5] = [
+    "queued",
+    "planning",
+    "generating",
+    "post_processing",
+    "encoding",
+];
+
+/// Keeps `k` default 3-scene tasks unfinished until aborted: every [`BUSY_POLL`] it reads the
+/// task counts from `/api/stats`, notes whether any task is past the queue, and tops up.
+async fn keep_generating(
+    http: reqwest::Client,
+    base: String,
+    k: usize,
+    fed: Arc<Feeder>,
+) -> Result<()> {
+    let mut seed = 90_000u64;
+    loop {
+        let stats: Value = http
+            .get(format!("{base}/api/stats"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let tasks = stats["tasks"]
+            .as_object()
+            .context("/api/stats has no tasks")?;
+        let count = |s: &str| tasks.get(s).and_then(Value::as_u64).unwrap_or(0) as usize;
+        let unfinished: usize = UNFINISHED.iter().map(|s| count(s)).sum();
+        fed.polls.fetch_add(1, Ordering::Relaxed);
+        if unfinished > count("queued") {
+            fed.busy_polls.fetch_add(1, Ordering::Relaxed);
+        }
+        for _ in unfinished..k {
+            let body = json!({"prompt": "测试视频", "num_scenes": 3, "seed": seed});
+            let r = http
+                .post(format!("{base}/api/tasks"))
+                .json(&body)
+                .send()
+                .await?;
+            if r.status().as_u16() != 202 {
+                bail!("background POST answered {}", r.status());
+            }
+            seed += 1;
+            fed.submitted.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(BUSY_POLL).await;
+    }
 }
 
 /// Result of the `burst` scenario.

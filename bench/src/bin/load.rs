@@ -6,8 +6,9 @@
 //! fresh data dir, wait for `/healthz`, run, and stop the server:
 //! - `api`: `--users` concurrent clients share `--requests` requests, cycling through
 //!   `GET /api/tasks`, `GET /api/tasks/{id}`, `GET /healthz` and `POST /api/tasks` (one small
-//!   scene, one step, fixed seed, so repeats are cache hits); `--background-tasks K` first
-//!   submits K default 3-scene tasks so that generation saturates the compute meanwhile;
+//!   scene, one step, fixed seed, so repeats are cache hits), back to back or, with
+//!   `--think-ms MIN,MAX`, pausing like Locust users; `--background-tasks K` keeps K default
+//!   3-scene tasks unfinished throughout so that generation saturates the compute meanwhile;
 //! - `burst`: `--connections` clients, each on its own connection, send one `GET /api/tasks`
 //!   at the same moment;
 //! - `generate`: one task of `--scenes` scenes alone, then `--tasks` such tasks together (a
@@ -33,7 +34,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use bench::http_load::{self, TaskShape};
+use bench::http_load::{self, ApiLoad, TaskShape};
 use bench::monitor::{Monitor, ProcessUsage};
 use bench::server::{find_reel, Server};
 use bench::soak::{self, SoakConfig};
@@ -62,9 +63,12 @@ struct Args {
     /// `api`: requests in all.
     #[arg(long, default_value_t = 10_000)]
     requests: usize,
-    /// `api`: default 3-scene tasks submitted first, to load the compute meanwhile.
+    /// `api`: default 3-scene tasks kept unfinished meanwhile, so generation loads the compute.
     #[arg(long, default_value_t = 0)]
     background_tasks: usize,
+    /// `api`: each user's pause after an answer, uniform in MIN,MAX ms (Locust's `between`).
+    #[arg(long, value_parser = http_load::parse_think_ms, default_value = "0,0")]
+    think_ms: [u64; 2],
     /// `burst`: simultaneous connections.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -135,14 +139,13 @@ async fn over_http(args: &Args) -> Result<(Value, ProcessUsage)> {
     };
     let result = match args.scenario {
         Scenario::Api => {
-            let r = http_load::api(
-                &srv,
-                args.users,
-                args.requests,
-                args.background_tasks,
-                deadline,
-            )
-            .await;
+            let load = ApiLoad {
+                users: args.users,
+                requests: args.requests,
+                background_tasks: args.background_tasks,
+                think_ms: args.think_ms,
+            };
+            let r = http_load::api(&srv, load, deadline).await;
             r.map(|r| {
                 println!("{}", r.total.line("total"));
                 for (name, s) in &r.by_op {

@@ -5,7 +5,8 @@
 //! `cargo build --release && cargo run --release -p bench --bin report -- --out docs/BENCH_REPORT.md`
 //!
 //! The measured results are saved as JSON (`--results-json`, by default `results.json` next
-//! to the plots) and `--input` rewrites a report from such a file without measuring.
+//! to the plots) and `--input` rewrites a report from such a file without measuring;
+//! `--keep` fills the scenarios a run leaves out from such a file (the report says so).
 //! `--baseline bench/baseline.json --max-regression 0.25` exits non-zero when a figure is
 //! worse than the baseline's beyond the margin (see `bench::report::gate`);
 //! `--write-baseline` stores this run's figures as the new baseline instead.
@@ -13,10 +14,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use bench::http_load::ApiLoad;
 use bench::report::figures::figures;
 use bench::report::gate::{self, Baseline};
 use bench::report::markdown;
-use bench::report::results::{measure, BusyApi, Plan, Results};
+use bench::report::results::{measure, Plan, Results};
 use bench::soak::SoakConfig;
 use bench::storage_load::{StorageConfig, Workload};
 use clap::{Parser, ValueEnum};
@@ -42,6 +44,10 @@ struct Args {
     /// Where the measured results are saved [default: `results.json` among the plots].
     #[arg(long)]
     results_json: Option<PathBuf>,
+    /// Take the scenarios this run leaves out from the results of an earlier run on this
+    /// machine (e.g. a one-hour soak run on its own with `--scenarios soak`).
+    #[arg(long, conflicts_with = "input")]
+    keep: Option<PathBuf>,
     /// Read the results of an earlier run instead of measuring.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -59,13 +65,17 @@ struct Args {
     /// `api`: requests of each run (paired with `--api-users`; the last repeats).
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
     api_requests: Vec<usize>,
-    /// `api-busy`: users, requests and default 3-scene tasks submitted first.
+    /// `api-busy`: users, requests, default 3-scene tasks kept unfinished meanwhile, and each
+    /// user's pause between requests in ms (uniform in MIN,MAX, like Locust's `between`;
+    /// `0,0` sends back to back).
     #[arg(long, default_value_t = 100)]
     busy_users: usize,
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 3000)]
     busy_requests: usize,
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     busy_tasks: usize,
+    #[arg(long, value_parser = bench::http_load::parse_think_ms, default_value = "1000,2000")]
+    busy_think_ms: [u64; 2],
     /// `burst`: simultaneous connections.
     #[arg(long, default_value_t = 1000)]
     burst: usize,
@@ -135,10 +145,11 @@ impl Args {
             } else {
                 Vec::new()
             },
-            api_busy: on(Scenario::ApiBusy).then_some(BusyApi {
+            api_busy: on(Scenario::ApiBusy).then_some(ApiLoad {
                 users: self.busy_users,
                 requests: self.busy_requests,
                 background_tasks: self.busy_tasks,
+                think_ms: self.busy_think_ms,
             }),
             burst: on(Scenario::Burst).then_some(self.burst),
             generate_scenes: if on(Scenario::Generate) {
@@ -183,7 +194,10 @@ async fn main() -> Result<()> {
     let results = match &args.input {
         Some(path) => Results::load(path)?,
         None => {
-            let r = measure(&args.plan()).await?;
+            let mut r = measure(&args.plan()).await?;
+            if let Some(path) = &args.keep {
+                r.keep_unmeasured(Results::load(path)?)?;
+            }
             let path = args
                 .results_json
                 .clone()

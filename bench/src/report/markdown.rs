@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use super::figures::{goals, targets, Verdict};
+use super::figures::{goals, pacing, targets, Verdict};
 use super::gate::GateResult;
 use super::plots::{draw, plain, pow10, Panel, Series};
 use super::results::Results;
@@ -132,6 +132,13 @@ pub fn write(
         r.wall_s,
         r.machine.cores
     );
+    if !r.kept.is_empty() {
+        let _ = writeln!(
+            o,
+            "Taken from earlier runs on the same machine: {}.\n",
+            r.kept.join(", ")
+        );
+    }
     o.push_str("## The original targets\n\n");
     verdict_table(&mut o, &targets(r));
     o.push_str("## The goals of issue 6, on this machine\n\n");
@@ -139,7 +146,7 @@ pub fn write(
 
     let mut timelines: Vec<(String, &ProcessUsage)> = Vec::new();
     if !r.api.is_empty() || r.api_busy.is_some() {
-        o.push_str("## API\n\nEach user cycles through `GET /api/tasks`, `GET /api/tasks/{id}`, `GET /healthz` and `POST /api/tasks` (a cached one-scene task).\n\n");
+        o.push_str("## API\n\nEach user cycles through `GET /api/tasks`, `GET /api/tasks/{id}`, `GET /healthz` and `POST /api/tasks` (a cached one-scene task). The user counts alone send back to back (a closed-loop stress, whose latency is mostly queueing: users / throughput); the run while generating paces its users like Locust users, arriving spread over one pause, while the bench keeps default tasks unfinished so that generation saturates the compute throughout.\n\n");
         let _ = writeln!(o, "| users | {SUMMARY_HEAD} |\n|---|{}", "---|".repeat(10));
         for m in &r.api {
             let _ = writeln!(
@@ -154,8 +161,9 @@ pub fn write(
         if let Some(m) = &r.api_busy {
             let _ = writeln!(
                 o,
-                "| {} while {} default tasks generate | {} | {} |",
+                "| {}, {}, while {} default tasks are kept generating | {} | {} |",
                 m.result.users,
+                pacing(m.result.think_ms),
                 m.result.background_tasks,
                 summary_cells(&m.result.total),
                 usage_cells(&m.server)

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::machine::{now_utc, Machine};
-use crate::http_load::{self, ApiResult, BurstResult, GenerateResult, TaskShape};
+use crate::http_load::{self, ApiLoad, ApiResult, BurstResult, GenerateResult, TaskShape};
 use crate::monitor::{Monitor, ProcessUsage};
 use crate::server::Server;
 use crate::soak::{self, SoakConfig, SoakResult};
@@ -34,6 +34,10 @@ pub struct Results {
     pub generate: Vec<Measured<GenerateResult>>,
     pub storage: Option<Measured<StorageResult>>,
     pub soak: Option<Measured<SoakResult>>,
+    /// Parts taken from earlier runs on the same machine (see [`Results::keep_unmeasured`]),
+    /// each as "part (date)".
+    #[serde(default)]
+    pub kept: Vec<String>,
 }
 
 impl Results {
@@ -43,18 +47,46 @@ impl Results {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// Fills the parts this run did not measure from `earlier`, a run on the same machine (a
+    /// one-hour soak, say, run apart from the quicker scenarios), noting each in `kept`.
+    pub fn keep_unmeasured(&mut self, earlier: Results) -> Result<()> {
+        let (now, then) = (self.machine.describe(), earlier.machine.describe());
+        if now != then {
+            bail!("the earlier run was on another machine: {then}");
+        }
+        let date = earlier.date;
+        let mut kept = |part: &str, taken: bool| {
+            if taken {
+                self.kept.push(format!("{part} ({date})"));
+            }
+        };
+        fn take<T>(mine: &mut Option<T>, theirs: Option<T>) -> bool {
+            let taken = mine.is_none() && theirs.is_some();
+            if taken {
+                *mine = theirs;
+            }
+            taken
+        }
+        fn take_all<T>(mine: &mut Vec<T>, theirs: Vec<T>) -> bool {
+            let taken = mine.is_empty() && !theirs.is_empty();
+            if taken {
+                *mine = theirs;
+            }
+            taken
+        }
+        kept("api", take_all(&mut self.api, earlier.api));
+        kept("api-busy", take(&mut self.api_busy, earlier.api_busy));
+        kept("burst", take(&mut self.burst, earlier.burst));
+        kept("generate", take_all(&mut self.generate, earlier.generate));
+        kept("storage", take(&mut self.storage, earlier.storage));
+        kept("soak", take(&mut self.soak, earlier.soak));
+        Ok(())
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", path.display()))
     }
-}
-
-/// The API while generation runs: users, requests, and default tasks submitted first.
-#[derive(Clone, Copy, Debug)]
-pub struct BusyApi {
-    pub users: usize,
-    pub requests: usize,
-    pub background_tasks: usize,
 }
 
 /// Which scenarios to run, at which sizes. Empty lists and `None` skip a scenario.
@@ -63,7 +95,8 @@ pub struct Plan {
     pub reel_bin: Option<PathBuf>,
     /// `(users, requests)` pairs.
     pub api: Vec<(usize, usize)>,
-    pub api_busy: Option<BusyApi>,
+    /// The API while generation runs.
+    pub api_busy: Option<ApiLoad>,
     pub burst: Option<usize>,
     /// Scenes per task of each generate run, and the concurrencies of each.
     pub generate_scenes: Vec<usize>,
@@ -117,21 +150,20 @@ pub async fn measure(plan: &Plan) -> Result<Results> {
         generate: Vec::new(),
         storage: None,
         soak: None,
+        kept: Vec::new(),
     };
     if let Some(bin) = &bin {
         for &(users, requests) in &plan.api {
             let m = with_server(bin, async |srv| {
-                http_load::api(srv, users, requests, 0, deadline()).await
+                http_load::api(srv, ApiLoad::closed(users, requests), deadline()).await
             })
             .await?;
             eprintln!("{}", m.result.total.line(&format!("api x{users}")));
             out.api.push(m);
         }
-        if let Some(b) = plan.api_busy {
-            let m = with_server(bin, async |srv| {
-                http_load::api(srv, b.users, b.requests, b.background_tasks, deadline()).await
-            })
-            .await?;
+        if let Some(load) = plan.api_busy {
+            let m =
+                with_server(bin, async |srv| http_load::api(srv, load, deadline()).await).await?;
             eprintln!("{}", m.result.total.line("api while generating"));
             out.api_busy = Some(m);
         }
@@ -190,4 +222,55 @@ pub async fn measure(plan: &Plan) -> Result<Results> {
     }
     out.wall_s = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty(date: &str, machine: Machine) -> Results {
+        Results {
+            date: date.into(),
+            machine,
+            wall_s: 1.0,
+            api: Vec::new(),
+            api_busy: None,
+            burst: None,
+            generate: Vec::new(),
+            storage: None,
+            soak: None,
+            kept: Vec::new(),
+        }
+    }
+
+    fn burst(connections: usize) -> Option<Measured<BurstResult>> {
+        Some(Measured {
+            result: BurstResult {
+                connections,
+                wall_s: 1.0,
+                total: Default::default(),
+            },
+            server: ProcessUsage::default(),
+        })
+    }
+
+    #[test]
+    fn keeps_only_what_this_run_left_out_and_says_so() {
+        let machine = Machine::detect().unwrap();
+        let mut earlier = empty("then", machine.clone());
+        earlier.burst = burst(7);
+        let mut now = empty("now", machine.clone());
+        now.keep_unmeasured(earlier.clone()).unwrap();
+        assert_eq!(now.burst.as_ref().unwrap().result.connections, 7);
+        assert_eq!(now.kept, ["burst (then)"]);
+
+        let mut measured = empty("now", machine);
+        measured.burst = burst(9);
+        measured.keep_unmeasured(earlier.clone()).unwrap();
+        assert_eq!(measured.burst.unwrap().result.connections, 9);
+        assert!(measured.kept.is_empty());
+
+        let mut elsewhere = empty("now", Machine::default());
+        assert!(elsewhere.keep_unmeasured(earlier).is_err());
+    }
 }
