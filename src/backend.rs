@@ -2,17 +2,20 @@
 
 use std::sync::Arc;
 
+use kernels::{GpuMonitor, GpuUsage};
 use pipeline::engine::{Engine, Progress, SubmitError, TaskEvent};
 use tokio::sync::broadcast;
 
 pub struct EngineBackend {
     engine: Arc<Engine>,
     ready: serde_json::Value,
+    /// The model's GPU, when it runs on one and NVML opened.
+    gpu: Option<GpuMonitor>,
 }
 
 impl EngineBackend {
-    pub fn new(engine: Arc<Engine>, ready: serde_json::Value) -> Self {
-        EngineBackend { engine, ready }
+    pub fn new(engine: Arc<Engine>, ready: serde_json::Value, gpu: Option<GpuMonitor>) -> Self {
+        EngineBackend { engine, ready, gpu }
     }
 }
 
@@ -40,5 +43,11 @@ impl api::Backend for EngineBackend {
     }
     fn ready(&self) -> serde_json::Value {
         self.ready.clone()
+    }
+    fn gpu(&self) -> Option<GpuUsage> {
+        let sample = self.gpu.as_ref()?.sample();
+        sample
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot read the GPU"))
+            .ok()
     }
 }

@@ -19,6 +19,8 @@ const SHIPPED_WEIGHTS: &[u8] = include_bytes!("../model/checkpoint/model.safeten
 pub struct Runtime {
     /// "cpu" or "cuda": where the model runs.
     pub device: &'static str,
+    /// The GPU's UUID (NVML's spelling) when the model runs on CUDA.
+    pub gpu_uuid: Option<String>,
     pub store: Arc<Store>,
     pub engine: Arc<Engine>,
     pub model: Arc<Model>,
@@ -34,7 +36,8 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         .start_handler(|_| kernels::lower_current_thread_priority())
         .build_global();
 
-    let (model, device) = load_model(s)?;
+    let (model, gpu_uuid) = load_model(s)?;
+    let device = if gpu_uuid.is_some() { "cuda" } else { "cpu" };
     let model = Arc::new(model);
     tracing::info!(
         model = model.id(),
@@ -70,6 +73,7 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     )?;
     Ok(Runtime {
         device,
+        gpu_uuid,
         store,
         engine: Arc::new(engine),
         model,
@@ -77,26 +81,35 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     })
 }
 
-/// The model on the device `--device` asks for: `auto` takes CUDA when a GPU works.
-fn load_model(s: &Resolved) -> anyhow::Result<(Model, &'static str)> {
+/// The model on the device `--device` asks for: `auto` takes CUDA when a GPU works. With it,
+/// the GPU's UUID when the model runs on one.
+fn load_model(s: &Resolved) -> anyhow::Result<(Model, Option<String>)> {
     let cuda = match s.device.as_str() {
         "cpu" => false,
         "cuda" => true,
         "auto" => cuda_available(),
         other => anyhow::bail!("--device must be auto, cpu or cuda, not {other:?}"),
     };
-    let model = match (&s.model, cuda) {
-        (Some(dir), false) => Model::load_with(dir, CpuBackend::background(s.compute_threads)),
-        (Some(dir), true) => Model::load_with(dir, CudaBackend::try_new(0)?),
-        (None, false) => Model::from_bytes_with(
-            SHIPPED_CONFIG,
-            SHIPPED_WEIGHTS,
-            CpuBackend::background(s.compute_threads),
-        ),
-        (None, true) => {
-            Model::from_bytes_with(SHIPPED_CONFIG, SHIPPED_WEIGHTS, CudaBackend::try_new(0)?)
-        }
+    let (model, uuid) = if cuda {
+        let backend = CudaBackend::try_new(0)?;
+        let uuid = backend.uuid().to_owned();
+        (with_weights(s, backend), Some(uuid))
+    } else {
+        (
+            with_weights(s, CpuBackend::background(s.compute_threads)),
+            None,
+        )
+    };
+    Ok((model.context("loading the model")?, uuid))
+}
+
+/// The `--model` checkpoint, or the shipped one, on `backend`.
+fn with_weights<B: kernels::Backend>(
+    s: &Resolved,
+    backend: B,
+) -> Result<Model, kernels::KernelError> {
+    match &s.model {
+        Some(dir) => Model::load_with(dir, backend),
+        None => Model::from_bytes_with(SHIPPED_CONFIG, SHIPPED_WEIGHTS, backend),
     }
-    .context("loading the model")?;
-    Ok((model, if cuda { "cuda" } else { "cpu" }))
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kernels::GpuMonitor;
 
 use crate::backend::EngineBackend;
 use crate::config::Resolved;
@@ -23,7 +24,12 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
         "workers": s.workers,
         "max_batch": s.max_batch,
     });
-    let backend = Arc::new(EngineBackend::new(rt.engine.clone(), ready));
+    let gpu = rt.gpu_uuid.as_deref().and_then(|uuid| {
+        GpuMonitor::open(uuid)
+            .inspect_err(|e| tracing::warn!(error = %e, "no GPU figures in /metrics"))
+            .ok()
+    });
+    let backend = Arc::new(EngineBackend::new(rt.engine.clone(), ready, gpu));
     let routes =
         api::routes_with_metrics(rt.store.clone(), backend, s.data_dir.clone(), prometheus);
     let tokio = tokio::runtime::Builder::new_multi_thread()

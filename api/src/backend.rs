@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use kernels::GpuUsage;
 use pipeline::engine::{Progress, SubmitError, TaskEvent};
 use tokio::sync::broadcast;
 
-/// The pipeline as the API sees it. All methods are cheap and non-blocking.
+/// The pipeline as the API sees it. All methods but [`Backend::gpu`] are cheap and
+/// non-blocking.
 pub trait Backend: Send + Sync + 'static {
     /// Starts work on a task already in storage; `QueueFull` becomes a 429.
     fn submit(&self, id: u64) -> Result<(), SubmitError>;
@@ -21,4 +23,9 @@ pub trait Backend: Send + Sync + 'static {
     fn queue_bound(&self) -> usize;
     /// What is serving (model id, device, post-processing adapter...), shown in `/readyz`.
     fn ready(&self) -> serde_json::Value;
+    /// The GPU the model runs on, read now; `None` on the CPU backend or where NVML is
+    /// absent. The one method that may block (briefly): call it off the async workers.
+    fn gpu(&self) -> Option<GpuUsage> {
+        None
+    }
 }

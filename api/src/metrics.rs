@@ -7,8 +7,9 @@
 //! `reel_http_request_duration_seconds{method, route, status}` (time to the response head;
 //! streams keep flowing after it) and is counted in `reel_http_requests_in_flight` while it
 //! is served. `route` is the matched route template ([`route_template`]), so the label set
-//! stays bounded whatever paths clients send. Process CPU and memory, task counts by state
-//! and the queue are sampled when `/metrics` is scraped.
+//! stays bounded whatever paths clients send. Process CPU and memory, task counts by state,
+//! the queue and, when the model runs on CUDA, the GPU's utilisation and memory
+//! (`reel_gpu_*`) are sampled when `/metrics` is scraped.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -151,6 +152,12 @@ pub async fn scrape(
         }
         ::metrics::gauge!("reel_queue_depth").set(st.backend.queue_depth() as f64);
         ::metrics::gauge!("reel_queue_bound").set(st.backend.queue_bound() as f64);
+        if let Some(gpu) = st.backend.gpu() {
+            ::metrics::gauge!("reel_gpu_utilization_percent")
+                .set(f64::from(gpu.utilization_percent));
+            ::metrics::gauge!("reel_gpu_memory_used_bytes").set(gpu.memory_used_bytes as f64);
+            ::metrics::gauge!("reel_gpu_memory_total_bytes").set(gpu.memory_total_bytes as f64);
+        }
         prometheus.run_upkeep();
         Ok(prometheus.render())
     })

@@ -4,7 +4,8 @@
 //! disk holding the data dir, and network byte counters. CPU percentages are measured between
 //! two samples, so they cover the time since the previous `/api/stats` or `/metrics` request
 //! (the first one reads 0). Queue, task counts and cache figures come from the backend and the
-//! store, as in `/readyz`.
+//! store, as in `/readyz`; the GPU's utilisation and memory from the backend (NVML) when the
+//! model runs on CUDA.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -177,8 +178,8 @@ struct Stats {
     queue: Queue,
     tasks: std::collections::BTreeMap<storage::TaskStatus, u64>,
     cache: CacheStats,
-    /// No GPU backend yet.
-    gpu: Option<()>,
+    /// The model's GPU; `null` on the CPU backend.
+    gpu: Option<kernels::GpuUsage>,
 }
 
 #[derive(Serialize)]
@@ -198,7 +199,7 @@ pub async fn stats(st: AppState, probe: Arc<Probe>) -> Result<Response, Rejectio
             },
             tasks: st.store.counts()?,
             cache: st.store.cache_stats(),
-            gpu: None,
+            gpu: st.backend.gpu(),
         })
     })
     .await

@@ -90,6 +90,36 @@ async fn stats_summarise_host_queue_tasks_and_cache() {
     assert!(body["gpu"].is_null());
 }
 
+#[tokio::test]
+async fn gpu_figures_appear_when_the_model_runs_on_a_gpu() {
+    let handle = api::metrics::install_recorder().unwrap();
+    let rig = start_with(Some(handle)).await;
+    let usage = kernels::GpuUsage {
+        name: "Test GPU".into(),
+        utilization_percent: 42,
+        memory_used_bytes: 3 << 30,
+        memory_total_bytes: 80 << 30,
+    };
+    *rig.backend.gpu.lock().unwrap() = Some(usage);
+
+    let (status, body) = json_of(rig.get("/api/stats").await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["gpu"]["name"], "Test GPU");
+    assert_eq!(body["gpu"]["utilization_percent"], 42);
+    assert_eq!(body["gpu"]["memory_used_bytes"], 3u64 << 30);
+    assert_eq!(body["gpu"]["memory_total_bytes"], 80u64 << 30);
+
+    let text = rig.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        sample(&text, "reel_gpu_utilization_percent", &[]),
+        Some(42.0)
+    );
+    let used = sample(&text, "reel_gpu_memory_used_bytes", &[]);
+    assert_eq!(used, Some((3u64 << 30) as f64), "{text}");
+    let total = sample(&text, "reel_gpu_memory_total_bytes", &[]);
+    assert_eq!(total, Some((80u64 << 30) as f64));
+}
+
 /// Every path of the OpenAPI document is its own route label.
 #[test]
 fn route_labels_are_the_documented_templates() {

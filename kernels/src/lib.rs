@@ -12,6 +12,7 @@
 //! - `Model` / `SceneState` / `Clip`: what the pipeline drives: `Model::load` a checkpoint
 //!   written by model/export.py, `start` scenes, `step` any set of them together in one batched
 //!   forward pass, `decode` to frames.
+//! - `GpuMonitor`: utilisation and memory of the CUDA backend's GPU (NVML), for monitoring.
 
 pub mod backend;
 pub mod cells;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod cpu;
 pub mod cuda;
 mod error;
+mod gpu_usage;
 mod model;
 pub mod philox;
 mod priority;
@@ -34,6 +36,7 @@ pub use config::{ModelConfig, SamplerDefaults};
 pub use cpu::CpuBackend;
 pub use cuda::{cuda_available, CudaBackend};
 pub use error::KernelError;
+pub use gpu_usage::{GpuMonitor, GpuUsage};
 pub use priority::lower_current_thread_priority;
 pub use reel::{Clip, Model};
 pub use sampler::{Method, Prediction};

@@ -14,8 +14,8 @@ use common::{randn, rel_err};
 use kernels::cuda::StepCoefficients;
 use kernels::sampler::Solver;
 use kernels::{
-    cuda_available, Backend, CpuBackend, CudaBackend, KernelError, Method, Model, Norm, Prediction,
-    Tensor,
+    cuda_available, Backend, CpuBackend, CudaBackend, GpuMonitor, KernelError, Method, Model, Norm,
+    Prediction, Tensor,
 };
 
 /// Ops summing products in f32 (cuBLAS and the CPU GEMM sum in different orders).
@@ -109,6 +109,21 @@ fn conv2d(shape: [usize; 5]) {
     parity!(format!("conv2d {shape:?}"), SUM_TOL, |be| be.download(
         &be.conv2d(&be.upload(&x), &be.upload(&wt), &be.upload(&b))
     ));
+}
+
+#[test]
+fn nvml_reads_the_backend_s_gpu() {
+    let Some(be) = gpu() else { return };
+    let monitor = GpuMonitor::open(be.uuid()).unwrap_or_else(|e| panic!("{e}"));
+    let usage = monitor.sample().unwrap();
+    assert!(usage.memory_total_bytes > 0 && usage.memory_used_bytes <= usage.memory_total_bytes);
+    assert!(usage.utilization_percent <= 100);
+    assert!(
+        be.name().contains(&usage.name),
+        "NVML names {:?}, CUDA {}",
+        usage.name,
+        be.name()
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use kernels::GpuUsage;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pipeline::engine::{Progress, SubmitError, TaskEvent};
 use serde_json::{json, Value};
@@ -25,6 +26,8 @@ pub struct FakeBackend {
     channels: Mutex<HashMap<u64, broadcast::Sender<TaskEvent>>>,
     pub frames: Mutex<HashMap<u64, Vec<Arc<Vec<u8>>>>>,
     pub progress: Mutex<HashMap<u64, Progress>>,
+    /// What `gpu()` reports (`None`: a CPU backend).
+    pub gpu: Mutex<Option<GpuUsage>>,
 }
 
 impl FakeBackend {
@@ -81,6 +84,9 @@ impl api::Backend for FakeBackend {
     }
     fn ready(&self) -> Value {
         json!({"model": "fake-model", "device": "test"})
+    }
+    fn gpu(&self) -> Option<GpuUsage> {
+        self.gpu.lock().unwrap().clone()
     }
 }
 

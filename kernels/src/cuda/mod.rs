@@ -102,6 +102,8 @@ pub struct CudaBackend {
     kernels: HashMap<&'static str, CudaFunction>,
     ordinal: usize,
     device: String,
+    /// NVML's spelling, for [`crate::GpuMonitor`].
+    uuid: String,
     arch: String,
 }
 
@@ -126,6 +128,10 @@ impl CudaBackend {
         let device = ctx
             .name()
             .map_err(cuda_error("cannot read the device name"))?;
+        let uuid = ctx
+            .uuid()
+            .map_err(cuda_error("cannot read the device UUID"))?;
+        let uuid = crate::gpu_usage::nvml_uuid(&uuid.bytes.map(|b| b as u8));
         let (major, minor) = ctx
             .compute_capability()
             .map_err(cuda_error("cannot read the compute capability"))?;
@@ -159,8 +165,14 @@ impl CudaBackend {
             kernels,
             ordinal,
             device,
+            uuid,
             arch,
         })
+    }
+
+    /// The device's UUID as NVML spells it (`GPU-...`), to find it with [`crate::GpuMonitor`].
+    pub fn uuid(&self) -> &str {
+        &self.uuid
     }
 
     /// The virtual architecture the kernels were compiled for, e.g. `compute_90`.
