@@ -50,6 +50,9 @@ pub struct Settings {
     /// CPU ceiling for the compute threads, percent of all cores; 100 lifts it [default: 80]
     #[arg(long, env = "REEL_MAX_CPU_PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_cpu_percent: Option<u32>,
+    /// Requests slower than this many milliseconds are logged as warnings [default: 100]
+    #[arg(long, env = "REEL_SLOW_REQUEST_MS")]
+    pub slow_request_ms: Option<u64>,
     /// Optional TOML file with any of these settings (kebab-case keys)
     #[arg(long, env = "REEL_CONFIG")]
     #[serde(skip)]
@@ -72,6 +75,7 @@ pub struct Resolved {
     pub post: String,
     pub device: String,
     pub max_cpu_percent: u32,
+    pub slow_request_ms: u64,
 }
 
 impl Settings {
@@ -90,6 +94,7 @@ impl Settings {
             post: self.post.or(other.post),
             device: self.device.or(other.device),
             max_cpu_percent: self.max_cpu_percent.or(other.max_cpu_percent),
+            slow_request_ms: self.slow_request_ms.or(other.slow_request_ms),
             config: self.config.or(other.config),
         }
     }
@@ -121,6 +126,7 @@ impl Settings {
                 p @ 1..=100 => p,
                 p => anyhow::bail!("max-cpu-percent must be 1 to 100, not {p}"),
             },
+            slow_request_ms: s.slow_request_ms.unwrap_or(100),
         })
     }
 }

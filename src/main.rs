@@ -35,6 +35,9 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Each pipeline stage (plan, denoise_step, post_process, encode) is a `debug` span:
+        // with RUST_LOG=debug (or reel=debug,pipeline=debug) every one logs its time on close.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();
     match Cli::parse().command {
         Command::Serve(settings) => serve::run(settings.resolve()?),

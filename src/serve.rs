@@ -16,6 +16,7 @@ const RETENTION_SWEEP: Duration = Duration::from_secs(600);
 pub fn run(s: Resolved) -> anyhow::Result<()> {
     // Installed before the engine starts, so that everything it records is rendered.
     let prometheus = api::metrics::install_recorder().context("installing the metrics recorder")?;
+    api::metrics::set_slow_request_threshold(Duration::from_millis(s.slow_request_ms));
     let rt = runtime::start(&s)?;
     let ready = serde_json::json!({
         "model": rt.model.id(),

@@ -6,13 +6,15 @@
 //! renderable. [`instrument`] wraps the whole route tree: every request adds one observation to
 //! `reel_http_request_duration_seconds{method, route, status}` (time to the response head;
 //! streams keep flowing after it) and is counted in `reel_http_requests_in_flight` while it
-//! is served. `route` is the matched route template ([`route_template`]), so the label set
-//! stays bounded whatever paths clients send. Process CPU and memory, task counts by state,
+//! is served; it is logged too: at `debug` with its time, at `warn` as a "slow request" past
+//! [`set_slow_request_threshold`]. `route` is the matched route template ([`route_template`]),
+//! so the label set stays bounded whatever paths clients send. Process CPU and memory, task counts by state,
 //! the queue and, when the model runs on CUDA, the GPU's utilisation and memory
 //! (`reel_gpu_*`) are sampled when `/metrics` is scraped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use warp::http::{header::CONTENT_TYPE, Method, StatusCode};
@@ -82,6 +84,19 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
+/// Requests slower than this (to the response head) are logged at `warn`; default 100 ms,
+/// the API's latency target.
+static SLOW_REQUEST_MS: AtomicU64 = AtomicU64::new(100);
+
+/// Sets the slow-request threshold of every [`instrument`]ed route tree in this process.
+pub fn set_slow_request_threshold(threshold: Duration) {
+    SLOW_REQUEST_MS.store(threshold.as_millis() as u64, Ordering::Relaxed);
+}
+
+fn slow_request_threshold() -> Duration {
+    Duration::from_millis(SLOW_REQUEST_MS.load(Ordering::Relaxed))
+}
+
 /// One request being served: counted in flight until dropped (answered or abandoned).
 struct InFlight {
     method: &'static str,
@@ -100,13 +115,21 @@ impl InFlight {
     }
 
     fn finish(self, status: StatusCode) {
+        let took = self.started.elapsed();
         ::metrics::histogram!(
             REQUEST_SECONDS,
             "method" => self.method,
             "route" => self.route,
             "status" => status.as_str().to_owned(),
         )
-        .record(self.started.elapsed().as_secs_f64());
+        .record(took.as_secs_f64());
+        let ms = took.as_secs_f64() * 1e3;
+        let (method, route, status) = (self.method, self.route, status.as_u16());
+        if took >= slow_request_threshold() {
+            tracing::warn!(method, route, status, ms, "slow request");
+        } else {
+            tracing::debug!(method, route, status, ms, "request");
+        }
     }
 }
 
@@ -169,4 +192,68 @@ pub async fn scrape(
         warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// Log lines written while `f` runs on this thread, `debug` and up.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().write(b)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = buf.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    fn answer(route: &'static str, status: StatusCode) {
+        let req = InFlight {
+            method: "GET",
+            route,
+            started: Instant::now(),
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        req.finish(status);
+    }
+
+    #[test]
+    fn slow_requests_are_logged_as_warnings_the_rest_at_debug() {
+        set_slow_request_threshold(Duration::from_millis(1));
+        let slow = logged(|| answer("/api/tasks", StatusCode::OK));
+        set_slow_request_threshold(Duration::from_secs(3600));
+        let fast = logged(|| answer("/healthz", StatusCode::NOT_FOUND));
+        set_slow_request_threshold(Duration::from_millis(100));
+
+        assert!(
+            slow.contains("WARN") && slow.contains("slow request"),
+            "{slow}"
+        );
+        assert!(slow.contains("route=\"/api/tasks\"") && slow.contains("status=200"));
+        assert!(fast.contains("DEBUG") && !fast.contains("slow"), "{fast}");
+        assert!(fast.contains("route=\"/healthz\"") && fast.contains("status=404"));
+        let ms: f64 = fast
+            .split("ms=")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("the time is logged");
+        assert!(ms >= 2.0, "{fast}");
+    }
 }

@@ -84,7 +84,8 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     let t = Instant::now();
                     let mut states: Vec<&mut SceneState> =
                         running.iter_mut().map(|r| &mut r.state).collect();
-                    ctx.model.step(&mut states);
+                    let span = tracing::debug_span!("denoise_step", batch = states.len());
+                    span.in_scope(|| ctx.model.step(&mut states));
                     let dt = t.elapsed().as_secs_f64();
                     let frames = ctx.model.config().frames * running.len();
                     metrics::histogram!("reel_denoise_step_seconds").record(dt);

@@ -73,6 +73,7 @@ fn accept(
     let count = scene.job.count;
     let key = scene.job.cache_key.clone();
     let params = scene.job.params.clone();
+    let _span = tracing::debug_span!("encode", task, scene = scene.job.index).entered();
     let t = Instant::now();
     let state = match pending.entry(task) {
         Entry::Occupied(e) => e.into_mut(),
@@ -115,13 +116,16 @@ fn accept(
         fps: params.fps,
     };
     let encode_secs = t.elapsed();
-    ctx.update(task, |r| {
+    let stored = ctx.update(task, |r| {
         *r.timings_ms.entry("encode".into()).or_insert(0) += encode_secs.as_millis() as u64;
         r.timings_ms
             .insert("total".into(), now_ms().saturating_sub(r.created_ms));
         r.artifact = Some(artifact);
         r.status = TaskStatus::Completed;
     });
+    if let Some(r) = stored {
+        tracing::info!(task, timings_ms = ?r.timings_ms, "task completed");
+    }
     metrics::histogram!("reel_stage_seconds", "stage" => "encode")
         .record(encode_secs.as_secs_f64());
     if let Err(e) = ctx.store.cache_put(&key, task) {

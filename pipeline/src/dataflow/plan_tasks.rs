@@ -45,6 +45,7 @@ fn plan_one(ctx: &Context, task: TaskIn) -> Option<PlannedTask> {
     if ctx.cancelled(task.id) {
         return None;
     }
+    let _span = tracing::debug_span!("plan", task = task.id).entered();
     let started = Instant::now();
     ctx.set_status(task.id, TaskStatus::Planning);
     let p = &task.params;

@@ -149,6 +149,7 @@ fn run(ctx: &Context, scene: &DenoisedScene) -> Outcome {
 /// Post-processes, stores and publishes one scene; None when its task was cancelled meanwhile.
 fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Option<ProcessedScene>> {
     let job = &scene.job;
+    let _span = tracing::debug_span!("post_process", task = job.task, scene = job.index).entered();
     let t = Instant::now();
     let size = job.params.size as usize;
     let frames = ctx.post.process(&scene.clip, size, job.out_frames())?;
