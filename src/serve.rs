@@ -80,6 +80,26 @@ const LISTEN_BACKLOG: u32 = 4096;
 fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?; // as TcpListener::bind does
+                                 // Accepted connections inherit this (Linux). Without it, a response written in two parts
+                                 // (head, then a streamed body: SSE, video, frames) waits for the client's delayed ACK of
+                                 // the first: 40 ms on Linux (docs/PERFORMANCE.md, "Nagle and the 40 ms answers").
+    socket.set_nodelay(true)?;
     socket.bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_nagle_delay() {
+        let listener = listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()));
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (server_side, _) = accepted.unwrap();
+        assert!(server_side.nodelay().unwrap(), "TCP_NODELAY is inherited");
+        drop(client);
+    }
 }

@@ -55,12 +55,85 @@ pub async fn post_task(http: &reqwest::Client, srv: &Server, body: &Value) -> Re
     }
 }
 
-pub const OPS: [&str; 4] = [
+/// Every endpoint of the API, in the order the `api` scenario's users cycle through them.
+/// `{id}` is the task last created; `{done}` a small task completed before the load starts.
+pub const OPS: [&str; 13] = [
     "GET /api/tasks",
     "GET /api/tasks/{id}",
     "GET /healthz",
     "POST /api/tasks",
+    "GET /readyz",
+    "GET /api/stats",
+    "GET /metrics",
+    "GET /openapi.json",
+    "GET /api/tasks/{done}/video",
+    "GET /api/tasks/{done}/frames/0",
+    "GET /api/tasks/{done}/events",
+    "GET /api/tasks/{done}/stream",
+    "DELETE /api/tasks/{id}",
 ];
+
+/// [`OPS`] whose answer is timed to its head only: the MJPEG stream replays a finished task
+/// at its frame rate, so its body takes as long as the video.
+const HEAD_ONLY: &str = "GET /api/tasks/{done}/stream";
+
+/// Sends one request and, unless `head_only`, reads its whole body; says how long it took.
+async fn timed_op(
+    req: reqwest::RequestBuilder,
+    head_only: bool,
+) -> (Duration, Result<(u16, Vec<u8>), reqwest::Error>) {
+    if !head_only {
+        return timed(req).await;
+    }
+    let t = Instant::now();
+    let res = req.send().await.map(|r| (r.status().as_u16(), Vec::new()));
+    (t.elapsed(), res)
+}
+
+/// The request of `OPS[op]`.
+fn op_request(
+    http: &reqwest::Client,
+    base: &str,
+    op: usize,
+    last: u64,
+    done: u64,
+) -> reqwest::RequestBuilder {
+    let path = OPS[op]
+        .split_once(' ')
+        .map_or("", |(_, p)| p)
+        .replace("{id}", &last.to_string())
+        .replace("{done}", &done.to_string());
+    let url = format!("{base}{path}");
+    match OPS[op].split(' ').next() {
+        Some("POST") => http.post(url).json(&small_task()),
+        Some("DELETE") => http.delete(url),
+        _ => http.get(url),
+    }
+}
+
+/// Polls the task until it is final; fails unless it completed within `within`.
+pub async fn wait_completed(
+    http: &reqwest::Client,
+    srv: &Server,
+    id: u64,
+    within: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let v: Value = http
+            .get(srv.url(&format!("/api/tasks/{id}")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        match v["status"].as_str() {
+            Some("completed") => return Ok(()),
+            Some("failed" | "cancelled") => bail!("task {id} ended: {v}"),
+            _ if Instant::now() >= deadline => bail!("task {id} not done in {within:?}: {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
 
 /// How the `api` scenario's users behave.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -141,6 +214,7 @@ pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiRe
         .pool_max_idle_per_host(load.users)
         .build()?;
     let seeded = post_task(&http, srv, &small_task()).await?;
+    wait_completed(&http, srv, seeded, Duration::from_secs(60)).await?;
     let fed = Arc::new(Feeder::default());
     let feeder = (load.background_tasks > 0).then(|| {
         tokio::spawn(keep_generating(
@@ -163,7 +237,7 @@ pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiRe
         let base = srv.base().to_owned();
         clients.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(user as u64);
-            let mut tallies: [Tally; 4] = Default::default();
+            let mut tallies: [Tally; OPS.len()] = Default::default();
             // Paced users arrive spread over one pause, as Locust spawns them, rather than
             // all in the first millisecond.
             if let Some(pause) = load.think(&mut rng) {
@@ -175,16 +249,9 @@ pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiRe
                     break;
                 }
                 let op = i % OPS.len();
-                let req = match op {
-                    0 => http.get(format!("{base}/api/tasks")),
-                    1 => http.get(format!(
-                        "{base}/api/tasks/{}",
-                        last_id.load(Ordering::Relaxed)
-                    )),
-                    2 => http.get(format!("{base}/healthz")),
-                    _ => http.post(format!("{base}/api/tasks")).json(&small_task()),
-                };
-                let (took, res) = timed(req).await;
+                let last = last_id.load(Ordering::Relaxed);
+                let req = op_request(&http, &base, op, last, seeded);
+                let (took, res) = timed_op(req, OPS[op] == HEAD_ONLY).await;
                 if let Ok((202, body)) = &res {
                     if let Some(id) = serde_json::from_slice::<Value>(body)
                         .ok()
@@ -201,7 +268,7 @@ pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiRe
             tallies
         }));
     }
-    let mut per_op: [Tally; 4] = Default::default();
+    let mut per_op: [Tally; OPS.len()] = Default::default();
     for c in clients {
         for (all, one) in per_op.iter_mut().zip(c.await?) {
             all.merge(one);

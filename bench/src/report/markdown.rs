@@ -171,6 +171,17 @@ pub fn write(
             timelines.push(("api while generating".into(), &m.server));
         }
         o.push('\n');
+        if let Some(m) = &r.api_busy {
+            let _ = writeln!(
+                o,
+                "By endpoint, while generating ({:.0}% of the run had a task in generation; the MJPEG stream is timed to its head, since it replays the video at its frame rate):\n\n| endpoint | requests | p50 ms | p95 ms | p99 ms | max ms | req/s | errors | 429 |\n|---|---|---|---|---|---|---|---|---|",
+                m.result.generation_busy_share * 100.0
+            );
+            for (op, s) in &m.result.by_op {
+                let _ = writeln!(o, "| `{op}` | {} |", summary_cells(s));
+            }
+            o.push('\n');
+        }
         let pts = |f: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
             r.api
                 .iter()
