@@ -41,6 +41,22 @@ pub struct Results {
 }
 
 impl Results {
+    /// A run on `machine` at `date` that has measured nothing yet.
+    pub fn empty(date: String, machine: Machine) -> Results {
+        Results {
+            date,
+            machine,
+            wall_s: 0.0,
+            api: Vec::new(),
+            api_busy: None,
+            burst: None,
+            generate: Vec::new(),
+            storage: None,
+            soak: None,
+            kept: Vec::new(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Results> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -140,18 +156,7 @@ pub async fn measure(plan: &Plan) -> Result<Results> {
         (None, false) => None,
     };
     let deadline = || Instant::now() + Duration::from_secs(plan.max_secs);
-    let mut out = Results {
-        date: now_utc(),
-        machine: Machine::detect()?,
-        wall_s: 0.0,
-        api: Vec::new(),
-        api_busy: None,
-        burst: None,
-        generate: Vec::new(),
-        storage: None,
-        soak: None,
-        kept: Vec::new(),
-    };
+    let mut out = Results::empty(now_utc(), Machine::detect()?);
     if let Some(bin) = &bin {
         for &(users, requests) in &plan.api {
             let m = with_server(bin, async |srv| {
@@ -229,18 +234,7 @@ mod tests {
     use super::*;
 
     fn empty(date: &str, machine: Machine) -> Results {
-        Results {
-            date: date.into(),
-            machine,
-            wall_s: 1.0,
-            api: Vec::new(),
-            api_busy: None,
-            burst: None,
-            generate: Vec::new(),
-            storage: None,
-            soak: None,
-            kept: Vec::new(),
-        }
+        Results::empty(date.into(), machine)
     }
 
     fn burst(connections: usize) -> Option<Measured<BurstResult>> {
