@@ -124,6 +124,9 @@ e2e() {  # the default 3-scene task through a real `reel serve --device cuda` (a
   curl -s "http://127.0.0.1:$port/readyz"; echo
   python3 "$ROOT/bench/spine_figures.py" --base "http://127.0.0.1:$port" --repeats 5 --concurrent 10
   rc=$?
+  # The GPU as monitoring sees it (NVML): /api/stats' "gpu" and the reel_gpu_* gauges.
+  curl -s "http://127.0.0.1:$port/api/stats" | python3 -c 'import json,sys; print("gpu:", json.load(sys.stdin)["gpu"])'
+  curl -s "http://127.0.0.1:$port/metrics" | grep '^reel_gpu_'
   kill $pid; wait $pid
   grep -E "WARN|ERROR|device|adapter|panick" "$data/serve.log" | tail -n 20
   return $rc
