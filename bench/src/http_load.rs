@@ -560,3 +560,29 @@ pub async fn generate(
         concurrent,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn think_times_parse_as_min_max() {
+        assert_eq!(parse_think_ms("1000,2000"), Ok([1000, 2000]));
+        assert_eq!(parse_think_ms("0, 0"), Ok([0, 0]));
+        assert!(parse_think_ms("2000,1000").is_err());
+        assert!(parse_think_ms("1000").is_err());
+        assert!(parse_think_ms("a,b").is_err());
+    }
+
+    #[test]
+    fn every_endpoint_has_its_request() {
+        let http = reqwest::Client::new();
+        for op in 0..OPS.len() {
+            let req = op_request(&http, "http://h", op, 5, 1).build().unwrap();
+            let (method, path) = OPS[op].split_once(' ').unwrap();
+            assert_eq!(req.method().as_str(), method);
+            let want = path.replace("{id}", "5").replace("{done}", "1");
+            assert_eq!(req.url().path(), want);
+        }
+    }
+}
