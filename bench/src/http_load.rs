@@ -577,9 +577,9 @@ mod tests {
     #[test]
     fn every_endpoint_has_its_request() {
         let http = reqwest::Client::new();
-        for op in 0..OPS.len() {
+        for (op, name) in OPS.iter().enumerate() {
             let req = op_request(&http, "http://h", op, 5, 1).build().unwrap();
-            let (method, path) = OPS[op].split_once(' ').unwrap();
+            let (method, path) = name.split_once(' ').unwrap();
             assert_eq!(req.method().as_str(), method);
             let want = path.replace("{id}", "5").replace("{done}", "1");
             assert_eq!(req.url().path(), want);
