@@ -10,6 +10,9 @@ use crate::backend::EngineBackend;
 use crate::config::Resolved;
 use crate::runtime;
 
+/// How often the metrics recorder folds recorded histogram samples into its summaries.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// How often expired artifacts are looked for.
 const RETENTION_SWEEP: Duration = Duration::from_secs(600);
 
@@ -31,14 +34,28 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             .ok()
     });
     let backend = Arc::new(EngineBackend::new(rt.engine.clone(), ready, gpu));
-    let routes =
-        api::routes_with_metrics(rt.store.clone(), backend, s.data_dir.clone(), prometheus);
+    let routes = api::routes_with_metrics(
+        rt.store.clone(),
+        backend,
+        s.data_dir.clone(),
+        prometheus.clone(),
+    );
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async move {
         let listener = listen(s.port).with_context(|| format!("binding port {}", s.port))?;
         tracing::info!(port = s.port, data_dir = %s.data_dir.display(), "reel is serving");
+
+        // Histogram samples pile up in the recorder until upkeep folds them in; a scrape does
+        // it too, but a server nobody scrapes must not grow.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                tick.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
 
         let (store, data_dir) = (rt.store.clone(), s.data_dir.clone());
         let max_age = Duration::from_secs(s.retention_hours * 3600);
