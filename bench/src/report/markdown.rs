@@ -135,7 +135,7 @@ pub fn write(
     if !r.kept.is_empty() {
         let _ = writeln!(
             o,
-            "Taken from earlier runs on the same machine: {}.\n",
+            "Taken from other runs on the same machine: {}.\n",
             r.kept.join(", ")
         );
     }

@@ -34,7 +34,7 @@ pub struct Results {
     pub generate: Vec<Measured<GenerateResult>>,
     pub storage: Option<Measured<StorageResult>>,
     pub soak: Option<Measured<SoakResult>>,
-    /// Parts taken from earlier runs on the same machine (see [`Results::keep_unmeasured`]),
+    /// Parts taken from other runs on the same machine (see [`Results::keep_unmeasured`]),
     /// each as "part (date)".
     #[serde(default)]
     pub kept: Vec<String>,
