@@ -1,6 +1,7 @@
 //! CPU and resident memory of one process (the reel server, or this process for the storage
-//! scenario), read through sysinfo: a [`ProcessProbe`] for samples taken on demand (the soak)
-//! and a [`Monitor`] that samples on a thread of its own while a scenario runs.
+//! scenario), and the whole machine's CPU beside it, read through sysinfo: a [`ProcessProbe`]
+//! for samples taken on demand (the soak) and a [`Monitor`] that samples on a thread of its
+//! own while a scenario runs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-/// Reads one process's CPU (percent of one core, since the previous read) and RSS.
+/// Reads one process's CPU (percent of one core, since the previous read) and RSS, and the
+/// whole machine's CPU over the same span.
 pub struct ProcessProbe {
     system: System,
     pid: Pid,
@@ -32,9 +34,11 @@ impl ProcessProbe {
         let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
         self.system
             .refresh_processes_specifics(ProcessesToUpdate::Some(&[self.pid]), true, kind);
+        self.system.refresh_cpu_usage();
         let p = self.system.process(self.pid)?;
         let reading = Reading {
             cpu_percent: self.primed.then(|| p.cpu_usage()),
+            machine_cpu_percent: self.primed.then(|| self.system.global_cpu_usage()),
             rss_bytes: p.memory(),
             cpu_time_ms: p.accumulated_cpu_time(),
         };
@@ -49,6 +53,9 @@ pub struct Reading {
     /// Percent of one core since the previous read; `None` on the first read, which has
     /// nothing to measure against.
     pub cpu_percent: Option<f32>,
+    /// Percent of the whole machine busy since the previous read, every process counted
+    /// (what else ran beside the server shows as the difference); `None` on the first read.
+    pub machine_cpu_percent: Option<f32>,
     pub rss_bytes: u64,
     /// CPU time used since the process started, all threads.
     pub cpu_time_ms: u64,

@@ -2,7 +2,8 @@
 //! the server's RSS and CPU and an API latency probe sampled every second. It answers whether
 //! reel leaks (memory slope, RSS growth) or slows down (p99 drift) as it keeps working.
 //!
-//! Each sample reads the server's RSS and CPU and times two probe requests
+//! Each sample reads the server's RSS and CPU, the whole machine's CPU (so that other work on
+//! the machine, which slows the probes, shows in the record) and times two probe requests
 //! (`GET /api/tasks` and `GET /api/tasks/{latest}`). The analysis ([`SoakStats::of`]) fits a
 //! least-squares line to RSS over time (MB per hour), compares the mean RSS of the last
 //! quarter of the run with the first quarter's, and the probes' p99 likewise, leaving out the
@@ -39,6 +40,9 @@ pub struct SoakSample {
     pub rss_bytes: u64,
     /// Percent of one core since the previous sample.
     pub cpu_percent: f32,
+    /// Percent of the whole machine busy since the previous sample, every process counted.
+    #[serde(default)]
+    pub machine_cpu_percent: f32,
     /// Latencies of this sample's probe requests.
     pub probe_ms: Vec<f64>,
     pub tasks_posted: u64,
@@ -58,6 +62,12 @@ pub struct SoakStats {
     /// Last quarter's probe p99 over the first quarter's.
     pub latency_drift_ratio: f64,
     pub cpu_mean_percent: f64,
+    /// Mean share of the whole machine busy (every process) in the first and last quarters:
+    /// a probe drift that comes with a rise here came from outside the server.
+    #[serde(default)]
+    pub machine_cpu_first_quarter_percent: f64,
+    #[serde(default)]
+    pub machine_cpu_last_quarter_percent: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -88,6 +98,18 @@ impl SoakSample {
     pub fn starts_minute(&self, cfg: &SoakConfig) -> bool {
         self.t_s % 60.0 < cfg.sample_every_s
     }
+
+    /// One line of progress: time, RSS, tasks posted, slowest probe, machine CPU.
+    pub fn progress_line(&self) -> String {
+        format!(
+            "t={:.0}s rss={:.1} MiB posted={} probe max {:.2} ms, machine busy {:.0}%",
+            self.t_s,
+            self.rss_bytes as f64 / MIB,
+            self.tasks_posted,
+            self.probe_ms.iter().copied().fold(0.0, f64::max),
+            self.machine_cpu_percent,
+        )
+    }
 }
 
 impl SoakStats {
@@ -113,6 +135,12 @@ impl SoakStats {
             let mut ms: Vec<f64> = part.iter().flat_map(|s| s.probe_ms.clone()).collect();
             Percentiles::of(&mut ms).p99
         };
+        let machine = |part: &[SoakSample]| {
+            part.iter()
+                .map(|s| s.machine_cpu_percent as f64)
+                .sum::<f64>()
+                / part.len() as f64
+        };
         let (rss0, rss1) = (mean_mb(first), mean_mb(last));
         let (p0, p1) = (p99(first), p99(last));
         Ok(SoakStats {
@@ -125,15 +153,18 @@ impl SoakStats {
             latency_drift_ratio: p1 / p0.max(1e-9),
             cpu_mean_percent: samples.iter().map(|s| s.cpu_percent as f64).sum::<f64>()
                 / samples.len() as f64,
+            machine_cpu_first_quarter_percent: machine(first),
+            machine_cpu_last_quarter_percent: machine(last),
         })
     }
 
     pub fn line(&self) -> String {
         format!(
-            "rss {:.1} -> {:.1} MiB ({:+.2}%), slope {:+.2} MB/h; probe p99 {:.2} -> {:.2} ms (x{:.2}); cpu mean {:.0}% of one core",
+            "rss {:.1} -> {:.1} MiB ({:+.2}%), slope {:+.2} MB/h; probe p99 {:.2} -> {:.2} ms (x{:.2}); cpu mean {:.0}% of one core; machine busy {:.0}% -> {:.0}%",
             self.rss_first_quarter_mb, self.rss_last_quarter_mb, self.rss_growth_percent,
             self.memory_slope_mb_per_hour, self.p99_first_quarter_ms, self.p99_last_quarter_ms,
             self.latency_drift_ratio, self.cpu_mean_percent,
+            self.machine_cpu_first_quarter_percent, self.machine_cpu_last_quarter_percent,
         )
     }
 }
@@ -188,6 +219,7 @@ pub async fn run(
             t_s: now.as_secs_f64(),
             rss_bytes: reading.rss_bytes,
             cpu_percent: reading.cpu_percent.unwrap_or(0.0),
+            machine_cpu_percent: reading.machine_cpu_percent.unwrap_or(0.0),
             probe_ms,
             tasks_posted: posted,
         };
@@ -216,6 +248,7 @@ mod tests {
             t_s,
             rss_bytes: (mib * MIB) as u64,
             cpu_percent: 10.0,
+            machine_cpu_percent: t_s as f32 / 36.0,
             probe_ms: vec![probe],
             tasks_posted: 0,
         }
@@ -243,6 +276,9 @@ mod tests {
         assert!((s.rss_first_quarter_mb - 104.5).abs() < 1e-6);
         assert!((s.rss_last_quarter_mb - 134.5).abs() < 1e-6);
         assert!((s.latency_drift_ratio - 3.0).abs() < 1e-9);
+        // The machine's share is the sample index here: quarters 0..10 and 30..40.
+        assert!((s.machine_cpu_first_quarter_percent - 4.5).abs() < 1e-4);
+        assert!((s.machine_cpu_last_quarter_percent - 34.5).abs() < 1e-4);
         assert!(SoakStats::of(&samples[..3], 0.0).is_err());
         // The warm-up drops the first ten samples (t < 360 s): the first quarter moves on.
         let later = SoakStats::of(&samples, 360.0).expect("stats");

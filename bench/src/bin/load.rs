@@ -172,12 +172,7 @@ async fn over_http(args: &Args) -> Result<(Value, ProcessUsage)> {
             };
             soak::run(&srv, cfg, |s| {
                 if s.starts_minute(&cfg) {
-                    eprintln!(
-                        "t={:.0}s rss={:.1} MiB posted={}",
-                        s.t_s,
-                        s.rss_bytes as f64 / bench::monitor::MIB,
-                        s.tasks_posted
-                    );
+                    eprintln!("{}", s.progress_line());
                 }
             })
             .await

@@ -146,7 +146,16 @@ pub fn write(
 
     let mut timelines: Vec<(String, &ProcessUsage)> = Vec::new();
     if !r.api.is_empty() || r.api_busy.is_some() {
-        o.push_str("## API\n\nEach user cycles through `GET /api/tasks`, `GET /api/tasks/{id}`, `GET /healthz` and `POST /api/tasks` (a cached one-scene task). The user counts alone send back to back (a closed-loop stress, whose latency is mostly queueing: users / throughput); the run while generating paces its users like Locust users, arriving spread over one pause, while the bench keeps default tasks unfinished so that generation saturates the compute throughout.\n\n");
+        let ops: Vec<String> = crate::http_load::OPS
+            .iter()
+            .map(|op| format!("`{op}`"))
+            .collect();
+        let _ = write!(
+            o,
+            "## API\n\nEach user cycles through every endpoint: {} (`{{id}}` a task of its own, `{{done}}` a finished one; the POST is a cached one-scene task, the MJPEG stream is timed to its head).",
+            ops.join(", ")
+        );
+        o.push_str(" The user counts alone send back to back (a closed-loop stress, whose latency is mostly queueing: users / throughput); the run while generating paces its users like Locust users, arriving spread over one pause, while the bench keeps default tasks unfinished so that generation saturates the compute throughout.\n\n");
         let _ = writeln!(o, "| users | {SUMMARY_HEAD} |\n|---|{}", "---|".repeat(10));
         for m in &r.api {
             let _ = writeln!(
@@ -350,13 +359,14 @@ pub fn write(
         let st = &s.stats;
         let _ = writeln!(
             o,
-            "## Soak\n\nA {}-scene task ({} steps, distinct seeds) every {} s for {:.0} s; the server's RSS and CPU and two probes (`GET /api/tasks`, `GET /api/tasks/{{latest}}`) sampled every {} s: {} samples, {} tasks posted, {} completed, {} probe errors, {} post errors. The figures leave out the first {:.0} s (start-up: the first tasks fill the allocator's arenas and the model's buffers).\n\n| figure | value |\n|---|---|\n| RSS, first quarter mean | {:.1} MiB |\n| RSS, last quarter mean | {:.1} MiB |\n| RSS growth | {:+.2}% |\n| memory slope (least squares) | {:+.2} MB/hour |\n| probe p99, first quarter | {:.2} ms |\n| probe p99, last quarter | {:.2} ms |\n| latency drift (last / first) | {:.2}x |\n| server CPU, mean | {:.0}% of one core |\n\nThe same scenario runs for an hour or a day with `load --scenario soak --duration-secs 3600` (or `86400`), or `report --soak-secs 3600`.\n",
+            "## Soak\n\nA {}-scene task ({} steps, distinct seeds) every {} s for {:.0} s; the server's RSS and CPU and two probes (`GET /api/tasks`, `GET /api/tasks/{{latest}}`) sampled every {} s: {} samples, {} tasks posted, {} completed, {} probe errors, {} post errors. The figures leave out the first {:.0} s (start-up: the first tasks fill the allocator's arenas and the model's buffers).\n\n| figure | value |\n|---|---|\n| RSS, first quarter mean | {:.1} MiB |\n| RSS, last quarter mean | {:.1} MiB |\n| RSS growth | {:+.2}% |\n| memory slope (least squares) | {:+.2} MB/hour |\n| probe p99, first quarter | {:.2} ms |\n| probe p99, last quarter | {:.2} ms |\n| latency drift (last / first) | {:.2}x |\n| server CPU, mean | {:.0}% of one core |\n| whole machine busy (every process), first / last quarter | {:.0}% / {:.0}% |\n\nThe same scenario runs for an hour or a day with `load --scenario soak --duration-secs 3600` (or `86400`), or `report --soak-secs 3600`.\n",
             s.config.scenes, s.config.steps, s.config.task_every_s, s.wall_s, s.config.sample_every_s,
             s.samples.len(), s.samples.last().map_or(0, |x| x.tasks_posted), s.tasks_completed,
             s.probes.errors, s.posts.errors, s.config.warmup_s,
             st.rss_first_quarter_mb, st.rss_last_quarter_mb, st.rss_growth_percent,
             st.memory_slope_mb_per_hour, st.p99_first_quarter_ms, st.p99_last_quarter_ms,
             st.latency_drift_ratio, st.cpu_mean_percent,
+            st.machine_cpu_first_quarter_percent, st.machine_cpu_last_quarter_percent,
         );
         let rss: Vec<(f64, f64)> = s
             .samples
@@ -392,6 +402,11 @@ pub fn write(
             .iter()
             .map(|x| (x.t_s, x.cpu_percent as f64 / m.server.cores.max(1) as f64))
             .collect();
+        let machine = s
+            .samples
+            .iter()
+            .map(|x| (x.t_s, x.machine_cpu_percent as f64))
+            .collect();
         plots.put(
             &mut o,
             "soak.svg",
@@ -412,10 +427,13 @@ pub fn write(
                     x_format: plain,
                 },
                 Panel {
-                    title: "Soak: server CPU".into(),
+                    title: "Soak: CPU".into(),
                     x_label: "seconds".into(),
                     y_label: "% of the machine".into(),
-                    series: vec![Series::new("CPU", cpu)],
+                    series: vec![
+                        Series::new("server", cpu),
+                        Series::new("whole machine", machine),
+                    ],
                     x_format: plain,
                 },
             ],

@@ -215,8 +215,7 @@ pub async fn measure(plan: &Plan) -> Result<Results> {
         let m = with_server(bin, async |srv| {
             soak::run(srv, cfg, |s| {
                 if s.starts_minute(&cfg) {
-                    let mib = s.rss_bytes as f64 / crate::monitor::MIB;
-                    eprintln!("soak t={:.0}s rss={mib:.1} MiB", s.t_s);
+                    eprintln!("soak {}", s.progress_line());
                 }
             })
             .await
