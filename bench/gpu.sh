@@ -17,6 +17,7 @@
 #                        stage), train.log, checkpoint.tar (model/checkpoint + golden file of
 #                        the trained model), bench.jsonl, post.txt, e2e.txt, summary.txt.
 # With the device tool: run(command="TRAIN_SECS=270 bench/gpu.sh run", carry=["target/gpu", ".gl"]).
+# TORCH=0 leaves out the PyTorch comparison (up to 2 minutes) when only reel's figures are wanted.
 # `run` exits non-zero if any stage failed, after running all of them; TRAIN_SECS plus the
 # stage timeouts stay under 10 minutes, the device tool's limit for one command.
 set -uo pipefail
@@ -24,6 +25,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/gpu"
 BATCHES="${BATCHES:-1,8,32}"
 TRAIN_SECS="${TRAIN_SECS:-0}"
+TORCH="${TORCH:-1}"
 BINARIES="cuda_compile cuda_parity cuda_throughput reel post_throughput"
 
 build() {
@@ -167,8 +169,10 @@ run() {
   echo "checkpoint: $REEL_CHECKPOINT" | tee -a "$OUT/gpu.log"
 
   stage "Rust CUDA throughput" 60 "$BIN/cuda_throughput" --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES"
-  stage "PyTorch throughput" 120 python3 "$ROOT/bench/gpu_torch.py" \
-      --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES" --modes eager,compile
+  if [ "$TORCH" != 0 ]; then
+    stage "PyTorch throughput" 120 python3 "$ROOT/bench/gpu_torch.py" \
+        --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES" --modes eager,compile
+  fi
   grep -h '^{.*"impl"' "$OUT/gpu.log" > "$OUT/bench.jsonl"
   stage "post-processing" 60 "$BIN/post_throughput"
   sed -n '/=== post-processing/,$p' "$OUT/gpu.log" > "$OUT/post.txt"
