@@ -8,10 +8,11 @@
 //! pair comes after up to a second of idle and pays for the machine waking up: on the 2-core
 //! VM here even Python's `http.server` answers in 0.6 ms back to back, 2.5 ms after 100 ms
 //! idle and 5 ms after 500 ms, and that wake-up cost moves with the host's load
-//! (docs/PERFORMANCE.md, "Soak"). The second is reel's own cost, so drift is judged on it. The analysis ([`SoakStats::of`]) fits a
-//! least-squares line to RSS over time (MB per hour), compares the mean RSS of the last
-//! quarter of the run with the first quarter's, and the probes' p99 likewise, leaving out the
-//! samples of a warm-up period.
+//! (docs/PERFORMANCE.md, "Soak"). The second is reel's own cost, so drift is judged on it.
+//!
+//! The analysis ([`SoakStats::of`]) fits a least-squares line to RSS over time (MB per hour),
+//! compares the mean RSS of the last quarter of the run with the first quarter's, and the
+//! probes' p99 likewise, leaving out the samples of a warm-up period.
 
 use std::time::{Duration, Instant};
 
