@@ -357,15 +357,28 @@ pub fn write(
     if let Some(m) = &r.soak {
         let s = &m.result;
         let st = &s.stats;
+        // Runs from before the back-to-back probes have none: say so rather than print zeros.
+        let warm = st.warm_p99_first_quarter_ms > 0.0;
+        let (pairs, warm_row) = if warm {
+            (
+                ", each sent twice back to back: the first pays for the machine waking from idle, the second is reel's own cost",
+                format!(
+                    "| probe p99 back to back, first / last quarter | {:.2} / {:.2} ms |\n",
+                    st.warm_p99_first_quarter_ms, st.warm_p99_last_quarter_ms
+                ),
+            )
+        } else {
+            ("", String::new())
+        };
         let _ = writeln!(
             o,
-            "## Soak\n\nA {}-scene task ({} steps, distinct seeds) every {} s for {:.0} s; the server's RSS and CPU and two probes (`GET /api/tasks`, `GET /api/tasks/{{latest}}`, each sent twice back to back: the first pays for the machine waking from idle, the second is reel's own cost) sampled every {} s: {} samples, {} tasks posted, {} completed, {} probe errors, {} post errors. The figures leave out the first {:.0} s (start-up: the first tasks fill the allocator's arenas and the model's buffers).\n\n| figure | value |\n|---|---|\n| RSS, first quarter mean | {:.1} MiB |\n| RSS, last quarter mean | {:.1} MiB |\n| RSS growth | {:+.2}% |\n| memory slope (least squares) | {:+.2} MB/hour |\n| probe p99, first quarter | {:.2} ms |\n| probe p99, last quarter | {:.2} ms |\n| latency drift (last / first) | {:.2}x |\n| probe p99 back to back, first / last quarter | {:.2} / {:.2} ms |\n| server CPU, mean | {:.0}% of one core |\n| whole machine busy (every process), first / last quarter | {:.0}% / {:.0}% |\n\nThe same scenario runs for an hour or a day with `load --scenario soak --duration-secs 3600` (or `86400`), or `report --soak-secs 3600`.\n",
+            "## Soak\n\nA {}-scene task ({} steps, distinct seeds) every {} s for {:.0} s; the server's RSS and CPU and two probes (`GET /api/tasks`, `GET /api/tasks/{{latest}}`{pairs}) sampled every {} s: {} samples, {} tasks posted, {} completed, {} probe errors, {} post errors. The figures leave out the first {:.0} s (start-up: the first tasks fill the allocator's arenas and the model's buffers).\n\n| figure | value |\n|---|---|\n| RSS, first quarter mean | {:.1} MiB |\n| RSS, last quarter mean | {:.1} MiB |\n| RSS growth | {:+.2}% |\n| memory slope (least squares) | {:+.2} MB/hour |\n| probe p99, first quarter | {:.2} ms |\n| probe p99, last quarter | {:.2} ms |\n| latency drift (last / first) | {:.2}x |\n{warm_row}| server CPU, mean | {:.0}% of one core |\n| whole machine busy (every process), first / last quarter | {:.0}% / {:.0}% |\n\nThe same scenario runs for an hour or a day with `load --scenario soak --duration-secs 3600` (or `86400`), or `report --soak-secs 3600`.\n",
             s.config.scenes, s.config.steps, s.config.task_every_s, s.wall_s, s.config.sample_every_s,
             s.samples.len(), s.samples.last().map_or(0, |x| x.tasks_posted), s.tasks_completed,
             s.probes.errors, s.posts.errors, s.config.warmup_s,
             st.rss_first_quarter_mb, st.rss_last_quarter_mb, st.rss_growth_percent,
             st.memory_slope_mb_per_hour, st.p99_first_quarter_ms, st.p99_last_quarter_ms,
-            st.latency_drift_ratio, st.warm_p99_first_quarter_ms, st.warm_p99_last_quarter_ms,
+            st.latency_drift_ratio,
             st.cpu_mean_percent, st.machine_cpu_first_quarter_percent, st.machine_cpu_last_quarter_percent,
         );
         let rss: Vec<(f64, f64)> = s
