@@ -6,8 +6,9 @@
 //! spends is debited. The bucket holds no credit beyond zero: idle time is never saved up, so
 //! no window, however it falls, sees more than the ceiling plus the one piece of compute that
 //! ran into debt (a batched step, a scene's post-processing). An earlier version banked half a
-//! second of credit; a run that began idle then read 0.9 points over the ceiling on average
-//! across a minute, and single seconds reached 92% of the machine (docs/PERFORMANCE.md).
+//! second of credit: the paced API run while generating, whose server starts idle, read 80.1%
+//! of the machine against an 80% ceiling (79.8-79.9% without the bank), and single seconds
+//! reached 92% (docs/PERFORMANCE.md, "CPU ceiling").
 //!
 //! The denoise operator asks before each batched step and, in debt, re-schedules itself for
 //! later instead of stepping (a timely worker never sleeps); the post-processing threads,
