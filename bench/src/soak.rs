@@ -143,7 +143,9 @@ impl SoakStats {
         let (slope, _) = linear_fit(&points).context("soak samples all at one instant")?;
         let q = samples.len() / 4;
         let (first, last) = (&samples[..q], &samples[samples.len() - q..]);
-        let mean_mb = |part: &[SoakSample]| part.iter().map(mb).sum::<f64>() / part.len() as f64;
+        let mean = |part: &[SoakSample], f: &dyn Fn(&SoakSample) -> f64| {
+            part.iter().map(f).sum::<f64>() / part.len() as f64
+        };
         let p99 = |part: &[SoakSample], warm: bool| {
             let mut ms: Vec<f64> = part
                 .iter()
@@ -155,13 +157,8 @@ impl SoakStats {
             }
             Percentiles::of(&mut ms).p99
         };
-        let machine = |part: &[SoakSample]| {
-            part.iter()
-                .map(|s| s.machine_cpu_percent as f64)
-                .sum::<f64>()
-                / part.len() as f64
-        };
-        let (rss0, rss1) = (mean_mb(first), mean_mb(last));
+        let machine = |s: &SoakSample| s.machine_cpu_percent as f64;
+        let (rss0, rss1) = (mean(first, &mb), mean(last, &mb));
         let (p0, p1) = (p99(first, false), p99(last, false));
         Ok(SoakStats {
             memory_slope_mb_per_hour: slope,
@@ -175,9 +172,18 @@ impl SoakStats {
             warm_p99_last_quarter_ms: p99(last, true),
             cpu_mean_percent: samples.iter().map(|s| s.cpu_percent as f64).sum::<f64>()
                 / samples.len() as f64,
-            machine_cpu_first_quarter_percent: machine(first),
-            machine_cpu_last_quarter_percent: machine(last),
+            machine_cpu_first_quarter_percent: mean(first, &machine),
+            machine_cpu_last_quarter_percent: mean(last, &machine),
         })
+    }
+
+    /// The back-to-back probes' p99, first and last quarter; `None` for runs from before
+    /// them (stored as zeros).
+    pub fn back_to_back_p99(&self) -> Option<(f64, f64)> {
+        (self.warm_p99_first_quarter_ms > 0.0).then_some((
+            self.warm_p99_first_quarter_ms,
+            self.warm_p99_last_quarter_ms,
+        ))
     }
 
     pub fn line(&self) -> String {

@@ -393,16 +393,14 @@ pub fn targets(r: &Results) -> Vec<Verdict> {
                     s.p99_first_quarter_ms, s.p99_last_quarter_ms
                 );
                 // Runs from before the back-to-back probes are judged on the first ones.
-                if s.warm_p99_first_quarter_ms > 0.0 {
-                    (
+                match s.back_to_back_p99() {
+                    Some((first, last)) => (
                         format!(
-                            "probe p99 back to back {:.2} -> {:.2} ms, first to last quarter ({cold} after idle)",
-                            s.warm_p99_first_quarter_ms, s.warm_p99_last_quarter_ms
+                            "probe p99 back to back {first:.2} -> {last:.2} ms, first to last quarter ({cold} after idle)"
                         ),
-                        held(s.warm_p99_first_quarter_ms, s.warm_p99_last_quarter_ms),
-                    )
-                } else {
-                    (cold, held(s.p99_first_quarter_ms, s.p99_last_quarter_ms))
+                        held(first, last),
+                    ),
+                    None => (cold, held(s.p99_first_quarter_ms, s.p99_last_quarter_ms)),
                 }
             }),
         ),

@@ -357,18 +357,13 @@ pub fn write(
     if let Some(m) = &r.soak {
         let s = &m.result;
         let st = &s.stats;
-        // Runs from before the back-to-back probes have none: say so rather than print zeros.
-        let warm = st.warm_p99_first_quarter_ms > 0.0;
-        let (pairs, warm_row) = if warm {
-            (
+        // Runs from before the back-to-back probes have none: leave them out rather than print zeros.
+        let (pairs, warm_row) = match st.back_to_back_p99() {
+            Some((first, last)) => (
                 ", each sent twice back to back: the first pays for the machine waking from idle, the second is reel's own cost",
-                format!(
-                    "| probe p99 back to back, first / last quarter | {:.2} / {:.2} ms |\n",
-                    st.warm_p99_first_quarter_ms, st.warm_p99_last_quarter_ms
-                ),
-            )
-        } else {
-            ("", String::new())
+                format!("| probe p99 back to back, first / last quarter | {first:.2} / {last:.2} ms |\n"),
+            ),
+            None => ("", String::new()),
         };
         let _ = writeln!(
             o,
