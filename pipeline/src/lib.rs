@@ -11,7 +11,7 @@ pub mod encode;
 pub mod engine;
 pub mod eval;
 pub mod governor;
-mod hub;
+pub mod health;
 pub mod plan;
 pub mod planner;
 pub mod post;

@@ -4,16 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::world::Scene;
 
-/// An attribute of a scene that the prompt left open and that was drawn from the seed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Attr {
-    Size,
-    Color,
-    Shape,
-    Motion,
-    Background,
-}
+pub use contract::Attr;
 
 /// One planned scene: the canonical scene, its caption, and which attributes were guessed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 
 use sled::transaction::TransactionError;
 
+use crate::task::TaskStatus;
+
 /// Anything that can go wrong below the store's API.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -14,6 +16,19 @@ pub enum StoreError {
     /// Bytes in the database that this code did not write (or a damaged key).
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The transition table does not allow this status change; nothing was written.
+    #[error("task {id} cannot go from {} to {}", from.name(), to.name())]
+    IllegalTransition {
+        /// The task.
+        id: u64,
+        /// Its stored status.
+        from: TaskStatus,
+        /// The status asked for.
+        to: TaskStatus,
+    },
+    /// An update tried to change a status outside [`crate::Store::transition`].
+    #[error("task {0}: a status changes only through a transition")]
+    StatusChange(u64),
 }
 
 impl From<TransactionError<StoreError>> for StoreError {

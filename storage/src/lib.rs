@@ -12,9 +12,11 @@
 //! - `by_status`: status byte ++ id big-endian -> (); the index behind filtered listing.
 //! - `meta`: the id counter and one count per status, changed in the same transaction as
 //!   the records they describe.
+//! - `keys`, `key_ids`: API keys, hashed ([`ApiKey`]).
 //! - `cache`: result-cache key -> id of the task whose artifact answers it, fronted by a
 //!   bounded in-memory LRU with a TTL ([`CacheConfig`]).
 
+mod api_keys;
 mod cache;
 mod error;
 mod keys;
@@ -22,7 +24,8 @@ mod retention;
 mod store;
 pub mod task;
 
+pub use api_keys::{ApiKey, CreatedKey};
 pub use cache::{CacheConfig, CacheStats};
 pub use error::{Result, StoreError};
-pub use store::Store;
+pub use store::{now_ms, Store};
 pub use task::*;

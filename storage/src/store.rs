@@ -9,9 +9,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
 use crate::cache::{CacheConfig, ResultCache};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::keys::{count_key, decode_u64, id_key, index_id, index_key, NEXT_ID};
-use crate::task::{TaskParams, TaskRecord, TaskStatus};
+use crate::task::{NewTask, TaskRecord, TaskStatus};
 
 /// The durable home of every task. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
@@ -20,12 +20,15 @@ pub struct Store {
     by_status: sled::Tree,
     meta: sled::Tree,
     pub(crate) cache: ResultCache,
+    pub(crate) keys: sled::Tree,
+    pub(crate) key_ids: sled::Tree,
     /// Serialises writers so that read-modify-write needs no retry of the caller's closure
     /// (sled transactions may rerun their body; `update` takes an `FnOnce`).
     write_lock: Mutex<()>,
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (0 if the clock is before it): every stored timestamp.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -67,6 +70,8 @@ impl Store {
             by_status: db.open_tree("by_status")?,
             meta: db.open_tree("meta")?,
             cache: ResultCache::open(db.open_tree("cache")?, cache),
+            keys: db.open_tree("keys")?,
+            key_ids: db.open_tree("key_ids")?,
             db,
             write_lock: Mutex::new(()),
         })
@@ -80,7 +85,7 @@ impl Store {
 
     /// Stores a new queued task under the next id (1, 2, ...) and flushes it to disk, so an
     /// acknowledged task survives a crash.
-    pub fn create_task(&self, params: TaskParams) -> Result<TaskRecord> {
+    pub fn create_task(&self, new: NewTask) -> Result<TaskRecord> {
         let _guard = self.lock();
         let id = match self.meta.get(NEXT_ID)? {
             Some(v) => decode_u64(&v)?,
@@ -92,13 +97,15 @@ impl Store {
             status: TaskStatus::Queued,
             created_ms: now,
             updated_ms: now,
-            params,
+            params: new.params,
             plan: None,
             scenes_done: 0,
             timings_ms: BTreeMap::new(),
             cached: false,
             error: None,
             artifact: None,
+            owner: new.owner,
+            priority: new.priority,
         };
         let bytes = serde_json::to_vec(&record)?;
         (&self.tasks, &self.by_status, &self.meta).transaction(|(tasks, index, meta)| {
@@ -118,18 +125,56 @@ impl Store {
         }
     }
 
-    /// Applies `f` to the stored task and writes it back with the status index, the counts
-    /// and `updated_ms` kept in step; flushes when the status changed. A closure that changes
-    /// nothing writes nothing. `None` if no such task.
+    /// Applies `f` to the stored task's fields other than its status (plan, timings, scene
+    /// count...) and writes it back with `updated_ms`; a closure that changes nothing writes
+    /// nothing. A status changes only through [`Store::transition`]: a closure that changes it
+    /// is refused whole ([`StoreError::StatusChange`]). `None` if no such task.
     pub fn update(&self, id: u64, f: impl FnOnce(&mut TaskRecord)) -> Result<Option<TaskRecord>> {
+        self.write(id, None, f)
+    }
+
+    /// Moves the task to `to` and applies `f` to it in the same write, if the transition table
+    /// ([`TaskStatus::can_become`]) allows it; otherwise changes nothing and answers
+    /// [`StoreError::IllegalTransition`]. Flushed before returning: a status change survives
+    /// kill -9. `None` if no such task.
+    pub fn transition(
+        &self,
+        id: u64,
+        to: TaskStatus,
+        f: impl FnOnce(&mut TaskRecord),
+    ) -> Result<Option<TaskRecord>> {
+        self.write(id, Some(to), f)
+    }
+
+    fn write(
+        &self,
+        id: u64,
+        to: Option<TaskStatus>,
+        f: impl FnOnce(&mut TaskRecord),
+    ) -> Result<Option<TaskRecord>> {
         let _guard = self.lock();
         let Some(mut record) = self.get(id)? else {
             return Ok(None);
         };
         let before = record.clone();
+        if let Some(to) = to {
+            if !before.status.can_become(to) {
+                return Err(StoreError::IllegalTransition {
+                    id,
+                    from: before.status,
+                    to,
+                });
+            }
+        }
         f(&mut record);
         // The id is the key; a closure cannot move a record to another one.
         record.id = id;
+        if record.status != before.status {
+            return Err(StoreError::StatusChange(id));
+        }
+        if let Some(to) = to {
+            record.status = to;
+        }
         if record == before {
             // Nothing to write: the record (and its updated_ms) stay as they were.
             return Ok(Some(record));

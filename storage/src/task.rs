@@ -4,57 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Lifecycle of a task. `Completed`, `Failed` and `Cancelled` are final.
-/// Ordered by lifecycle stage (declaration order), which keys `Store::counts`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Queued,
-    Planning,
-    Generating,
-    PostProcessing,
-    Encoding,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl TaskStatus {
-    pub const ALL: &'static [TaskStatus] = &[
-        TaskStatus::Queued,
-        TaskStatus::Planning,
-        TaskStatus::Generating,
-        TaskStatus::PostProcessing,
-        TaskStatus::Encoding,
-        TaskStatus::Completed,
-        TaskStatus::Failed,
-        TaskStatus::Cancelled,
-    ];
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
-        )
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TaskStatus::Queued => "queued",
-            TaskStatus::Planning => "planning",
-            TaskStatus::Generating => "generating",
-            TaskStatus::PostProcessing => "post_processing",
-            TaskStatus::Encoding => "encoding",
-            TaskStatus::Completed => "completed",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TaskStatus> {
-        TaskStatus::ALL.iter().copied().find(|t| t.name() == s)
-    }
-}
+pub use contract::TaskStatus;
 
 /// The validated parameters of a task, every default filled in (the API does that).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,6 +18,17 @@ pub struct TaskParams {
     pub fps: u32,
     /// Delivered frame side in pixels (square frames).
     pub size: u32,
+}
+
+/// The directory of task `id`'s files, relative to the data dir: `frames/` (one PNG per
+/// delivered frame, named by [`frame_file`], written as they are made) and `video.mp4`.
+pub fn task_dir(id: u64) -> String {
+    format!("artifacts/{id}")
+}
+
+/// The file name of delivered frame `n` inside a frames directory.
+pub fn frame_file(n: usize) -> String {
+    format!("{n:05}.png")
 }
 
 /// Where a finished task's files are, relative to the data dir.
@@ -99,6 +60,39 @@ pub struct TaskRecord {
     pub cached: bool,
     pub error: Option<String>,
     pub artifact: Option<Artifact>,
+    /// Id of the API key that created the task; `None` when made without keys (open mode,
+    /// the command line). Records from before keys existed read as `None`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Scheduling priority, higher first (see [`TaskParams::PRIORITY`]).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+}
+
+fn default_priority() -> u8 {
+    TaskParams::DEFAULT_PRIORITY
+}
+
+/// Who asks for a new task and how urgently; the rest of a record starts empty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    /// The validated request.
+    pub params: TaskParams,
+    /// The creating key's id (`None` without keys).
+    pub owner: Option<String>,
+    /// Scheduling priority, higher first.
+    pub priority: u8,
+}
+
+impl NewTask {
+    /// A task with no owner at the default priority (the command line, tests).
+    pub fn anonymous(params: TaskParams) -> NewTask {
+        NewTask {
+            params,
+            owner: None,
+            priority: TaskParams::DEFAULT_PRIORITY,
+        }
+    }
 }
 
 impl TaskParams {
@@ -117,6 +111,23 @@ impl TaskParams {
     pub const SECONDS_PER_SCENE: (f32, f32) = (0.5, 10.0);
     pub const FPS: (u32, u32) = (1, 60);
     pub const SIZE: (u32, u32) = (64, 512);
+    /// `size` must be a multiple of this (the model's cells and the encoder's macroblocks).
+    pub const SIZE_MULTIPLE: u32 = 16;
+    /// Scheduling priorities, higher first; a request or a key may set one.
+    pub const PRIORITY: (u8, u8) = (0, 9);
+    /// The priority of a request that names none, under a key that names none.
+    pub const DEFAULT_PRIORITY: u8 = 5;
+
+    /// Frames the task delivers: per scene, its duration at its rate (at least 2).
+    pub fn frames_per_scene(&self) -> usize {
+        ((self.seconds_per_scene * self.fps as f32).round() as usize).max(2)
+    }
+
+    /// Pixels the task delivers in all (frames x width x height), what a task budget caps.
+    pub fn total_pixels(&self) -> u64 {
+        let side = u64::from(self.size);
+        (self.num_scenes * self.frames_per_scene()) as u64 * side * side
+    }
 
     /// Checks every field against its range; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
@@ -146,8 +157,12 @@ impl TaskParams {
         )?;
         within("fps", self.fps, Self::FPS)?;
         within("size", self.size, Self::SIZE)?;
-        if !self.size.is_multiple_of(16) {
-            return Err(format!("size must be a multiple of 16, got {}", self.size));
+        if !self.size.is_multiple_of(Self::SIZE_MULTIPLE) {
+            return Err(format!(
+                "size must be a multiple of {}, got {}",
+                Self::SIZE_MULTIPLE,
+                self.size
+            ));
         }
         Ok(())
     }

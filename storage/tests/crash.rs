@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use storage::{Store, TaskParams, TaskStatus};
+use storage::{NewTask, Store, TaskParams, TaskStatus};
 
 const CHILD_DIR: &str = "REEL_STORAGE_CRASH_CHILD_DIR";
 
-fn params() -> TaskParams {
-    TaskParams {
+fn params() -> NewTask {
+    NewTask::anonymous(TaskParams {
         prompt: "a green triangle".into(),
         num_scenes: 2,
         seed: 3,
@@ -20,7 +20,7 @@ fn params() -> TaskParams {
         seconds_per_scene: 2.0,
         fps: 24,
         size: 128,
-    }
+    })
 }
 
 #[test]
@@ -30,9 +30,9 @@ fn acknowledged_tasks_survive_abort() {
         for _ in 0..3 {
             store.create_task(params()).unwrap();
         }
-        store
-            .update(2, |r| r.status = TaskStatus::Completed)
-            .unwrap();
+        for s in [TaskStatus::Planning, TaskStatus::Failed] {
+            store.transition(2, s, |_| {}).unwrap();
+        }
         std::process::abort();
     }
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +52,7 @@ fn acknowledged_tasks_survive_abort() {
     let store = Store::open(dir.path()).unwrap();
     let (all, _) = store.list(None, 10, None).unwrap();
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), vec![3, 2, 1]);
-    assert_eq!(store.get(2).unwrap().unwrap().status, TaskStatus::Completed);
+    assert_eq!(store.get(2).unwrap().unwrap().status, TaskStatus::Failed);
     assert_eq!(store.counts().unwrap()[&TaskStatus::Queued], 2);
     assert_eq!(store.create_task(params()).unwrap().id, 4);
 }

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use storage::{Store, TaskParams, TaskStatus};
+use storage::{NewTask, Store, StoreError, TaskParams, TaskStatus};
 
-fn params(prompt: &str) -> TaskParams {
-    TaskParams {
+fn params(prompt: &str) -> NewTask {
+    NewTask::anonymous(TaskParams {
         prompt: prompt.to_owned(),
         num_scenes: 3,
         seed: 7,
@@ -15,8 +15,22 @@ fn params(prompt: &str) -> TaskParams {
         seconds_per_scene: 2.0,
         fps: 24,
         size: 256,
+    })
+}
+
+/// Moves task `id` along the lifecycle to `to`, as the engine would.
+fn walk_to(store: &Store, id: u64, to: TaskStatus) {
+    use TaskStatus::*;
+    let path: &[TaskStatus] = match to {
+        Generating => &[Planning, Generating],
+        Completed => &[Planning, Generating, PostProcessing, Encoding, Completed],
+        other => &[other][..],
+    };
+    for &s in path {
+        store.transition(id, s, |_| {}).unwrap().unwrap();
     }
 }
+
 
 fn ids(records: &[storage::TaskRecord]) -> Vec<u64> {
     records.iter().map(|r| r.id).collect()
@@ -32,12 +46,8 @@ fn ids_are_sequential_and_survive_reopen() {
         assert_eq!((a.id, b.id), (1, 2));
         assert_eq!(a.status, TaskStatus::Queued);
         assert!(a.created_ms > 0 && a.updated_ms == a.created_ms);
-        store
-            .update(2, |r| {
-                r.status = TaskStatus::Generating;
-                r.scenes_done = 1;
-            })
-            .unwrap();
+        walk_to(&store, 2, TaskStatus::Generating);
+        store.update(2, |r| r.scenes_done = 1).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     let b = store.get(2).unwrap().expect("task 2 persisted");
@@ -55,21 +65,15 @@ fn update_keeps_index_and_counts_in_step() {
     for i in 0..6 {
         store.create_task(params(&format!("task {i}"))).unwrap();
     }
-    store
-        .update(2, |r| r.status = TaskStatus::Generating)
-        .unwrap();
-    store
-        .update(4, |r| r.status = TaskStatus::Completed)
-        .unwrap();
-    store
-        .update(5, |r| r.status = TaskStatus::Generating)
-        .unwrap();
-    store.update(5, |r| r.status = TaskStatus::Failed).unwrap();
+    walk_to(&store, 2, TaskStatus::Generating);
+    walk_to(&store, 4, TaskStatus::Completed);
+    walk_to(&store, 5, TaskStatus::Generating);
+    walk_to(&store, 5, TaskStatus::Failed);
     // A closure cannot move a record to another key.
     let moved = store.update(6, |r| r.id = 1).unwrap().unwrap();
     assert_eq!(moved.id, 6);
     assert!(store
-        .update(42, |r| r.status = TaskStatus::Failed)
+        .transition(42, TaskStatus::Failed, |_| {})
         .unwrap()
         .is_none());
 
@@ -122,9 +126,7 @@ fn list_pages_newest_first_with_cursor() {
     for i in 0..25 {
         let t = store.create_task(params(&format!("p{i}"))).unwrap();
         if t.id.is_multiple_of(2) {
-            store
-                .update(t.id, |r| r.status = TaskStatus::Completed)
-                .unwrap();
+            walk_to(&store, t.id, TaskStatus::Completed);
         }
     }
     let mut seen = Vec::new();
@@ -155,4 +157,36 @@ fn list_pages_newest_first_with_cursor() {
     let (p, c) = store.list(Some(TaskStatus::Queued), 13, None).unwrap();
     assert_eq!((p.len(), c), (13, None));
     assert!(store.list(None, 10, Some(1)).unwrap().0.is_empty());
+}
+
+#[test]
+fn illegal_transitions_are_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = store.create_task(params("x")).unwrap();
+    // Queued cannot jump to encoding; the closure's change is not applied either.
+    let err = store
+        .transition(t.id, TaskStatus::Encoding, |r| r.scenes_done = 9)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::IllegalTransition {
+            from: TaskStatus::Queued,
+            to: TaskStatus::Encoding,
+            ..
+        }
+    ));
+    // A status never changes through a plain update.
+    assert!(matches!(
+        store.update(t.id, |r| r.status = TaskStatus::Completed),
+        Err(StoreError::StatusChange(_))
+    ));
+    assert_eq!(store.get(t.id).unwrap().unwrap(), t);
+    // Nothing leaves a final status.
+    store.transition(t.id, TaskStatus::Cancelled, |_| {}).unwrap();
+    for &to in TaskStatus::ALL {
+        assert!(store.transition(t.id, to, |_| {}).is_err(), "{to:?}");
+    }
+    assert_eq!(store.counts().unwrap()[&TaskStatus::Cancelled], 1);
+    assert_eq!(store.counts().unwrap()[&TaskStatus::Queued], 0);
 }

@@ -3,13 +3,14 @@
 //! Input: [`SceneJob`] (pipelined). Output: [`DenoisedScene`] at the scene's epoch, as soon as
 //! that scene's last step is done (so its frames go downstream while other scenes still run).
 //! Every activation advances all in-flight scenes, of any task, by one sampler step in one
-//! batched forward pass of at most `max_batch` scenes; waiting scenes join between steps and
-//! cancelled ones leave, freeing their slot within one step. The operator re-activates itself
+//! batched forward pass of at most `max_batch` scenes; waiting scenes join between steps, in
+//! [`FairQueue`] order (priority, then API keys taking turns), and scenes of tasks that ended
+//! (cancelled, failed) leave, freeing their slot within one step. The operator re-activates itself
 //! while it has work instead of looping, so the worker stays responsive; over the CPU ceiling
 //! (`--max-cpu-percent`, [`crate::governor`]) it re-activates itself after the pause instead.
 //! Capabilities: one per waiting or running scene, dropped when the scene leaves.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,9 +23,12 @@ use timely::dataflow::StreamVec;
 use storage::TaskStatus;
 
 use super::context::Context;
+use super::fair_queue::FairQueue;
 use super::messages::{DenoisedScene, SceneJob};
 
+/// The `denoise` operator on a stream of scenes.
 pub trait Denoise<'s> {
+    /// Samples every scene with the model, batched across tasks, emitting each when done.
     fn denoise(self, ctx: Arc<Context>) -> StreamVec<'s, u64, DenoisedScene>;
 }
 
@@ -45,7 +49,7 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
         let scope = self.scope();
         self.unary(Pipeline, "denoise", move |_cap, info| {
             let activator = scope.activator_for(info.address);
-            let mut waiting: VecDeque<(Capability<u64>, SceneJob)> = VecDeque::new();
+            let mut waiting: FairQueue<(Capability<u64>, SceneJob)> = FairQueue::default();
             let mut running: Vec<Running> = Vec::new();
             let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
             move |input, output| {
@@ -58,15 +62,15 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                             started: Instant::now(),
                             left: job.count,
                         });
-                        waiting.push_back((cap.clone(), job));
+                        waiting.push(job.priority, job.owner.clone(), (cap.clone(), job));
                     }
                 });
-                waiting.retain(|(_, j)| !ctx.cancelled(j.task));
-                running.retain(|r| !ctx.cancelled(r.job.task));
-                clocks.retain(|id, _| !ctx.cancelled(*id));
+                waiting.retain(|(_, j)| ctx.live(j.task));
+                running.retain(|r| ctx.live(r.job.task));
+                clocks.retain(|id, _| ctx.live(*id));
 
                 while running.len() < ctx.max_batch {
-                    let Some((cap, job)) = waiting.pop_front() else {
+                    let Some((cap, job)) = waiting.pop() else {
                         break;
                     };
                     if let Some(state) = start(&ctx, &job) {
@@ -93,7 +97,7 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     metrics::gauge!("reel_denoise_frame_steps_per_second")
                         .set(frames as f64 / dt.max(1e-9));
                     for r in &running {
-                        ctx.hub.step(
+                        ctx.tasks.step(
                             r.job.task,
                             r.job.index,
                             r.state.step_index(),
@@ -121,7 +125,7 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                             metrics::histogram!("reel_stage_seconds", "stage" => "denoise")
                                 .record(secs.as_secs_f64());
                         }
-                        ctx.set_status(task, TaskStatus::PostProcessing);
+                        let _ = ctx.tasks.advance(task, TaskStatus::PostProcessing, |_| {});
                     }
                 }
                 if !running.is_empty() || !waiting.is_empty() {
@@ -147,13 +151,8 @@ fn start(ctx: &Context, job: &SceneJob) -> Option<SceneState> {
     ) {
         Ok(state) => Some(state),
         Err(e) => {
-            tracing::error!(task = job.task, error = %e, "cannot start scene");
-            ctx.update(job.task, |r| {
-                r.status = TaskStatus::Failed;
-                r.error = Some(e.to_string());
-            });
-            ctx.hub.cancel(job.task);
-            ctx.hub.done(job.task, TaskStatus::Failed);
+            ctx.tasks
+                .fail(job.task, &format!("cannot start scene {}: {e}", job.index));
             None
         }
     }

@@ -16,14 +16,16 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use storage::{Artifact, TaskStatus};
+use storage::{now_ms, task_dir, Artifact, TaskStatus};
 
-use super::context::{now_ms, Context};
+use super::context::Context;
 use super::messages::ProcessedScene;
-use super::post_process::{fail, write_atomically};
+use super::post_process::write_atomically;
 use crate::encode::Mp4Encoder;
 
+/// The `encode_video` operator on a stream of post-processed scenes.
 pub trait EncodeVideo<'s> {
+    /// Encodes each task's scenes, in order, into its MP4 and completes the task.
     fn encode_video(self, ctx: Arc<Context>) -> StreamVec<'s, u64, u64>;
 }
 
@@ -40,12 +42,12 @@ impl<'s> EncodeVideo<'s> for StreamVec<'s, u64, ProcessedScene> {
         self.unary(Pipeline, "encode_video", move |_cap, _info| {
             let mut pending: HashMap<u64, Pending> = HashMap::new();
             move |input, output| {
-                pending.retain(|id, _| !ctx.cancelled(*id));
+                pending.retain(|id, _| ctx.live(*id));
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for scene in data.flat_map(|d| d.drain(..)) {
                         let task = scene.job.task;
-                        if ctx.cancelled(task) {
+                        if !ctx.live(task) {
                             continue;
                         }
                         match accept(&ctx, &mut pending, scene) {
@@ -53,7 +55,7 @@ impl<'s> EncodeVideo<'s> for StreamVec<'s, u64, ProcessedScene> {
                             Ok(false) => {}
                             Err(e) => {
                                 pending.remove(&task);
-                                fail(&ctx, task, &e);
+                                ctx.tasks.fail(task, &format!("encoding: {e:#}"));
                             }
                         }
                     }
@@ -91,7 +93,7 @@ fn accept(
         }
         state.frames += s.frames.yuv.len();
         state.next += 1;
-        ctx.update(task, |r| r.scenes_done = state.next);
+        let _ = ctx.tasks.patch(task, |r| r.scenes_done = state.next);
     }
     ctx.add_timing(task, "encode", t.elapsed().as_millis() as u64);
     if state.next < count {
@@ -102,7 +104,7 @@ fn accept(
     };
     let t = Instant::now();
     let mp4 = done.encoder.finish()?;
-    let dir = Context::artifact_dir(task);
+    let dir = task_dir(task);
     fs::create_dir_all(ctx.data_dir.join(&dir))?;
     let video = format!("{dir}/video.mp4");
     write_atomically(&ctx.data_dir.join(&video), &mp4)?;
@@ -116,21 +118,21 @@ fn accept(
         fps: params.fps,
     };
     let encode_secs = t.elapsed();
-    let stored = ctx.update(task, |r| {
+    let stored = ctx.tasks.advance(task, TaskStatus::Completed, |r| {
         *r.timings_ms.entry("encode".into()).or_insert(0) += encode_secs.as_millis() as u64;
         r.timings_ms
             .insert("total".into(), now_ms().saturating_sub(r.created_ms));
         r.artifact = Some(artifact);
-        r.status = TaskStatus::Completed;
     });
-    if let Some(r) = stored {
-        tracing::info!(task, timings_ms = ?r.timings_ms, "task completed");
-    }
+    let Ok(Some(r)) = stored else {
+        // Cancelled meanwhile, or the record could not be written: not a result to cache.
+        return Ok(false);
+    };
+    tracing::info!(task, timings_ms = ?r.timings_ms, "task completed");
     metrics::histogram!("reel_stage_seconds", "stage" => "encode")
         .record(encode_secs.as_secs_f64());
-    if let Err(e) = ctx.store.cache_put(&key, task) {
+    if let Err(e) = ctx.tasks.store().cache_put(&key, task) {
         tracing::warn!(task, error = %e, "result not cached");
     }
-    ctx.hub.done(task, TaskStatus::Completed);
     Ok(true)
 }

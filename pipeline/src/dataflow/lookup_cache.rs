@@ -15,7 +15,9 @@ use storage::TaskStatus;
 use super::context::Context;
 use super::messages::{PlannedTask, SceneJob};
 
+/// The `lookup_cache` operator on a stream of planned tasks.
 pub trait LookupCache<'s> {
+    /// Completes cache hits in place and splits misses into their scenes.
     fn lookup_cache(self, ctx: Arc<Context>) -> StreamVec<'s, u64, SceneJob>;
 }
 
@@ -25,21 +27,31 @@ impl<'s> LookupCache<'s> for StreamVec<'s, u64, PlannedTask> {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
-                    for task in data.flat_map(|d| d.drain(..)) {
-                        if ctx.cancelled(task.id) || complete_from_cache(&ctx, &task) {
+                    for planned in data.flat_map(|d| d.drain(..)) {
+                        let id = planned.task.id;
+                        if !ctx.live(id) || complete_from_cache(&ctx, &planned) {
                             continue;
                         }
-                        ctx.set_status(task.id, TaskStatus::Generating);
-                        let key: Arc<str> = task.cache_key.as_str().into();
-                        let count = task.plan.scenes.len();
-                        for (index, scene) in task.plan.scenes.iter().enumerate() {
+                        if !matches!(
+                            ctx.tasks.advance(id, TaskStatus::Generating, |_| {}),
+                            Ok(Some(_))
+                        ) {
+                            continue;
+                        }
+                        let key: Arc<str> = planned.cache_key.as_str().into();
+                        let params = Arc::new(planned.task.params);
+                        let count = planned.plan.scenes.len();
+                        let owner: Option<Arc<str>> = planned.task.owner.as_deref().map(Arc::from);
+                        for (index, scene) in planned.plan.scenes.into_iter().enumerate() {
                             session.give(SceneJob {
-                                task: task.id,
+                                task: id,
                                 index,
                                 count,
-                                caption: scene.caption.clone(),
-                                params: task.params.clone(),
+                                caption: scene.caption,
+                                params: params.clone(),
                                 cache_key: key.clone(),
+                                owner: owner.clone(),
+                                priority: planned.task.priority,
                             });
                         }
                     }
@@ -50,15 +62,16 @@ impl<'s> LookupCache<'s> for StreamVec<'s, u64, PlannedTask> {
 }
 
 /// True when an earlier task's artifact answers this one (and it is now completed).
-fn complete_from_cache(ctx: &Context, task: &PlannedTask) -> bool {
-    let source = match ctx.store.cache_get(&task.cache_key) {
+fn complete_from_cache(ctx: &Context, planned: &PlannedTask) -> bool {
+    let store = ctx.tasks.store();
+    let source = match store.cache_get(&planned.cache_key) {
         Ok(Some(id)) => id,
         _ => {
             metrics::counter!("reel_cache_misses_total").increment(1);
             return false;
         }
     };
-    let artifact = match ctx.store.get(source) {
+    let artifact = match store.get(source) {
         Ok(Some(r)) => r.artifact,
         _ => None,
     };
@@ -67,12 +80,14 @@ fn complete_from_cache(ctx: &Context, task: &PlannedTask) -> bool {
         return false;
     };
     metrics::counter!("reel_cache_hits_total").increment(1);
-    ctx.update(task.id, |r| {
-        r.artifact = Some(artifact);
-        r.cached = true;
-        r.scenes_done = task.plan.scenes.len();
-        r.status = TaskStatus::Completed;
-    });
-    ctx.hub.done(task.id, TaskStatus::Completed);
+    let scenes = planned.plan.scenes.len();
+    // Whether or not the write took (a cancel may have won), the task needs no generating.
+    let _ = ctx
+        .tasks
+        .advance(planned.task.id, TaskStatus::Completed, |r| {
+            r.artifact = Some(artifact);
+            r.cached = true;
+            r.scenes_done = scenes;
+        });
     true
 }

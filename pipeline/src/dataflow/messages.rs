@@ -12,47 +12,69 @@ use crate::post::Processed;
 /// A stored task entering the dataflow (its own epoch). Exchanged by id across workers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskIn {
+    /// The task's id in the store.
     pub id: u64,
+    /// What was asked.
     pub params: TaskParams,
+    /// The key that made it: denoising takes turns between keys.
+    pub owner: Option<String>,
+    /// Higher is admitted to denoising first.
+    pub priority: u8,
 }
 
 /// A task with its scene plan and result-cache key.
 #[derive(Clone, Debug)]
 pub struct PlannedTask {
-    pub id: u64,
-    pub params: Arc<TaskParams>,
+    /// The task as it entered.
+    pub task: TaskIn,
+    /// Its scenes.
     pub plan: Plan,
+    /// Same key, same video: what the result cache is looked up by.
     pub cache_key: String,
 }
 
 /// One scene of one task, waiting for or under denoising.
 #[derive(Clone, Debug)]
 pub struct SceneJob {
+    /// The task's id.
     pub task: u64,
+    /// The scene's index within the task.
     pub index: usize,
+    /// The task's scene count.
     pub count: usize,
+    /// What the model is conditioned on.
     pub caption: String,
+    /// The task's parameters.
     pub params: Arc<TaskParams>,
+    /// The task's result-cache key.
     pub cache_key: Arc<str>,
+    /// The task's owner (turns are taken between owners).
+    pub owner: Option<Arc<str>>,
+    /// The task's priority.
+    pub priority: u8,
 }
 
 impl SceneJob {
     /// Delivered frames per scene: the requested duration at the requested rate.
     pub fn out_frames(&self) -> usize {
-        ((self.params.seconds_per_scene * self.params.fps as f32).round() as usize).max(2)
+        self.params.frames_per_scene()
     }
 }
 
 /// A scene whose latent has been denoised and decoded to the model's base frames.
 #[derive(Clone, Debug)]
 pub struct DenoisedScene {
+    /// The scene.
     pub job: SceneJob,
+    /// Its base frames.
     pub clip: Arc<Clip>,
 }
 
 /// A scene at delivered size and rate, ready for the encoder.
 #[derive(Clone)]
 pub struct ProcessedScene {
+    /// The scene.
     pub job: SceneJob,
+    /// Its delivered frames.
     pub frames: Arc<Processed>,
 }

@@ -7,6 +7,7 @@
 mod context;
 mod denoise;
 mod encode_video;
+mod fair_queue;
 mod lookup_cache;
 mod messages;
 mod plan_tasks;

@@ -11,12 +11,15 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use storage::TaskStatus;
+use storage::{now_ms, TaskStatus};
 
-use super::context::{now_ms, Context};
+use super::context::Context;
 use super::messages::{PlannedTask, TaskIn};
+use crate::engine::FAULT_PANIC_PROMPT;
 
+/// The `plan_tasks` operator on a stream of incoming tasks.
 pub trait PlanTasks<'s> {
+    /// Plans each task (moving it to `planning`, storing its plan) and passes it on.
     fn plan_tasks(self, ctx: Arc<Context>) -> StreamVec<'s, u64, PlannedTask>;
 }
 
@@ -42,12 +45,14 @@ impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
 }
 
 fn plan_one(ctx: &Context, task: TaskIn) -> Option<PlannedTask> {
-    if ctx.cancelled(task.id) {
+    if !ctx.live(task.id) {
         return None;
     }
     let _span = tracing::debug_span!("plan", task = task.id).entered();
+    if ctx.fault_injection && task.params.prompt.contains(FAULT_PANIC_PROMPT) {
+        panic!("fault injection: task {} asked this worker to die", task.id);
+    }
     let started = Instant::now();
-    ctx.set_status(task.id, TaskStatus::Planning);
     let p = &task.params;
     let plan = ctx.planner.plan(&p.prompt, p.num_scenes, p.seed);
     // Same plan, seed, parameters and model give the same video: that is the cache key.
@@ -60,18 +65,19 @@ fn plan_one(ctx: &Context, task: TaskIn) -> Option<PlannedTask> {
     .to_string();
     let plan_json = serde_json::to_value(&plan).ok();
     let plan_ms = started.elapsed().as_millis() as u64;
-    let stored = ctx.update(task.id, |r| {
-        r.plan = plan_json;
-        r.timings_ms
-            .insert("queue".into(), now_ms().saturating_sub(r.created_ms));
-        r.timings_ms.insert("plan".into(), plan_ms);
-    })?;
+    ctx.tasks
+        .advance(task.id, TaskStatus::Planning, |r| {
+            r.plan = plan_json;
+            r.timings_ms
+                .insert("queue".into(), now_ms().saturating_sub(r.created_ms));
+            r.timings_ms.insert("plan".into(), plan_ms);
+        })
+        .ok()??;
     metrics::histogram!("reel_stage_seconds", "stage" => "plan")
         .record(started.elapsed().as_secs_f64());
-    ctx.hub.begin(task.id, plan.scenes.len());
+    ctx.tasks.begin(task.id, plan.scenes.len());
     Some(PlannedTask {
-        id: stored.id,
-        params: Arc::new(task.params),
+        task,
         plan,
         cache_key,
     })

@@ -2,13 +2,17 @@
 //!
 //! The operator hands each denoised scene to [`PostPool::submit`] with a ticket; a pool thread
 //! upscales and interpolates it ([`crate::post::PostProcessor`]), stores its frames as PNG,
-//! publishes them as JPEG to the task's watchers, and sends back a [`Done`] with the same
+//! tells the task's watchers of each stored frame (they read the file: nothing is held in
+//! memory for them, nothing is encoded for nobody), and sends back a [`Done`] with the same
 //! ticket, waking the operator through a timely `SyncActivator`. The worker thread meanwhile
 //! goes on denoising.
 //!
 //! Order: a task's scenes all go to one thread (chosen by task id), whose queue is FIFO, so a
 //! task's frames are published, and its scenes come back, in the order they were submitted
-//! (the hub's frame list and the live streams count on frame indexes arriving in order).
+//! (the live streams count on frame indexes arriving in order).
+//!
+//! A thread that panics reports its death to the engine's [`crate::health::Health`], whose
+//! supervisor fails the tasks the engine held and starts afresh.
 //!
 //! Size: each scene's work is itself parallel on rayon's global pool (sized by
 //! `--compute-threads`), so one thread keeps that pool busy; more only let several tasks'
@@ -27,13 +31,13 @@ use crossbeam::channel::{self, Receiver, Sender};
 use rayon::prelude::*;
 use timely::scheduling::SyncActivator;
 
+use storage::{frame_file, task_dir};
+
 use super::context::Context;
 use super::messages::{DenoisedScene, ProcessedScene};
 use super::post_process::write_atomically;
-use crate::encode::{jpeg_rgb, png_rgb};
-
-/// JPEG quality of live-stream frames.
-const STREAM_JPEG_QUALITY: u8 = 85;
+use crate::encode::png_rgb;
+use crate::health::panic_message;
 
 /// Threads for post-processing when rayon's pool has `compute_threads` threads.
 pub fn pool_threads(compute_threads: usize) -> usize {
@@ -81,19 +85,26 @@ impl PostPool {
                     .name(format!("reel-post-{i}"))
                     .spawn(move || {
                         kernels::lower_current_thread_priority();
-                        for job in rx {
-                            let task = job.scene.job.task;
-                            let outcome = run(&ctx, &job.scene);
-                            let done = Done {
-                                ticket: job.ticket,
-                                task,
-                                outcome,
-                            };
-                            if done_tx.send(done).is_err() {
-                                return;
+                        let serve = std::panic::AssertUnwindSafe(|| {
+                            for job in rx {
+                                let task = job.scene.job.task;
+                                let outcome = run(&ctx, &job.scene);
+                                let done = Done {
+                                    ticket: job.ticket,
+                                    task,
+                                    outcome,
+                                };
+                                if done_tx.send(done).is_err() {
+                                    return;
+                                }
+                                // Fails only once the worker is gone, when nobody waits.
+                                let _ = wake.activate();
                             }
-                            // Fails only once the worker is gone, when nobody waits any more.
-                            let _ = wake.activate();
+                        });
+                        if let Err(panic) = std::panic::catch_unwind(serve) {
+                            let why = panic_message(panic.as_ref());
+                            ctx.health
+                                .report_death(format!("post-processing thread {i} panicked: {why}"));
                         }
                     })
                     // Only the OS refusing a thread at start-up gets here; nothing can run then.
@@ -136,7 +147,7 @@ fn run(ctx: &Context, scene: &DenoisedScene) -> Outcome {
     if let Some(pause) = ctx.governor.pause() {
         std::thread::sleep(pause); // the CPU ceiling; this thread is ours to park
     }
-    if ctx.cancelled(scene.job.task) {
+    if !ctx.live(scene.job.task) {
         return Outcome::Dropped;
     }
     match process(ctx, scene) {
@@ -156,34 +167,26 @@ fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Option<Proces
     let secs = t.elapsed();
     ctx.add_timing(job.task, "post_process", secs.as_millis() as u64);
     metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
-    if ctx.cancelled(job.task) {
+    if !ctx.live(job.task) {
         return Ok(None);
     }
 
     let t = Instant::now();
-    let dir = ctx
-        .data_dir
-        .join(Context::artifact_dir(job.task))
-        .join("frames");
+    let dir = ctx.data_dir.join(task_dir(job.task)).join("frames");
     fs::create_dir_all(&dir)?;
     let first = job.index * job.out_frames();
     let side = size as u32;
-    // Encoded in parallel, published in order.
-    let encoded = frames
+    // Stored in parallel, announced in order once all of the scene's are on disk.
+    frames
         .rgb
         .par_iter()
         .enumerate()
-        .map(|(i, rgb)| {
-            let index = first + i;
-            write_atomically(
-                &dir.join(format!("{index:05}.png")),
-                &png_rgb(side, side, rgb)?,
-            )?;
-            jpeg_rgb(side, side, rgb, STREAM_JPEG_QUALITY)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    for (i, jpeg) in encoded.into_iter().enumerate() {
-        ctx.hub.frame(job.task, first + i, Arc::new(jpeg));
+        .try_for_each(|(i, rgb)| -> anyhow::Result<()> {
+            let path = dir.join(frame_file(first + i));
+            Ok(write_atomically(&path, &png_rgb(side, side, rgb)?)?)
+        })?;
+    for i in 0..frames.rgb.len() {
+        ctx.tasks.frame(job.task, first + i);
     }
     ctx.add_timing(job.task, "publish", t.elapsed().as_millis() as u64);
     Ok(Some(ProcessedScene {

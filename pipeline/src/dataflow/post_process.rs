@@ -2,8 +2,7 @@
 //!
 //! Input: [`DenoisedScene`] (pipelined). Output: [`ProcessedScene`] at the scene's epoch.
 //! Each scene is handed, as soon as it arrives, to the [`PostPool`] threads, which upscale,
-//! interpolate and convert it, store its frames as PNG and publish them as JPEG to live
-//! watchers, while this worker goes on denoising later scenes. A thread that finishes a scene
+//! interpolate and convert it, store its frames as PNG and tell live watchers of each, while this worker goes on denoising later scenes. A thread that finishes a scene
 //! wakes this operator (a timely `SyncActivator`), which emits it and, after a task's last
 //! scene, moves the task to `Encoding`; a failure fails the task.
 //! Capabilities: one per scene in the pool, retained from the scene's input message when it is
@@ -30,7 +29,9 @@ use super::context::Context;
 use super::messages::{DenoisedScene, ProcessedScene};
 use super::post_pool::{pool_threads, Outcome, PostPool};
 
+/// The `post_process` operator on a stream of denoised scenes.
 pub trait PostProcess<'s> {
+    /// Upscales, interpolates and stores each scene's frames off the worker thread.
     fn post_process(self, ctx: Arc<Context>) -> StreamVec<'s, u64, ProcessedScene>;
 }
 
@@ -47,13 +48,13 @@ impl<'s> PostProcess<'s> for StreamVec<'s, u64, DenoisedScene> {
             // Per task, scenes still to come back.
             let mut left: HashMap<u64, usize> = HashMap::new();
             move |input, output| {
-                left.retain(|id, _| !ctx.cancelled(*id));
+                left.retain(|id, _| ctx.live(*id));
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(0) else {
                         return;
                     };
                     for scene in data.flat_map(|d| d.drain(..)) {
-                        if ctx.cancelled(scene.job.task) {
+                        if !ctx.live(scene.job.task) {
                             left.remove(&scene.job.task);
                             continue;
                         }
@@ -75,7 +76,7 @@ impl<'s> PostProcess<'s> for StreamVec<'s, u64, DenoisedScene> {
                             *n -= 1;
                             if *n == 0 {
                                 left.remove(&task);
-                                ctx.set_status(task, TaskStatus::Encoding);
+                                let _ = ctx.tasks.advance(task, TaskStatus::Encoding, |_| {});
                             }
                         }
                         Outcome::Dropped => {
@@ -83,7 +84,7 @@ impl<'s> PostProcess<'s> for StreamVec<'s, u64, DenoisedScene> {
                         }
                         Outcome::Failed(e) => {
                             left.remove(&task);
-                            fail(&ctx, task, &e);
+                            ctx.tasks.fail(task, &format!("post-processing: {e:#}"));
                         }
                     }
                 }
@@ -97,16 +98,4 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path)
-}
-
-/// Marks the task failed (stopping its other scenes) and tells its watchers.
-pub fn fail(ctx: &Context, task: u64, error: &anyhow::Error) {
-    tracing::error!(task, error = %error, "task failed");
-    metrics::counter!("reel_errors_total", "kind" => "task_failed").increment(1);
-    ctx.update(task, |r| {
-        r.status = TaskStatus::Failed;
-        r.error = Some(error.to_string());
-    });
-    ctx.hub.cancel(task);
-    ctx.hub.done(task, TaskStatus::Failed);
 }
