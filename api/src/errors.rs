@@ -15,13 +15,18 @@ use warp::reject::{
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
-/// An error answer: HTTP status, a stable machine-readable code, a human message.
+/// An error answer: HTTP status, a stable machine-readable code, a human message. Messages
+/// never carry file paths or debug text: a failure of ours is logged in full and answered
+/// with a generic message ([`ApiError::internal`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// Stable and machine-readable: `invalid_field`, `task_not_found`, `quota_exceeded`...
     pub code: &'static str,
+    /// For people.
     pub message: String,
-    /// Seconds for a `Retry-After` header (429 only).
+    /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
 }
 
@@ -32,6 +37,7 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// Any error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -41,10 +47,13 @@ impl ApiError {
         }
     }
 
+    /// A 400.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A 404 for a task that does not exist or is not the caller's (the same answer, so a
+    /// key cannot probe for other keys' tasks).
     pub fn task_not_found(id: u64) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -53,30 +62,51 @@ impl ApiError {
         )
     }
 
+    /// A 429: the server's queue is full.
     pub fn queue_full(depth: usize, retry_after: u64) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            format!("{depth} tasks are waiting; try again later"),
+        )
+        .retry_after(retry_after)
+    }
+
+    /// A 503: the engine or the disk cannot take work now.
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(retry_after)
+    }
+
+    /// This error with a `Retry-After` header.
+    pub fn retry_after(self, secs: u64) -> Self {
         ApiError {
-            retry_after: Some(retry_after),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                format!("{depth} tasks are waiting; try again later"),
-            )
+            retry_after: Some(secs),
+            ..self
         }
     }
 
-    /// A failure of ours, not the client's: logged, answered with a 500.
+    /// A failure of ours, not the client's: logged in full, answered with a 500 whose message
+    /// says nothing of the inside (no paths, no debug text).
     pub fn internal(what: impl std::fmt::Display) -> Self {
         tracing::error!(error = %what, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            what.to_string(),
+            "internal error; the server has logged it",
         )
     }
 }
 
 impl From<storage::StoreError> for ApiError {
     fn from(e: storage::StoreError) -> Self {
+        if e.is_disk_full() {
+            tracing::error!(error = %e, "storage is out of space");
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                "the server's disk is full; try again later",
+            );
+        }
         ApiError::internal(format_args!("storage: {e}"))
     }
 }
@@ -133,6 +163,8 @@ pub async fn recover(err: Rejection) -> Result<Response, Infallible> {
         ApiError::bad_request("invalid_header", e.to_string())
     } else if let Some(e) = err.find::<MissingHeader>() {
         ApiError::bad_request("missing_header", e.to_string())
+    } else if let Some(e) = err.find::<warp::filters::cors::CorsForbidden>() {
+        ApiError::new(StatusCode::FORBIDDEN, "cors_forbidden", e.to_string())
     } else if err.find::<MethodNotAllowed>().is_some() {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -142,9 +174,10 @@ pub async fn recover(err: Rejection) -> Result<Response, Infallible> {
     } else if err.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
     } else {
-        // What is left (an unreadable body, say) came from the request, not from us.
+        // What is left (an unreadable body, say) came from the request, not from us; its
+        // debug text stays in the log.
         tracing::warn!(rejection = ?err, "unmapped rejection");
-        ApiError::bad_request("bad_request", format!("{err:?}"))
+        ApiError::bad_request("bad_request", "the request could not be read")
     };
     Ok(e.into_response())
 }

@@ -5,18 +5,17 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use pipeline::engine::Progress;
-use pipeline::plan::{Attr, Plan};
+use contract::{Attr, PlanView, Progress};
 use serde::{Deserialize, Serialize};
-use storage::{TaskParams, TaskRecord, TaskStatus};
+use storage::{ApiKey, TaskParams, TaskRecord, TaskStatus};
 
 use crate::errors::ApiError;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
-/// `size` must be a multiple of this (as `TaskParams::validate` checks).
-pub const SIZE_MULTIPLE: u32 = 16;
+/// Page sizes a list may ask for.
 pub const LIST_LIMIT: RangeInclusive<usize> = 1..=100;
+/// The page size of a list that names none.
 pub const DEFAULT_LIST_LIMIT: usize = 20;
 
 /// `POST /api/tasks`. Bounds and defaults are `storage::TaskParams`'s. Integers are taken as
@@ -25,14 +24,24 @@ pub const DEFAULT_LIST_LIMIT: usize = 20;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
+    /// What the video shows, English or Chinese.
     pub prompt: String,
+    /// Scenes in the video.
     pub num_scenes: Option<u64>,
+    /// Seed of every random choice.
     pub seed: Option<u64>,
+    /// Denoising steps per scene.
     pub steps: Option<u64>,
+    /// Classifier-free guidance scale.
     pub guidance: Option<f64>,
+    /// Seconds per scene.
     pub seconds_per_scene: Option<f64>,
+    /// Delivered frames per second.
     pub fps: Option<u64>,
+    /// Delivered frame side in pixels.
     pub size: Option<u64>,
+    /// Scheduling priority, higher first; at most the key's own (default 5).
+    pub priority: Option<u64>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -50,7 +59,7 @@ fn narrow<T: TryFrom<u64>>(field: &str, v: Option<u64>, default: T) -> Result<T,
 impl CreateTask {
     /// Fills the defaults and checks every field (`TaskParams::validate`); an omitted seed is
     /// drawn at random and recorded, so the task can be reproduced.
-    pub fn validate(self) -> Result<TaskParams, ApiError> {
+    pub fn validate(&self) -> Result<TaskParams, ApiError> {
         // f64 -> f32 saturates to infinity, which the range check then rejects.
         let params = TaskParams {
             prompt: self.prompt.trim().to_owned(),
@@ -73,17 +82,37 @@ impl CreateTask {
         params.validate().map_err(invalid)?;
         Ok(params)
     }
+
+    /// The task's priority: the request's, capped by `ceiling` (the key's own), or the
+    /// ceiling itself when the request names none.
+    pub fn priority(&self, ceiling: u8) -> Result<u8, ApiError> {
+        let (lo, hi) = TaskParams::PRIORITY;
+        match self.priority {
+            None => Ok(ceiling),
+            Some(p) if p < u64::from(lo) || p > u64::from(hi) => Err(invalid(format!(
+                "priority must be between {lo} and {hi}, got {p}"
+            ))),
+            Some(p) if p > u64::from(ceiling) => Err(invalid(format!(
+                "priority {p} is above this key's {ceiling}"
+            ))),
+            Some(p) => Ok(p as u8),
+        }
+    }
 }
 
 /// `GET /api/tasks?status=&limit=&cursor=`.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
+    /// Only tasks in this status.
     pub status: Option<String>,
+    /// Page size.
     pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<u64>,
 }
 
 impl ListQuery {
+    /// The status filter and page size, or a 400 naming what is wrong.
     pub fn validate(&self) -> Result<(Option<TaskStatus>, usize), ApiError> {
         let status = match self.status.as_deref() {
             None | Some("") => None,
@@ -110,30 +139,32 @@ impl ListQuery {
     }
 }
 
-/// One planned scene as clients see it.
-#[derive(Debug, Serialize)]
-pub struct SceneView {
-    pub caption: String,
-    /// Attributes the prompt left open, drawn from the seed.
-    pub guessed: Vec<Attr>,
-}
-
 /// What a finished task produced (the files are behind `links`).
 #[derive(Debug, Serialize)]
 pub struct ArtifactView {
+    /// Delivered frames.
     pub frame_count: usize,
+    /// Size of the MP4.
     pub video_bytes: u64,
+    /// Frame width.
     pub width: u32,
+    /// Frame height.
     pub height: u32,
+    /// Frames per second.
     pub fps: u32,
 }
 
+/// Where a task's resources are.
 #[derive(Debug, Serialize)]
 pub struct Links {
+    /// The task.
     #[serde(rename = "self")]
     pub self_: String,
+    /// Its event stream.
     pub events: String,
+    /// Its live frames.
     pub stream: String,
+    /// Its video.
     pub video: String,
     /// Template: replace `{n}` by a frame index.
     pub frames: String,
@@ -142,22 +173,38 @@ pub struct Links {
 /// `GET /api/tasks/{id}` and each entry of the list.
 #[derive(Debug, Serialize)]
 pub struct TaskView {
+    /// The task's id.
     pub id: u64,
+    /// Where it stands.
     pub status: TaskStatus,
+    /// When it was accepted, ms since the epoch.
     pub created_ms: u64,
+    /// When it last changed.
     pub updated_ms: u64,
+    /// The request with every default filled in.
     pub params: TaskParams,
-    pub plan: Option<Vec<SceneView>>,
+    /// Its scheduling priority.
+    pub priority: u8,
+    /// The key that made it (`null` without keys).
+    pub owner: Option<String>,
+    /// The scenes, once planned.
+    pub plan: Option<Vec<contract::SceneView>>,
+    /// How far it is.
     pub progress: Progress,
+    /// Milliseconds per stage.
     pub timings_ms: BTreeMap<String, u64>,
+    /// True when an earlier identical task's video answered it.
     pub cached: bool,
+    /// Why it failed.
     pub error: Option<String>,
+    /// What it produced.
     pub artifact: Option<ArtifactView>,
+    /// Where its resources are.
     pub links: Links,
 }
 
 impl TaskView {
-    /// `live` is the engine's progress, used while the task is not final.
+    /// The view of a record; `live` is the engine's progress, used while the task is not final.
     pub fn new(r: TaskRecord, live: Option<Progress>) -> TaskView {
         let progress = match live {
             Some(p) if !r.status.is_final() => p,
@@ -165,16 +212,8 @@ impl TaskView {
         };
         let plan = r
             .plan
-            .and_then(|v| serde_json::from_value::<Plan>(v).ok())
-            .map(|p| {
-                p.scenes
-                    .into_iter()
-                    .map(|s| SceneView {
-                        caption: s.caption,
-                        guessed: s.guessed,
-                    })
-                    .collect()
-            });
+            .and_then(|v| serde_json::from_value::<PlanView>(v).ok())
+            .map(|p| p.scenes);
         let id = r.id;
         TaskView {
             id,
@@ -182,6 +221,8 @@ impl TaskView {
             created_ms: r.created_ms,
             updated_ms: r.updated_ms,
             params: r.params,
+            priority: r.priority,
+            owner: r.owner,
             plan,
             progress,
             timings_ms: r.timings_ms,
@@ -223,6 +264,84 @@ fn stored_progress(r: &TaskRecord) -> Progress {
 /// `GET /api/tasks`.
 #[derive(Debug, Serialize)]
 pub struct TaskList {
+    /// One page, newest first.
     pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<u64>,
+}
+
+/// `POST /api/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// A label for people (1 to 100 characters).
+    pub name: String,
+    /// An admin key sees every task and manages keys.
+    #[serde(default)]
+    pub admin: bool,
+    /// The priority of this key's tasks (and the most a request of it may ask for).
+    pub priority: Option<u64>,
+}
+
+impl CreateKey {
+    /// The trimmed name and the priority, or a 400.
+    pub fn validate(&self) -> Result<(String, Option<u8>), ApiError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(invalid("name must be 1 to 100 characters"));
+        }
+        let (lo, hi) = TaskParams::PRIORITY;
+        let priority = match self.priority {
+            None => None,
+            Some(p) if p >= u64::from(lo) && p <= u64::from(hi) => Some(p as u8),
+            Some(p) => {
+                return Err(invalid(format!(
+                    "priority must be between {lo} and {hi}, got {p}"
+                )))
+            }
+        };
+        Ok((name.to_owned(), priority))
+    }
+}
+
+/// A key as listed: never its token.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    /// Public id (what tasks' `owner` names).
+    pub id: String,
+    /// Its label.
+    pub name: String,
+    /// Admin or not.
+    pub admin: bool,
+    /// Revoked keys authenticate nothing.
+    pub revoked: bool,
+    /// When it was made.
+    pub created_ms: u64,
+    /// Its tasks' priority.
+    pub priority: u8,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(k: ApiKey) -> KeyView {
+        KeyView {
+            priority: k.priority.unwrap_or(TaskParams::DEFAULT_PRIORITY),
+            id: k.id,
+            name: k.name,
+            admin: k.admin,
+            revoked: k.revoked,
+            created_ms: k.created_ms,
+        }
+    }
+}
+
+/// `POST /api/keys`'s answer: the only time the token and webhook secret are shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedKeyView {
+    /// The key.
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Verifies this key's webhook deliveries (HMAC-SHA256 of the body).
+    pub webhook_secret: String,
 }

@@ -7,10 +7,13 @@ use crate::task::TaskStatus;
 /// Anything that can go wrong below the store's API.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database failed.
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// A record did not encode or decode.
     #[error("record encoding: {0}")]
     Serde(#[from] serde_json::Error),
+    /// A file (artifact) operation failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     /// Bytes in the database that this code did not write (or a damaged key).
@@ -40,4 +43,17 @@ impl From<TransactionError<StoreError>> for StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the write failed for want of disk space (ENOSPC, or sled's own "no space").
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            StoreError::Io(e) => Some(e),
+            StoreError::Sled(sled::Error::Io(e)) => Some(e),
+            _ => None,
+        };
+        io.is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+    }
+}
+
+/// The storage crate's result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -46,3 +46,13 @@ pub fn index_id(key: &[u8]) -> Result<u64> {
         .ok_or_else(|| StoreError::Corrupt("empty index key".into()))
         .and_then(decode_u64)
 }
+
+/// `by_owner` key: the owner's id, a zero byte, then the task id, so one owner's tasks are
+/// one contiguous id-ordered range (key ids never contain a zero byte).
+pub fn owner_key(owner: &str, id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(owner.len() + 9);
+    k.extend_from_slice(owner.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}

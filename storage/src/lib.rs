@@ -10,6 +10,7 @@
 //! - `tasks`: id (u64 big-endian) -> JSON [`TaskRecord`]; ids are creation order, so a
 //!   reverse scan is newest first.
 //! - `by_status`: status byte ++ id big-endian -> (); the index behind filtered listing.
+//! - `by_owner`: owner key id ++ 0 ++ id -> (); one key's tasks, for its own listing.
 //! - `meta`: the id counter and one count per status, changed in the same transaction as
 //!   the records they describe.
 //! - `keys`, `key_ids`: API keys, hashed ([`ApiKey`]).

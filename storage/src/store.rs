@@ -10,7 +10,7 @@ use sled::Transactional;
 
 use crate::cache::{CacheConfig, ResultCache};
 use crate::error::{Result, StoreError};
-use crate::keys::{count_key, decode_u64, id_key, index_id, index_key, NEXT_ID};
+use crate::keys::{count_key, decode_u64, id_key, index_id, index_key, owner_key, NEXT_ID};
 use crate::task::{NewTask, TaskRecord, TaskStatus};
 
 /// The durable home of every task. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -18,6 +18,7 @@ pub struct Store {
     pub(crate) db: sled::Db,
     pub(crate) tasks: sled::Tree,
     by_status: sled::Tree,
+    pub(crate) by_owner: sled::Tree,
     meta: sled::Tree,
     pub(crate) cache: ResultCache,
     pub(crate) keys: sled::Tree,
@@ -68,6 +69,7 @@ impl Store {
         Ok(Store {
             tasks: db.open_tree("tasks")?,
             by_status: db.open_tree("by_status")?,
+            by_owner: db.open_tree("by_owner")?,
             meta: db.open_tree("meta")?,
             cache: ResultCache::open(db.open_tree("cache")?, cache),
             keys: db.open_tree("keys")?,
@@ -108,12 +110,18 @@ impl Store {
             priority: new.priority,
         };
         let bytes = serde_json::to_vec(&record)?;
-        (&self.tasks, &self.by_status, &self.meta).transaction(|(tasks, index, meta)| {
-            tasks.insert(&id_key(id)[..], bytes.as_slice())?;
-            index.insert(&index_key(TaskStatus::Queued, id)[..], &[][..])?;
-            meta.insert(NEXT_ID, &(id + 1).to_be_bytes()[..])?;
-            bump_count(meta, TaskStatus::Queued, 1)
-        })?;
+        let owner_key = record.owner.as_deref().map(|o| owner_key(o, id));
+        (&self.tasks, &self.by_status, &self.by_owner, &self.meta).transaction(
+            |(tasks, index, by_owner, meta)| {
+                tasks.insert(&id_key(id)[..], bytes.as_slice())?;
+                index.insert(&index_key(TaskStatus::Queued, id)[..], &[][..])?;
+                if let Some(k) = &owner_key {
+                    by_owner.insert(k.as_slice(), &[][..])?;
+                }
+                meta.insert(NEXT_ID, &(id + 1).to_be_bytes()[..])?;
+                bump_count(meta, TaskStatus::Queued, 1)
+            },
+        )?;
         self.db.flush()?;
         Ok(record)
     }
@@ -241,6 +249,35 @@ impl Store {
         } else {
             None
         };
+        Ok((page, next))
+    }
+
+    /// Like [`Store::list`], over the tasks of one owner only (through the `by_owner` index;
+    /// a status filter skips the owner's tasks in other statuses).
+    pub fn list_owned(
+        &self,
+        owner: &str,
+        status: Option<TaskStatus>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<(Vec<TaskRecord>, Option<u64>)> {
+        let range = owner_key(owner, 0)..owner_key(owner, cursor.unwrap_or(u64::MAX));
+        let mut page = Vec::with_capacity(limit.min(128));
+        let mut more = false;
+        for item in self.by_owner.range(range).rev() {
+            let (k, _) = item?;
+            let id = decode_u64(&k[k.len().saturating_sub(8)..])?;
+            let Some(r) = self.get(id)? else { continue };
+            if status.is_some_and(|s| s != r.status) {
+                continue;
+            }
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push(r);
+        }
+        let next = if more { page.last().map(|r| r.id) } else { None };
         Ok((page, next))
     }
 
