@@ -1,25 +1,19 @@
-//! What the API needs from the pipeline, as a trait so the routes can be tested alone.
+//! What the API needs from the engine, as a trait so the routes can be tested without one.
+//! A task's life itself belongs to the `tasks` crate's service, which the API calls directly.
 
-use std::sync::Arc;
+use contract::{GpuUsage, SubmitError};
+use storage::TaskRecord;
 
-use kernels::GpuUsage;
-use pipeline::engine::{Progress, SubmitError, TaskEvent};
-use tokio::sync::broadcast;
-
-/// The pipeline as the API sees it. All methods but [`Backend::gpu`] are cheap and
+/// The engine as the API sees it. All methods but [`Backend::gpu`] are cheap and
 /// non-blocking.
 pub trait Backend: Send + Sync + 'static {
-    /// Starts work on a task already in storage; `QueueFull` becomes a 429.
-    fn submit(&self, id: u64) -> Result<(), SubmitError>;
-    /// Stops a queued or running task (its status is set by the API).
-    fn cancel(&self, id: u64);
-    /// Events of one task from now on.
-    fn subscribe(&self, id: u64) -> broadcast::Receiver<TaskEvent>;
-    /// Live progress of a running task; `None` when the engine holds none.
-    fn progress(&self, id: u64) -> Option<Progress>;
-    /// JPEG frames the running task has produced so far, for late stream joiners.
-    fn frames_so_far(&self, id: u64) -> Vec<Arc<Vec<u8>>>;
+    /// Starts work on a task just created (queued, in the store).
+    fn submit(&self, record: &TaskRecord) -> Result<(), SubmitError>;
+    /// `Err(reason)` while the engine cannot run tasks (a worker died; it is recovering).
+    fn health(&self) -> Result<(), String>;
+    /// Tasks accepted and not finished.
     fn queue_depth(&self) -> usize;
+    /// Most tasks accepted and not finished; the API answers 429 beyond it.
     fn queue_bound(&self) -> usize;
     /// What is serving (model id, device, post-processing adapter...), shown in `/readyz`.
     fn ready(&self) -> serde_json::Value;

@@ -1,55 +1,91 @@
-//! Handlers of the task resource and the service endpoints. Each returns a finished response
-//! or rejects with an [`ApiError`], which `errors::recover` renders.
+//! Handlers of the task and key resources and the service endpoints. Each returns a finished
+//! response or rejects with an [`ApiError`], which `errors::recover` renders. Store calls
+//! run on tokio's blocking pool ([`AppState::blocking`]): a status change fsyncs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pipeline::engine::SubmitError;
+use contract::SubmitError;
 use serde_json::json;
-use storage::{Store, TaskRecord, TaskStatus};
+use storage::{NewTask, TaskParams, TaskRecord};
+use tasks::TaskService;
 use warp::http::header::LOCATION;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use crate::auth::{Auth, Caller};
 use crate::backend::Backend;
+use crate::disk::DiskGuard;
 use crate::errors::ApiError;
-use crate::models::{CreateTask, ListQuery, TaskList, TaskView};
+use crate::models::{CreateKey, CreateTask, CreatedKeyView, KeyView, ListQuery, TaskList, TaskView};
+use crate::quota::{Limits, Quotas};
 
-/// Seconds a client is told to wait after a 429.
-const RETRY_AFTER_SECS: u64 = 5;
+/// Seconds a client is told to wait after a 429 for a full queue.
+const QUEUE_RETRY_AFTER_SECS: u64 = 5;
+/// Seconds a client is told to wait while the engine recovers or the disk is full.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 3;
 
 /// What every handler works with.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<Store>,
+    /// The owner of every task's life.
+    pub tasks: Arc<TaskService>,
+    /// The engine.
     pub backend: Arc<dyn Backend>,
+    /// Where artifacts' relative paths point.
     pub data_dir: Arc<PathBuf>,
+    /// Who may call.
+    pub auth: Arc<Auth>,
+    /// Per-key windows.
+    pub quotas: Arc<Quotas>,
+    /// The limits.
+    pub limits: Limits,
+    /// Free space under the data dir.
+    pub disk: Arc<DiskGuard>,
 }
 
 impl AppState {
-    /// The stored task, or a 404.
-    pub fn record(&self, id: u64) -> Result<TaskRecord, ApiError> {
-        self.store
+    /// Runs store work off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let st = self.clone();
+        match tokio::task::spawn_blocking(move || f(&st)).await {
+            Ok(r) => r,
+            Err(e) => Err(ApiError::internal(format_args!("store task: {e}"))),
+        }
+    }
+
+    /// The stored task if `caller` may see it, else a 404 (the same as for no task).
+    pub fn record(&self, caller: &Caller, id: u64) -> Result<TaskRecord, ApiError> {
+        self.tasks
+            .store()
             .get(id)?
+            .filter(|r| caller.may_see(r))
             .ok_or_else(|| ApiError::task_not_found(id))
     }
 
+    /// The API's view of a record, with live progress while it runs.
     pub fn view(&self, r: TaskRecord) -> TaskView {
-        let live = self.backend.progress(r.id);
+        let live = self.tasks.progress(r.id);
         TaskView::new(r, live)
     }
 
-    /// Runs a store write (which may fsync) off the async workers.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> storage::Result<T> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(r) => Ok(r?),
-            Err(e) => Err(ApiError::internal(format_args!("store task: {e}"))),
+    /// 503 while the engine is down or the disk is below its floor.
+    fn ensure_available(&self) -> Result<(), ApiError> {
+        if let Err(reason) = self.backend.health() {
+            return Err(ApiError::unavailable(
+                "engine_unavailable",
+                format!("the engine is recovering: {reason}"),
+                UNAVAILABLE_RETRY_AFTER_SECS,
+            ));
         }
+        self.disk.check().map_err(|why| {
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", why)
+                .retry_after(UNAVAILABLE_RETRY_AFTER_SECS * 10)
+        })
     }
 }
 
@@ -57,36 +93,71 @@ fn json_with(status: StatusCode, body: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
-/// `POST /api/tasks`: validate, refuse when the queue is full (storing nothing), persist,
-/// hand to the pipeline, answer 202 with the task.
-pub async fn create(body: CreateTask, st: AppState) -> Result<Response, Rejection> {
+/// The priority a caller's request gets: keys have their own (default 5) as default and
+/// ceiling; the open server's user and admin keys may ask up to the top.
+fn priority_of(caller: &Caller, body: &CreateTask) -> Result<u8, ApiError> {
+    let own = caller
+        .key()
+        .and_then(|k| k.priority)
+        .unwrap_or(TaskParams::DEFAULT_PRIORITY);
+    let ceiling = if caller.is_admin() {
+        TaskParams::PRIORITY.1
+    } else {
+        own
+    };
+    body.priority(own.min(ceiling), ceiling)
+}
+
+/// `POST /api/tasks`: validate, refuse (storing nothing) when over a limit, the queue is
+/// full or the engine or disk cannot take it; persist, hand to the engine, answer 202.
+pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Response, Rejection> {
     let params = body.validate()?;
+    st.limits.check_size(&params)?;
+    let priority = priority_of(&caller, &body)?;
+    st.ensure_available()?;
     let depth = st.backend.queue_depth();
     if depth >= st.backend.queue_bound() {
-        return Err(ApiError::queue_full(depth, RETRY_AFTER_SECS).into());
+        return Err(ApiError::queue_full(depth, QUEUE_RETRY_AFTER_SECS).into());
     }
-    let record = st.blocking(move |s| s.create_task(params)).await?;
-    let id = record.id;
-    let record = match st.backend.submit(id) {
-        Ok(()) => record,
+    let owner = caller.owner();
+    if let Some(key) = &owner {
+        st.quotas
+            .admit(key, st.tasks.live_of(key), &st.limits)?;
+    }
+    let new = NewTask {
+        params,
+        owner: owner.clone(),
+        priority,
+    };
+    let created = st.blocking(move |st| Ok(st.tasks.create(new)?)).await;
+    let record = match created {
+        Ok(r) => r,
         Err(e) => {
-            // The queue filled between the check and the submit: the task is stored but
-            // will never run, so close it rather than leave it queued forever.
-            let reason = e.to_string();
-            st.blocking(move |s| {
-                s.update(id, |r| {
-                    r.status = TaskStatus::Cancelled;
-                    r.error = Some(format!("not accepted: {reason}"));
-                })
-            })
-            .await?;
-            return Err(match e {
-                SubmitError::QueueFull(depth) => ApiError::queue_full(depth, RETRY_AFTER_SECS),
-                other => ApiError::internal(other),
+            if let Some(key) = &owner {
+                st.quotas.refund(key);
             }
-            .into());
+            return Err(e.into());
         }
     };
+    let id = record.id;
+    if let Err(e) = st.backend.submit(&record) {
+        // Stored but not taken (the engine died or the queue filled since the checks): end
+        // it rather than leave it queued forever, and give the quota back.
+        if let Some(key) = &owner {
+            st.quotas.refund(key);
+        }
+        let reason = format!("not accepted: {e}");
+        st.blocking(move |st| Ok(st.tasks.fail(id, &reason))).await?;
+        return Err(match e {
+            SubmitError::QueueFull(depth) => ApiError::queue_full(depth, QUEUE_RETRY_AFTER_SECS),
+            SubmitError::Unavailable(why) => ApiError::unavailable(
+                "engine_unavailable",
+                format!("the engine is recovering: {why}"),
+                UNAVAILABLE_RETRY_AFTER_SECS,
+            ),
+        }
+        .into());
+    }
     let mut res = json_with(StatusCode::ACCEPTED, &st.view(record));
     if let Ok(loc) = format!("/api/tasks/{id}").parse() {
         res.headers_mut().insert(LOCATION, loc);
@@ -95,42 +166,82 @@ pub async fn create(body: CreateTask, st: AppState) -> Result<Response, Rejectio
 }
 
 /// `GET /api/tasks/{id}`.
-pub async fn get(id: u64, st: AppState) -> Result<Response, Rejection> {
-    let record = st.record(id)?;
+pub async fn get(id: u64, caller: Caller, st: AppState) -> Result<Response, Rejection> {
+    let record = st.blocking(move |st| st.record(&caller, id)).await?;
     Ok(json_with(StatusCode::OK, &st.view(record)))
 }
 
-/// `GET /api/tasks`: newest first, one page, from the store's indexes.
-pub async fn list(q: ListQuery, st: AppState) -> Result<Response, Rejection> {
+/// `GET /api/tasks`: newest first, one page, from the store's indexes; a key lists its own.
+pub async fn list(caller: Caller, q: ListQuery, st: AppState) -> Result<Response, Rejection> {
     let (status, limit) = q.validate()?;
+    let cursor = q.cursor;
     let (records, next_cursor) = st
-        .store
-        .list(status, limit, q.cursor)
-        .map_err(ApiError::from)?;
+        .blocking(move |st| {
+            let store = st.tasks.store();
+            Ok(match caller.owner().filter(|_| !caller.is_admin()) {
+                Some(owner) => store.list_owned(&owner, status, limit, cursor)?,
+                None => store.list(status, limit, cursor)?,
+            })
+        })
+        .await?;
     let tasks = records.into_iter().map(|r| st.view(r)).collect();
     Ok(json_with(StatusCode::OK, &TaskList { tasks, next_cursor }))
 }
 
 /// `DELETE /api/tasks/{id}`: cancels a queued or running task; a final one is returned as it
 /// is, so repeating the call is harmless.
-pub async fn cancel(id: u64, st: AppState) -> Result<Response, Rejection> {
-    let record = st.record(id)?;
-    if record.status.is_final() {
-        return Ok(json_with(StatusCode::OK, &st.view(record)));
-    }
-    // Decided again inside the update: the engine may finish the task meanwhile.
+pub async fn cancel(id: u64, caller: Caller, st: AppState) -> Result<Response, Rejection> {
     let record = st
-        .blocking(move |s| {
-            s.update(id, |r| {
-                if !r.status.is_final() {
-                    r.status = TaskStatus::Cancelled;
-                }
-            })
+        .blocking(move |st| {
+            st.record(&caller, id)?;
+            st.tasks
+                .cancel(id)?
+                .ok_or_else(|| ApiError::task_not_found(id))
         })
-        .await?
-        .ok_or_else(|| ApiError::task_not_found(id))?;
-    st.backend.cancel(id);
+        .await?;
     Ok(json_with(StatusCode::OK, &st.view(record)))
+}
+
+/// `POST /api/keys` (admin): makes a key and shows its token, once.
+pub async fn create_key(_: Caller, body: CreateKey, st: AppState) -> Result<Response, Rejection> {
+    let (name, priority) = body.validate()?;
+    let admin = body.admin;
+    let made = st
+        .blocking(move |st| {
+            let made = st.tasks.store().create_key(&name, admin, priority)?;
+            st.auth.refresh()?;
+            Ok(made)
+        })
+        .await?;
+    tracing::info!(key = %made.key.id, admin, "API key created");
+    let view = CreatedKeyView {
+        webhook_secret: made.key.webhook_secret.clone(),
+        key: KeyView::from(made.key),
+        token: made.token,
+    };
+    Ok(json_with(StatusCode::CREATED, &view))
+}
+
+/// `GET /api/keys` (admin).
+pub async fn list_keys(_: Caller, st: AppState) -> Result<Response, Rejection> {
+    let keys = st.blocking(|st| Ok(st.tasks.store().keys()?)).await?;
+    let keys: Vec<KeyView> = keys.into_iter().map(KeyView::from).collect();
+    Ok(json_with(StatusCode::OK, &json!({ "keys": keys })))
+}
+
+/// `DELETE /api/keys/{key}` (admin): revokes at once.
+pub async fn revoke_key(id: String, _: Caller, st: AppState) -> Result<Response, Rejection> {
+    let key = st
+        .blocking(move |st| {
+            let key = st.tasks.store().revoke_key(&id)?.ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key {id}"))
+            })?;
+            st.auth.refresh()?;
+            Ok(key)
+        })
+        .await?;
+    tracing::info!(key = %key.id, "API key revoked");
+    Ok(json_with(StatusCode::OK, &KeyView::from(key)))
 }
 
 /// `GET /healthz`: the process answers.
@@ -138,26 +249,45 @@ pub async fn healthz() -> Result<Response, Rejection> {
     Ok(json_with(StatusCode::OK, &json!({"status": "ok"})))
 }
 
-/// `GET /readyz`: storage answers and the pipeline says what it serves with.
+/// `GET /readyz`: 200 when storage answers, the engine runs and the disk has room; 503 with
+/// the reasons otherwise.
 pub async fn readyz(st: AppState) -> Result<Response, Rejection> {
     let queue = json!({"depth": st.backend.queue_depth(), "bound": st.backend.queue_bound()});
-    match st.store.counts() {
-        Ok(counts) => Ok(json_with(
-            StatusCode::OK,
-            &json!({
-                "status": "ready",
-                "backend": st.backend.ready(),
-                "storage": {"ok": true, "tasks": counts},
-                "queue": queue,
-            }),
-        )),
-        Err(e) => Ok(json_with(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({
-                "status": "unavailable",
-                "storage": {"ok": false, "error": e.to_string()},
-                "queue": queue,
-            }),
-        )),
+    let counts = st.blocking(|st| Ok(st.tasks.store().counts()?)).await;
+    let engine = st.backend.health();
+    let disk = st.disk.check();
+    let mut reasons = Vec::new();
+    if let Err(e) = &counts {
+        reasons.push(format!("storage: {}", e.message));
     }
+    if let Err(e) = &engine {
+        reasons.push(format!("engine: {e}"));
+    }
+    if let Err(e) = &disk {
+        reasons.push(format!("disk: {e}"));
+    }
+    let body = json!({
+        "status": if reasons.is_empty() { "ready" } else { "unavailable" },
+        "reasons": reasons,
+        "backend": st.backend.ready(),
+        "storage": {"ok": counts.is_ok(), "tasks": counts.ok()},
+        "engine": {"ok": engine.is_ok()},
+        "disk": st.disk.describe(),
+        "auth": if st.auth.required() { "keys" } else { "open" },
+        "live_tasks": st.tasks.live_count(),
+        "queue": queue,
+    });
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut res = json_with(status, &body);
+    if status != StatusCode::OK {
+        res.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+        );
+    }
+    Ok(res)
 }

@@ -1,17 +1,32 @@
-//! reel's HTTP API: warp routes over the task store and the generation pipeline.
+//! reel's HTTP API: warp routes over the task service and the engine.
 //!
-//! [`routes`] is the whole service. Requests are validated into `storage::TaskParams`
-//! ([`models`]), persisted in the `storage` crate, and handed to the pipeline through the
-//! [`Backend`] trait, which the binary implements over `pipeline::engine::Engine` (the tests
-//! use a fake). Progress comes back as server-sent events ([`sse`]) and a live MJPEG stream
-//! ([`stream`]); finished videos and frames are files under the data dir ([`media`]). Every
-//! rejection, warp's own included, becomes one JSON shape `{"code", "message"}` in
-//! [`errors::recover`]. The contract is written down in [`openapi`], served at
-//! `/openapi.json`. Operators get Prometheus metrics at `/metrics` ([`metrics`], mounted by
-//! [`routes_with_metrics`]) and a JSON summary of the host and the queue at `/api/stats`
-//! ([`stats`]).
+//! [`routes`] is the whole service, built from [`ApiConfig`]. Every path, method and who may
+//! call it is one entry of the route table ([`routes::ROUTES`]), which also labels the metrics
+//! and generates the OpenAPI document ([`openapi`], at `/openapi.json`). Callers present API
+//! keys ([`auth`]; the server runs open on loopback while none exists); a key sees only its own
+//! tasks, under per-key quotas ([`quota`]). Requests are validated into `storage::TaskParams`
+//! ([`models`]); a task's life belongs to the `tasks` crate's service, which the handlers call;
+//! the engine is reached through the [`Backend`] trait (the binary implements it over
+//! `pipeline::engine::Engine`; the tests use a fake), whose types live in the `contract` crate,
+//! so this crate builds without the engine. Progress comes back as server-sent events
+//! ([`sse`]) and a live multipart PNG stream ([`stream`]); videos and frames are files under
+//! the data dir ([`media`]). Every rejection, warp's own included, becomes one JSON shape
+//! `{"code", "message"}` in [`errors::recover`], which never leaks paths or debug text.
+//! Operators get Prometheus metrics at `/metrics` ([`metrics`]) and a JSON summary at
+//! `/api/stats` ([`stats`]), both for admin keys (or `/metrics` on a listener of its own,
+//! [`metrics_only`]).
+//!
+//! ```no_run
+//! # async fn serve(tasks: std::sync::Arc<tasks::TaskService>, engine: std::sync::Arc<dyn api::Backend>) {
+//! let api = api::routes(tasks, engine, api::ApiConfig::new("./data".into())).unwrap();
+//! warp::serve(api).run(([127, 0, 0, 1], 8000)).await;
+//! # }
+//! ```
+#![warn(missing_docs)]
 
+pub mod auth;
 mod backend;
+pub mod disk;
 pub mod errors;
 mod filters;
 mod handlers;
@@ -19,10 +34,12 @@ mod media;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod quota;
+pub mod routes;
 mod sse;
 pub mod stats;
 mod stream;
 
 pub use backend::Backend;
 pub use errors::ApiError;
-pub use filters::{routes, routes_with_metrics};
+pub use filters::{metrics_only, routes, ApiConfig};

@@ -1,10 +1,9 @@
-//! Finished files: `GET /api/tasks/{id}/video` (MP4, single byte ranges) and
-//! `GET /api/tasks/{id}/frames/{n}` (PNG once stored, the engine's JPEG while running).
+//! Stored files: `GET /api/tasks/{id}/video` (MP4, single byte ranges) and
+//! `GET /api/tasks/{id}/frames/{n}` (PNG, as soon as the engine has stored it).
 
 use std::io::{ErrorKind, SeekFrom};
-use std::path::{Component, Path, PathBuf};
 
-use storage::Artifact;
+use storage::{frame_file, inside, task_dir};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use warp::http::header::{HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
@@ -12,20 +11,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::handlers::AppState;
-
-/// `data_dir/rel` when `rel` is a plain relative path: a record never points outside.
-fn inside(data_dir: &Path, rel: &str) -> Option<PathBuf> {
-    let p = Path::new(rel);
-    let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
-    (plain && !p.as_os_str().is_empty()).then(|| data_dir.join(p))
-}
-
-/// Where frame `n` of an artifact is stored (`{frames_dir}/{n:05}.png`).
-pub fn frame_path(data_dir: &Path, a: &Artifact, n: usize) -> Option<PathBuf> {
-    inside(data_dir, &a.frames_dir).map(|d| d.join(format!("{n:05}.png")))
-}
 
 fn with_type(body: Vec<u8>, content_type: &'static str) -> Response {
     let mut res = Response::new(body.into());
@@ -55,8 +43,14 @@ fn pick_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> 
     }
 }
 
-pub async fn video(id: u64, range: Option<String>, st: AppState) -> Result<Response, Rejection> {
-    let record = st.record(id)?;
+/// `GET /api/tasks/{id}/video`.
+pub async fn video(
+    id: u64,
+    caller: Caller,
+    range: Option<String>,
+    st: AppState,
+) -> Result<Response, Rejection> {
+    let record = st.blocking(move |st| st.record(&caller, id)).await?;
     let path = record
         .artifact
         .and_then(|a| inside(&st.data_dir, &a.video))
@@ -107,8 +101,9 @@ pub async fn video(id: u64, range: Option<String>, st: AppState) -> Result<Respo
     Ok(res)
 }
 
-pub async fn frame(id: u64, n: usize, st: AppState) -> Result<Response, Rejection> {
-    let record = st.record(id)?;
+/// `GET /api/tasks/{id}/frames/{n}`: any stored frame, while the task runs too.
+pub async fn frame(id: u64, n: usize, caller: Caller, st: AppState) -> Result<Response, Rejection> {
+    let record = st.blocking(move |st| st.record(&caller, id)).await?;
     let missing = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -116,22 +111,16 @@ pub async fn frame(id: u64, n: usize, st: AppState) -> Result<Response, Rejectio
             format!("task {id} has no frame {n}"),
         )
     };
-    if let Some(a) = &record.artifact {
-        let path = frame_path(&st.data_dir, a, n)
-            .filter(|_| n < a.frame_count)
-            .ok_or_else(missing)?;
-        return match tokio::fs::read(&path).await {
-            Ok(png) => Ok(with_type(png, "image/png")),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(missing().into()),
-            Err(e) => Err(ApiError::internal(format_args!("{}: {e}", path.display())).into()),
-        };
+    // A finished task's artifact names its frames; a running task's are under its own dir.
+    let dir = match &record.artifact {
+        Some(a) if n < a.frame_count => inside(&st.data_dir, &a.frames_dir),
+        Some(_) => None,
+        None => Some(st.data_dir.join(task_dir(id)).join("frames")),
+    };
+    let path = dir.ok_or_else(missing)?.join(frame_file(n));
+    match tokio::fs::read(&path).await {
+        Ok(png) => Ok(with_type(png, "image/png")),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(missing().into()),
+        Err(e) => Err(ApiError::internal(format_args!("{}: {e}", path.display())).into()),
     }
-    // Still being made: the engine holds the frames delivered so far.
-    let jpeg = st
-        .backend
-        .frames_so_far(id)
-        .get(n)
-        .cloned()
-        .ok_or_else(missing)?;
-    Ok(with_type(jpeg.as_ref().clone(), "image/jpeg"))
 }

@@ -7,7 +7,8 @@
 //! `reel_http_request_duration_seconds{method, route, status}` (time to the response head;
 //! streams keep flowing after it) and is counted in `reel_http_requests_in_flight` while it
 //! is served; it is logged too: at `debug` with its time, at `warn` as a "slow request" past
-//! [`set_slow_request_threshold`]. `route` is the matched route template ([`route_template`]),
+//! [`set_slow_request_threshold`]. `route` is the matched entry of the route table
+//! ([`crate::routes::template_of`]),
 //! so the label set stays bounded whatever paths clients send. Process CPU and memory, task counts by state,
 //! the queue and, when the model runs on CUDA, the GPU's utilisation and memory
 //! (`reel_gpu_*`) are sampled when `/metrics` is scraped.
@@ -22,11 +23,16 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use tasks::TaskService;
+
+use crate::backend::Backend;
 use crate::errors::ApiError;
-use crate::handlers::AppState;
+use crate::routes::template_of;
 use crate::stats::Probe;
 
+/// The request latency histogram.
 pub const REQUEST_SECONDS: &str = "reel_http_request_duration_seconds";
+/// Requests being served.
 pub const IN_FLIGHT: &str = "reel_http_requests_in_flight";
 
 /// Histogram buckets of request latency, in seconds: sub-millisecond reads to slow writes.
@@ -47,27 +53,6 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
         .install_recorder()?;
     *slot = Some(handle.clone());
     Ok(handle)
-}
-
-/// The route template a path is served by, as the OpenAPI document spells it
-/// (`/api/tasks/{id}`), or `"unmatched"`: a bounded label for any path.
-pub fn route_template(path: &str) -> &'static str {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let num = |s: &str| s.parse::<u64>().is_ok();
-    match segs.as_slice() {
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["openapi.json"] => "/openapi.json",
-        ["api", "stats"] => "/api/stats",
-        ["api", "tasks"] => "/api/tasks",
-        ["api", "tasks", id] if num(id) => "/api/tasks/{id}",
-        ["api", "tasks", id, "events"] if num(id) => "/api/tasks/{id}/events",
-        ["api", "tasks", id, "stream"] if num(id) => "/api/tasks/{id}/stream",
-        ["api", "tasks", id, "video"] if num(id) => "/api/tasks/{id}/video",
-        ["api", "tasks", id, "frames", n] if num(id) && num(n) => "/api/tasks/{id}/frames/{n}",
-        _ => "unmatched",
-    }
 }
 
 /// Standard methods by name; anything else is one label value.
@@ -109,7 +94,7 @@ impl InFlight {
         ::metrics::gauge!(IN_FLIGHT).increment(1.0);
         InFlight {
             method: method_label(&method),
-            route: route_template(path.as_str()),
+            route: template_of(path.as_str()),
             started: Instant::now(),
         }
     }
@@ -159,30 +144,39 @@ where
         })
 }
 
-/// `GET /metrics`: samples the process and the task store, then renders every metric in the
-/// Prometheus text format.
-pub async fn scrape(
-    prometheus: PrometheusHandle,
-    st: AppState,
-    probe: Arc<Probe>,
-) -> Result<Response, Rejection> {
+/// What `GET /metrics` samples and renders.
+pub struct Scraper {
+    /// The recorder's handle.
+    pub prometheus: PrometheusHandle,
+    /// Task counts and live tasks.
+    pub tasks: Arc<TaskService>,
+    /// Queue and GPU.
+    pub backend: Arc<dyn Backend>,
+    /// The process.
+    pub probe: Arc<Probe>,
+}
+
+/// `GET /metrics` (an admin key, or the separate `--metrics-addr` listener): samples the
+/// process and the task store, then renders every metric in the Prometheus text format.
+pub async fn scrape(s: Arc<Scraper>) -> Result<Response, Rejection> {
     let body = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
-        let process = probe.process().map_err(ApiError::internal)?;
+        let process = s.probe.process().map_err(ApiError::internal)?;
         ::metrics::gauge!("reel_process_cpu_percent").set(f64::from(process.cpu_percent));
         ::metrics::gauge!("reel_process_resident_memory_bytes").set(process.rss_bytes as f64);
-        for (status, n) in st.store.counts()? {
+        ::metrics::gauge!("reel_live_tasks").set(s.tasks.live_count() as f64);
+        for (status, n) in s.tasks.store().counts()? {
             ::metrics::gauge!("reel_tasks", "status" => status.name()).set(n as f64);
         }
-        ::metrics::gauge!("reel_queue_depth").set(st.backend.queue_depth() as f64);
-        ::metrics::gauge!("reel_queue_bound").set(st.backend.queue_bound() as f64);
-        if let Some(gpu) = st.backend.gpu() {
+        ::metrics::gauge!("reel_queue_depth").set(s.backend.queue_depth() as f64);
+        ::metrics::gauge!("reel_queue_bound").set(s.backend.queue_bound() as f64);
+        if let Some(gpu) = s.backend.gpu() {
             ::metrics::gauge!("reel_gpu_utilization_percent")
                 .set(f64::from(gpu.utilization_percent));
             ::metrics::gauge!("reel_gpu_memory_used_bytes").set(gpu.memory_used_bytes as f64);
             ::metrics::gauge!("reel_gpu_memory_total_bytes").set(gpu.memory_total_bytes as f64);
         }
-        prometheus.run_upkeep();
-        Ok(prometheus.render())
+        s.prometheus.run_upkeep();
+        Ok(s.prometheus.render())
     })
     .await
     .map_err(|e| ApiError::internal(format_args!("metrics task: {e}")))??;

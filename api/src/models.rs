@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use contract::{Attr, PlanView, Progress};
+use contract::{PlanView, Progress};
 use serde::{Deserialize, Serialize};
 use storage::{ApiKey, TaskParams, TaskRecord, TaskStatus};
 
@@ -83,12 +83,12 @@ impl CreateTask {
         Ok(params)
     }
 
-    /// The task's priority: the request's, capped by `ceiling` (the key's own), or the
-    /// ceiling itself when the request names none.
-    pub fn priority(&self, ceiling: u8) -> Result<u8, ApiError> {
+    /// The task's priority: the request's, at most `ceiling`, or `default` when it names
+    /// none.
+    pub fn priority(&self, default: u8, ceiling: u8) -> Result<u8, ApiError> {
         let (lo, hi) = TaskParams::PRIORITY;
         match self.priority {
-            None => Ok(ceiling),
+            None => Ok(default),
             Some(p) if p < u64::from(lo) || p > u64::from(hi) => Err(invalid(format!(
                 "priority must be between {lo} and {hi}, got {p}"
             ))),

@@ -1,13 +1,16 @@
-//! The API's contract as a hand-written OpenAPI 3 document, served at `/openapi.json`.
-//! Bounds and defaults come from `storage::TaskParams` and [`crate::models`], so the document cannot drift from the
-//! validation; the tests call every documented operation to keep paths in step with routes.
+//! The API's contract as an OpenAPI 3 document, served at `/openapi.json`. Its paths,
+//! methods, summaries and security come from the route table ([`crate::routes::ROUTES`]);
+//! each operation's parameters and answers from [`operation`]; bounds and defaults from
+//! `storage::TaskParams` and [`crate::models`]. The tests check that every table entry is
+//! routed and documented, and schemathesis (`.ci/run`) calls every documented operation.
 
 use std::sync::OnceLock;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use storage::{TaskParams, TaskStatus};
 
-use crate::models::{DEFAULT_LIST_LIMIT, LIST_LIMIT, MAX_BODY_BYTES, SIZE_MULTIPLE};
+use crate::models::{DEFAULT_LIST_LIMIT, LIST_LIMIT, MAX_BODY_BYTES};
+use crate::routes::{Access, Route, ROUTES};
 
 fn error_response(description: &str) -> Value {
     json!({
@@ -16,121 +19,138 @@ fn error_response(description: &str) -> Value {
     })
 }
 
-fn task_response(description: &str) -> Value {
+fn retry_response(description: &str) -> Value {
     json!({
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     })
+}
+
+fn json_response(description: &str, schema: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+    })
+}
+
+fn task_response(description: &str) -> Value {
+    json_response(description, "Task")
 }
 
 fn id_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}})
 }
 
-fn paths() -> Value {
-    let statuses: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.name()).collect();
+fn body(schema: &str) -> Value {
     json!({
-        "/api/tasks": {
-            "post": {
-                "summary": "Submit a prompt; the video is generated in the background",
-                "requestBody": {
-                    "required": true,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateTask"}}}
-                },
-                "responses": {
-                    "202": task_response("Accepted and queued"),
-                    "400": error_response("Malformed JSON, wrong types, unknown fields, or values out of range"),
-                    "411": error_response("No content-length"),
-                    "413": error_response(&format!("Body over {MAX_BODY_BYTES} bytes")),
-                    "415": error_response("Body is not application/json"),
-                    "429": {
-                        "description": "The queue is full; nothing was stored",
-                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-                    }
-                }
-            },
-            "get": {
-                "summary": "List tasks, newest first",
-                "parameters": [
-                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": statuses}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": LIST_LIMIT.start(), "maximum": LIST_LIMIT.end(), "default": DEFAULT_LIST_LIMIT}},
-                    {"name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": {"type": "integer", "format": "int64"}}
-                ],
-                "responses": {
-                    "200": {
-                        "description": "One page",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskList"}}}
-                    },
-                    "400": error_response("Bad status, limit or cursor")
-                }
-            }
-        },
-        "/api/tasks/{id}": {
-            "parameters": [id_param()],
-            "get": {
-                "summary": "One task: status, plan, progress, timings, links",
-                "responses": {"200": task_response("The task"), "404": error_response("No such task")}
-            },
-            "delete": {
-                "summary": "Cancel a queued or running task (a finished one is returned unchanged)",
-                "responses": {"200": task_response("The task after cancelling"), "404": error_response("No such task")}
-            }
-        },
-        "/api/tasks/{id}/events": {
-            "parameters": [id_param()],
-            "get": {
-                "summary": "Server-sent events: status, progress, frame, done (then the stream ends)",
-                "responses": {
-                    "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                    "404": error_response("No such task")
-                }
-            }
-        },
-        "/api/tasks/{id}/stream": {
-            "parameters": [id_param()],
-            "get": {
-                "summary": "The frames as they are made (MJPEG); a finished task's stored frames replayed",
-                "responses": {
-                    "200": {"description": "multipart/x-mixed-replace of image/jpeg or image/png parts", "content": {"multipart/x-mixed-replace": {"schema": {"type": "string", "format": "binary"}}}},
-                    "404": error_response("No such task, or it ended without frames")
-                }
-            }
-        },
-        "/api/tasks/{id}/video": {
-            "parameters": [
-                id_param(),
-                {"name": "Range", "in": "header", "description": "One byte range, e.g. bytes=0-1023", "schema": {"type": "string"}}
-            ],
-            "get": {
-                "summary": "The finished MP4 (H.264)",
-                "responses": {
-                    "200": {"description": "The whole file", "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
-                    "206": {"description": "The requested range", "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
-                    "404": error_response("No such task, or no video (yet)"),
-                    "416": error_response("Range outside the file")
-                }
-            }
-        },
-        "/api/tasks/{id}/frames/{n}": {
-            "parameters": [
-                id_param(),
-                {"name": "n", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}
-            ],
-            "get": {
-                "summary": "Frame n: PNG once stored, JPEG while the task runs",
-                "responses": {
-                    "200": {"description": "The frame", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}, "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
-                    "404": error_response("No such task or frame")
-                }
-            }
-        },
-        "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "{\"status\":\"ok\"}"}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics: request latency by route and status, queue, stages, batches, cache, process CPU and RSS", "responses": {"200": {"description": "Prometheus text format"}}}},
-        "/api/stats": {"get": {"summary": "CPU, memory, disk, network, GPU and queue at a glance", "responses": {"200": {"description": "Stats"}}}},
-        "/readyz": {"get": {"summary": "Storage answers; what the pipeline serves with", "responses": {"200": {"description": "Ready"}, "503": {"description": "Storage unavailable"}}}},
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}}}}
+        "required": true,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
     })
+}
+
+/// Parameters, request body and answers of one route (its summary and security come from the
+/// table); `None` for a route this function does not know, which a test forbids.
+fn operation(r: &Route) -> Option<Value> {
+    let binary = |ct: &str| json!({"description": "The file", "content": {ct: {"schema": {"type": "string", "format": "binary"}}}});
+    let statuses: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.name()).collect();
+    Some(match (r.method, r.path) {
+        ("POST", "/api/tasks") => json!({
+            "requestBody": body("CreateTask"),
+            "responses": {
+                "202": task_response("Accepted and queued"),
+                "400": error_response("Malformed JSON, wrong types, unknown fields, values out of range, or over the pixel budget per task"),
+                "411": error_response("No content-length"),
+                "413": error_response(&format!("Body over {MAX_BODY_BYTES} bytes")),
+                "415": error_response("Body is not application/json"),
+                "429": retry_response("The queue is full, or this key is over a quota (in flight, per hour); nothing was stored"),
+                "503": retry_response("The engine is recovering from a failure; nothing was stored"),
+                "507": retry_response("Free disk space is below the server's floor; nothing was stored")
+            }
+        }),
+        ("GET", "/api/tasks") => json!({
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": statuses}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": LIST_LIMIT.start(), "maximum": LIST_LIMIT.end(), "default": DEFAULT_LIST_LIMIT}},
+                {"name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": {"type": "integer", "format": "int64", "minimum": 0}}
+            ],
+            "responses": {"200": json_response("One page", "TaskList"), "400": error_response("Bad status, limit or cursor")}
+        }),
+        ("GET", "/api/tasks/{id}") => json!({
+            "parameters": [id_param()],
+            "responses": {"200": task_response("The task"), "404": error_response("No such task (or not yours)")}
+        }),
+        ("DELETE", "/api/tasks/{id}") => json!({
+            "parameters": [id_param()],
+            "responses": {"200": task_response("The task after cancelling"), "404": error_response("No such task (or not yours)")}
+        }),
+        ("GET", "/api/tasks/{id}/events") => json!({
+            "parameters": [id_param()],
+            "responses": {
+                "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "404": error_response("No such task (or not yours)")
+            }
+        }),
+        ("GET", "/api/tasks/{id}/stream") => json!({
+            "parameters": [id_param()],
+            "responses": {
+                "200": {"description": "multipart/x-mixed-replace of image/png parts", "content": {"multipart/x-mixed-replace": {"schema": {"type": "string", "format": "binary"}}}},
+                "404": error_response("No such task, or it ended without frames")
+            }
+        }),
+        ("GET", "/api/tasks/{id}/video") => json!({
+            "parameters": [id_param(), {"name": "Range", "in": "header", "description": "One byte range, e.g. bytes=0-1023", "schema": {"type": "string"}}],
+            "responses": {
+                "200": binary("video/mp4"),
+                "206": binary("video/mp4"),
+                "404": error_response("No such task, or no video (yet)"),
+                "416": error_response("Range outside the file")
+            }
+        }),
+        ("GET", "/api/tasks/{id}/frames/{n}") => json!({
+            "parameters": [id_param(), {"name": "n", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": binary("image/png"), "404": error_response("No such task or frame")}
+        }),
+        ("POST", "/api/keys") => json!({
+            "requestBody": body("CreateKey"),
+            "responses": {"201": json_response("The key, its token and webhook secret (shown this once)", "CreatedKey"), "400": error_response("Bad name or priority")}
+        }),
+        ("GET", "/api/keys") => json!({
+            "responses": {"200": json_response("Every key", "KeyList")}
+        }),
+        ("DELETE", "/api/keys/{key}") => json!({
+            "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^key_[0-9a-f]+$"}}],
+            "responses": {"200": json_response("The key, revoked", "Key"), "404": error_response("No such key")}
+        }),
+        ("GET", "/api/stats") => json!({"responses": {"200": {"description": "Stats", "content": {"application/json": {"schema": {"type": "object"}}}}}}),
+        ("GET", "/metrics") => json!({"responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}),
+        ("GET", "/healthz") => json!({"responses": {"200": {"description": "{\"status\":\"ok\"}", "content": {"application/json": {"schema": {"type": "object"}}}}}}),
+        ("GET", "/readyz") => json!({"responses": {
+            "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "503": {"description": "Not ready; `reasons` says why", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"type": "object"}}}}
+        }}),
+        ("GET", "/openapi.json") => json!({"responses": {"200": {"description": "OpenAPI 3 JSON", "content": {"application/json": {"schema": {"type": "object"}}}}}}),
+        _ => return None,
+    })
+}
+
+fn paths() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut op = operation(r).unwrap_or_else(|| json!({"responses": {}}));
+        op["summary"] = json!(r.summary);
+        if r.access != Access::Public {
+            op["security"] = json!([{"bearer": []}]);
+            let responses = &mut op["responses"];
+            responses["401"] = error_response("No valid API key (when the server has keys)");
+            if r.access == Access::Admin {
+                responses["403"] = error_response("The key is not an admin key");
+            }
+        }
+        let path = paths.entry(r.path).or_insert_with(|| json!({}));
+        path[r.method.to_ascii_lowercase()] = op;
+    }
+    Value::Object(paths)
 }
 
 fn schemas() -> Value {
@@ -148,8 +168,33 @@ fn schemas() -> Value {
                 "guidance": {"type": "number", "minimum": TaskParams::GUIDANCE.0, "maximum": TaskParams::GUIDANCE.1, "default": TaskParams::DEFAULT_GUIDANCE},
                 "seconds_per_scene": {"type": "number", "minimum": TaskParams::SECONDS_PER_SCENE.0, "maximum": TaskParams::SECONDS_PER_SCENE.1, "default": TaskParams::DEFAULT_SECONDS_PER_SCENE},
                 "fps": {"type": "integer", "minimum": TaskParams::FPS.0, "maximum": TaskParams::FPS.1, "default": TaskParams::DEFAULT_FPS},
-                "size": {"type": "integer", "minimum": TaskParams::SIZE.0, "maximum": TaskParams::SIZE.1, "multipleOf": SIZE_MULTIPLE, "default": TaskParams::DEFAULT_SIZE}
+                "size": {"type": "integer", "minimum": TaskParams::SIZE.0, "maximum": TaskParams::SIZE.1, "multipleOf": TaskParams::SIZE_MULTIPLE, "default": TaskParams::DEFAULT_SIZE},
+                "priority": {"type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1, "description": "Higher first; at most the key's own priority (default 5) unless the key is an admin"}
             }
+        },
+        "CreateKey": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "admin": {"type": "boolean", "default": false},
+                "priority": {"type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1}
+            }
+        },
+        "Key": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"}, "admin": {"type": "boolean"},
+                "revoked": {"type": "boolean"}, "created_ms": {"type": "integer", "format": "int64"}, "priority": {"type": "integer"}
+            }
+        },
+        "CreatedKey": {
+            "allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "properties": {"token": {"type": "string"}, "webhook_secret": {"type": "string"}}}]
+        },
+        "KeyList": {
+            "type": "object",
+            "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}
         },
         "TaskParams": {
             "type": "object",
@@ -176,6 +221,8 @@ fn schemas() -> Value {
                 "created_ms": {"type": "integer", "format": "int64"},
                 "updated_ms": {"type": "integer", "format": "int64"},
                 "params": {"$ref": "#/components/schemas/TaskParams"},
+                "priority": {"type": "integer"},
+                "owner": {"type": "string", "nullable": true},
                 "plan": {
                     "type": "array", "nullable": true,
                     "items": {"type": "object", "properties": {
@@ -221,6 +268,26 @@ fn schemas() -> Value {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        for r in ROUTES {
+            assert!(operation(r).is_some(), "{} {} has no operation", r.method, r.path);
+        }
+        let doc = spec();
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(documented, ROUTES.len());
+    }
+}
+
 /// The document (built once).
 pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
@@ -233,7 +300,10 @@ pub fn spec() -> &'static Value {
                 "description": "Text-to-video generation: submit a prompt, follow its progress, fetch the video."
             },
             "paths": paths(),
-            "components": {"schemas": schemas()}
+            "components": {
+                "schemas": schemas(),
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key from `reel keys create` or POST /api/keys"}}
+            }
         })
     })
 }

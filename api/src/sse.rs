@@ -7,15 +7,18 @@
 
 use std::convert::Infallible;
 
-use pipeline::engine::TaskEvent;
+use contract::TaskEvent;
 use serde_json::json;
 use storage::{TaskRecord, TaskStatus};
+use tasks::Subscription;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use warp::reply::Response;
 use warp::sse::Event;
 use warp::{Rejection, Reply};
 
+use crate::auth::Caller;
+use crate::errors::ApiError;
 use crate::handlers::AppState;
 
 fn event(name: &str, data: serde_json::Value) -> Event {
@@ -43,7 +46,7 @@ fn to_event(id: u64, ev: TaskEvent) -> Event {
             "progress",
             json!({"scene": scene, "step": step, "steps": steps, "overall": overall}),
         ),
-        TaskEvent::Frame { index, .. } => event(
+        TaskEvent::Frame { index } => event(
             "frame",
             json!({"index": index, "url": format!("/api/tasks/{id}/frames/{index}")}),
         ),
@@ -51,18 +54,34 @@ fn to_event(id: u64, ev: TaskEvent) -> Event {
     }
 }
 
-pub async fn events(id: u64, st: AppState) -> Result<Response, Rejection> {
-    // Subscribe before reading the record: whatever happens after the read is then seen.
-    let rx = st.backend.subscribe(id);
-    let record = st.record(id)?;
+/// `GET /api/tasks/{id}/events`. A task that does not exist (or is not the caller's) is a 404
+/// that leaves nothing behind; an ended one is answered from the store.
+pub async fn events(id: u64, caller: Caller, st: AppState) -> Result<Response, Rejection> {
+    let sub = st
+        .blocking(move |st| {
+            st.record(&caller, id)?;
+            st.tasks
+                .subscribe(id)?
+                .ok_or_else(|| ApiError::task_not_found(id))
+        })
+        .await?;
     let (tx, out) = mpsc::channel::<Result<Event, Infallible>>(64);
-    tokio::spawn(forward(record, rx, tx, st));
+    match sub {
+        Subscription::Live { record, events } => {
+            tokio::spawn(forward(record, events, tx, st));
+        }
+        Subscription::Ended(record) => {
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(status_event(record.status))).await;
+                let _ = tx.send(Ok(done_event(id, record.status))).await;
+            });
+        }
+    }
     let stream = warp::sse::keep_alive().stream(ReceiverStream::new(out));
     Ok(warp::sse::reply(stream).into_response())
 }
 
-/// Relays the engine's events to one client until `done`, the client leaving, or the engine
-/// dropping the task (then storage says how it ended).
+/// Relays the task's events to one client until `done` or the client leaving.
 async fn forward(
     record: TaskRecord,
     mut rx: broadcast::Receiver<TaskEvent>,
@@ -92,8 +111,11 @@ async fn forward(
             }
             // Progress is cumulative: the next event brings a slow watcher up to date.
             Err(broadcast::error::RecvError::Lagged(_)) => {}
+            // The service sends `done` before it drops a task's channel, so this is only
+            // reached if the server is going away; say how the task stands.
             Err(broadcast::error::RecvError::Closed) => {
-                if let Ok(Some(r)) = st.store.get(id) {
+                let r = st.blocking(move |st| Ok(st.tasks.store().get(id)?)).await;
+                if let Ok(Some(r)) = r {
                     if send(status_event(r.status)).await.is_ok() && r.status.is_final() {
                         let _ = send(done_event(id, r.status)).await;
                     }

@@ -17,6 +17,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::handlers::AppState;
 
@@ -25,46 +26,62 @@ use crate::handlers::AppState;
 pub struct ProcessSample {
     /// Percent of one core since the previous sample (above 100 when several cores are busy).
     pub cpu_percent: f32,
+    /// Resident memory, bytes.
     pub rss_bytes: u64,
 }
 
+/// Memory of this process and the machine.
 #[derive(Debug, Serialize)]
 pub struct Memory {
+    /// This process, resident bytes.
     pub rss_bytes: u64,
+    /// The machine's memory.
     pub total_bytes: u64,
+    /// The machine's memory available to programs.
     pub available_bytes: u64,
 }
 
+/// CPU use.
 #[derive(Debug, Serialize)]
 pub struct Cpu {
     /// This process, percent of one core.
     pub process_percent: f32,
     /// The whole machine, percent of all cores.
     pub system_percent: f32,
+    /// Logical cores.
     pub cores: usize,
 }
 
 /// The filesystem the data dir lives on.
 #[derive(Debug, Serialize)]
 pub struct Disk {
+    /// Where it is mounted.
     pub mount_point: PathBuf,
+    /// Bytes free for this process.
     pub free_bytes: u64,
+    /// Its size.
     pub total_bytes: u64,
 }
 
 /// Bytes through every interface since each came up.
 #[derive(Debug, Serialize)]
 pub struct Network {
+    /// Bytes in.
     pub received_bytes: u64,
+    /// Bytes out.
     pub transmitted_bytes: u64,
 }
 
 /// What the host says, without the store's and the backend's parts.
 #[derive(Debug, Serialize)]
 pub struct HostStats {
+    /// CPU use.
     pub cpu: Cpu,
+    /// Memory.
     pub memory: Memory,
+    /// The data dir's filesystem (if found).
     pub disk: Option<Disk>,
+    /// Network counters.
     pub network: Network,
 }
 
@@ -82,6 +99,7 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// A probe of this process and the filesystem holding `data_dir`.
     pub fn new(data_dir: PathBuf) -> Probe {
         Probe {
             data_dir,
@@ -179,7 +197,10 @@ struct Stats {
     tasks: std::collections::BTreeMap<storage::TaskStatus, u64>,
     cache: CacheStats,
     /// The model's GPU; `null` on the CPU backend.
-    gpu: Option<kernels::GpuUsage>,
+    gpu: Option<contract::GpuUsage>,
+    /// Tasks whose live state (watchers' channel, step progress) the server holds: the
+    /// unfinished ones, never more.
+    live_tasks: usize,
 }
 
 #[derive(Serialize)]
@@ -189,20 +210,21 @@ struct Queue {
 }
 
 /// `GET /api/stats`.
-pub async fn stats(st: AppState, probe: Arc<Probe>) -> Result<Response, Rejection> {
-    let doc = tokio::task::spawn_blocking(move || -> Result<Stats, ApiError> {
-        Ok(Stats {
-            host: probe.host().map_err(ApiError::internal)?,
-            queue: Queue {
-                depth: st.backend.queue_depth(),
-                bound: st.backend.queue_bound(),
-            },
-            tasks: st.store.counts()?,
-            cache: st.store.cache_stats(),
-            gpu: st.backend.gpu(),
+pub async fn stats(_: Caller, st: AppState, probe: Arc<Probe>) -> Result<Response, Rejection> {
+    let doc = st
+        .blocking(move |st| {
+            Ok(Stats {
+                host: probe.host().map_err(ApiError::internal)?,
+                queue: Queue {
+                    depth: st.backend.queue_depth(),
+                    bound: st.backend.queue_bound(),
+                },
+                tasks: st.tasks.store().counts()?,
+                cache: st.tasks.store().cache_stats(),
+                gpu: st.backend.gpu(),
+                live_tasks: st.tasks.live_count(),
+            })
         })
-    })
-    .await
-    .map_err(|e| ApiError::internal(format_args!("stats task: {e}")))??;
+        .await?;
     Ok(warp::reply::with_status(warp::reply::json(&doc), StatusCode::OK).into_response())
 }

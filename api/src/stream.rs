@@ -1,18 +1,19 @@
-//! `GET /api/tasks/{id}/stream`: the video as it is made, as `multipart/x-mixed-replace`
-//! (MJPEG; browsers show it in an `<img>`).
+//! `GET /api/tasks/{id}/stream`: the video as it is made, as `multipart/x-mixed-replace` of
+//! PNG frames (browsers show it live in an `<img>`).
 //!
-//! A running task sends the frames it already has, then each new frame as the engine
-//! publishes it, and ends with the task. A finished task replays its stored PNG frames at the
-//! task's frame rate.
+//! Frames are read from the files the engine stores, when a watcher needs them: nothing is
+//! encoded or held in memory for a stream nobody watches. A running task sends the frames
+//! stored so far, then each new frame as the engine announces it, and ends with the task. A
+//! finished task replays its frames at the task's frame rate.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pipeline::engine::TaskEvent;
-use storage::Artifact;
+use contract::TaskEvent;
+use storage::{frame_file, task_dir, TaskRecord};
+use tasks::Subscription;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use warp::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -20,9 +21,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::handlers::AppState;
-use crate::media::frame_path;
 
 const BOUNDARY: &str = "reelframe";
 
@@ -45,23 +46,27 @@ fn closing() -> Bytes {
     Bytes::from(format!("--{BOUNDARY}--\r\n"))
 }
 
-pub async fn stream(id: u64, st: AppState) -> Result<Response, Rejection> {
-    // Subscribe before looking: a frame made in between is then not lost (indexes dedupe).
-    let rx = st.backend.subscribe(id);
-    let record = st.record(id)?;
+/// `GET /api/tasks/{id}/stream`.
+pub async fn stream(id: u64, caller: Caller, st: AppState) -> Result<Response, Rejection> {
+    let sub = st
+        .blocking(move |st| {
+            st.record(&caller, id)?;
+            st.tasks
+                .subscribe(id)?
+                .ok_or_else(|| ApiError::task_not_found(id))
+        })
+        .await?;
     let (tx, out) = mpsc::channel::<Result<Bytes, Infallible>>(16);
-    if record.status.is_final() {
-        let artifact = record.artifact.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "frames_not_found",
-                format!("task {id} ended {} without frames", record.status.name()),
-            )
-        })?;
-        tokio::spawn(replay(artifact, st.data_dir.as_ref().clone(), tx));
-    } else {
-        let so_far = st.backend.frames_so_far(id);
-        tokio::spawn(live(so_far, rx, tx));
+    let frames = st.data_dir.join(task_dir(id)).join("frames");
+    match sub {
+        Subscription::Live { record, events } => {
+            let so_far = st.tasks.progress(record.id).map_or(0, |p| p.frames_ready);
+            tokio::spawn(live(frames, so_far, events, tx));
+        }
+        Subscription::Ended(record) => {
+            let (count, fps) = replayable(&record)?;
+            tokio::spawn(replay(frames, count, fps, tx));
+        }
     }
     let mut res = warp::reply::stream(ReceiverStream::new(out)).into_response();
     let ct = format!("multipart/x-mixed-replace; boundary={BOUNDARY}");
@@ -73,10 +78,33 @@ pub async fn stream(id: u64, st: AppState) -> Result<Response, Rejection> {
     Ok(res)
 }
 
-async fn live(so_far: Vec<Arc<Vec<u8>>>, mut rx: broadcast::Receiver<TaskEvent>, tx: Tx) {
+/// Frame count and rate of an ended task's stored frames, or a 404 when it has none.
+fn replayable(record: &TaskRecord) -> Result<(usize, u32), ApiError> {
+    record
+        .artifact
+        .as_ref()
+        .map(|a| (a.frame_count, a.fps))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "frames_not_found",
+                format!("task {} ended {} without frames", record.id, record.status.name()),
+            )
+        })
+}
+
+/// Sends stored frame `n`; false when the client left or the file is gone (expired).
+async fn send_frame(dir: &std::path::Path, n: usize, tx: &Tx) -> bool {
+    let Ok(png) = tokio::fs::read(dir.join(frame_file(n))).await else {
+        return false;
+    };
+    tx.send(Ok(part("image/png", n, &png))).await.is_ok()
+}
+
+async fn live(dir: PathBuf, so_far: usize, mut rx: broadcast::Receiver<TaskEvent>, tx: Tx) {
     let mut next = 0;
-    for jpeg in so_far {
-        if tx.send(Ok(part("image/jpeg", next, &jpeg))).await.is_err() {
+    while next < so_far {
+        if !send_frame(&dir, next, &tx).await {
             return;
         }
         next += 1;
@@ -87,34 +115,30 @@ async fn live(so_far: Vec<Arc<Vec<u8>>>, mut rx: broadcast::Receiver<TaskEvent>,
             ev = rx.recv() => ev,
         };
         match ev {
-            Ok(TaskEvent::Frame { index, jpeg }) if index >= next => {
-                next = index + 1;
-                if tx.send(Ok(part("image/jpeg", index, &jpeg))).await.is_err() {
-                    return;
+            Ok(TaskEvent::Frame { index }) if index >= next => {
+                // Frames missed by a slow reader are sent from disk, in order.
+                while next <= index {
+                    if !send_frame(&dir, next, &tx).await {
+                        return;
+                    }
+                    next += 1;
                 }
             }
             Ok(TaskEvent::Done(_)) | Err(broadcast::error::RecvError::Closed) => break,
-            // Frames already sent, other events, or frames missed by a slow reader.
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
         }
     }
     let _ = tx.send(Ok(closing())).await;
 }
 
-async fn replay(artifact: Artifact, data_dir: PathBuf, tx: Tx) {
-    let period = Duration::from_secs_f64(1.0 / f64::from(artifact.fps.max(1)));
+async fn replay(dir: PathBuf, count: usize, fps: u32, tx: Tx) {
+    let period = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
     let mut tick = tokio::time::interval(period);
-    for n in 0..artifact.frame_count {
-        let Some(path) = frame_path(&data_dir, &artifact, n) else {
-            break;
-        };
-        let Ok(png) = tokio::fs::read(&path).await else {
-            // Files removed by retention mid-replay: end cleanly with what was sent.
-            break;
-        };
+    for n in 0..count {
         tick.tick().await;
-        if tx.send(Ok(part("image/png", n, &png))).await.is_err() {
-            return;
+        if !send_frame(&dir, n, &tx).await {
+            // The client left, or retention removed the files mid-replay.
+            break;
         }
     }
     let _ = tx.send(Ok(closing())).await;

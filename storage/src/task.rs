@@ -1,6 +1,7 @@
 //! The persisted shape of a task: what was asked, where it stands, what it produced.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,14 @@ pub struct TaskParams {
 /// delivered frame, named by [`frame_file`], written as they are made) and `video.mp4`.
 pub fn task_dir(id: u64) -> String {
     format!("artifacts/{id}")
+}
+
+/// `data_dir/rel` when `rel` is a plain relative path (no `..`, no root): records never name
+/// files outside the data dir, so nothing reads or deletes any.
+pub fn inside(data_dir: &Path, rel: &str) -> Option<PathBuf> {
+    let p = Path::new(rel);
+    let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
+    (plain && !p.as_os_str().is_empty()).then(|| data_dir.join(p))
 }
 
 /// The file name of delivered frame `n` inside a frames directory.
