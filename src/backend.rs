@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
-use kernels::{GpuMonitor, GpuUsage};
-use pipeline::engine::{Engine, Progress, SubmitError, TaskEvent};
-use tokio::sync::broadcast;
+use contract::{GpuUsage, SubmitError};
+use kernels::GpuMonitor;
+use pipeline::engine::Engine;
+use storage::TaskRecord;
 
+/// The engine, what it serves with, and its GPU's monitor.
 pub struct EngineBackend {
     engine: Arc<Engine>,
     ready: serde_json::Value,
@@ -20,20 +22,11 @@ impl EngineBackend {
 }
 
 impl api::Backend for EngineBackend {
-    fn submit(&self, id: u64) -> Result<(), SubmitError> {
-        self.engine.submit(id)
+    fn submit(&self, record: &TaskRecord) -> Result<(), SubmitError> {
+        self.engine.submit(record)
     }
-    fn cancel(&self, id: u64) {
-        self.engine.cancel(id)
-    }
-    fn subscribe(&self, id: u64) -> broadcast::Receiver<TaskEvent> {
-        self.engine.subscribe(id)
-    }
-    fn progress(&self, id: u64) -> Option<Progress> {
-        self.engine.progress(id)
-    }
-    fn frames_so_far(&self, id: u64) -> Vec<Arc<Vec<u8>>> {
-        self.engine.frames_so_far(id)
+    fn health(&self) -> Result<(), String> {
+        self.engine.health()
     }
     fn queue_depth(&self) -> usize {
         self.engine.queue_depth()

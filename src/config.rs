@@ -1,138 +1,293 @@
-//! Server settings: flags beat environment variables (`REEL_*`), which beat an optional TOML
-//! file (`--config`), which beats the embedded defaults.
+//! Server settings, layered by figment: flags beat environment variables (`REEL_*`, read by
+//! clap into the same flags), which beat an optional TOML file (`--config`), which beats the
+//! defaults written once, in [`Resolved`]'s serde defaults.
 
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde::Deserialize;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
 
-/// Every setting of `reel serve` / `reel generate`; None means "not given here".
-#[derive(Args, Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// Every setting of `reel serve` / `reel generate` as given on the command line or in the
+/// environment; `None` means "not given here".
+#[derive(Args, Debug, Default, Clone, Serialize)]
 pub struct Settings {
+    /// Address to listen on; a non-loopback one needs API keys (or --insecure) [default: 127.0.0.1]
+    #[arg(long, env = "REEL_HOST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<IpAddr>,
     /// HTTP port [default: 8000]
     #[arg(long, env = "REEL_PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// Where sled and the artifacts live [default: ./data]
     #[arg(long, env = "REEL_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// Model directory (config.json + model.safetensors) [default: the model built into the binary]
     #[arg(long, env = "REEL_MODEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
     /// Timely worker threads running the dataflow [default: 1]
     #[arg(long, env = "REEL_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     /// Threads for the model's and post-processing's parallel math [default: all cores]
     #[arg(long, env = "REEL_COMPUTE_THREADS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub compute_threads: Option<usize>,
     /// Most scenes denoised together in one batched forward pass [default: 8]
     #[arg(long, env = "REEL_MAX_BATCH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch: Option<usize>,
     /// Most tasks accepted and unfinished; beyond it POST answers 429 [default: 256]
     #[arg(long, env = "REEL_QUEUE_BOUND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_bound: Option<usize>,
     /// Entries of the in-memory result cache in front of sled [default: 1024]
     #[arg(long, env = "REEL_CACHE_SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<usize>,
     /// Seconds an in-memory cache entry lives [default: 3600]
     #[arg(long, env = "REEL_CACHE_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_ttl_secs: Option<u64>,
     /// Hours a finished task's video and frames are kept [default: 168]
     #[arg(long, env = "REEL_RETENTION_HOURS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_hours: Option<u64>,
     /// Post-processing: auto, wgpu or cpu [default: auto]
     #[arg(long, env = "REEL_POST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub post: Option<String>,
     /// Model device: auto (CUDA when a GPU works), cpu or cuda [default: auto]
     #[arg(long, env = "REEL_DEVICE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// CPU ceiling for the compute threads, percent of all cores; 100 lifts it [default: 80]
     #[arg(long, env = "REEL_MAX_CPU_PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_cpu_percent: Option<u32>,
     /// Requests slower than this many milliseconds are logged as warnings [default: 100]
     #[arg(long, env = "REEL_SLOW_REQUEST_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub slow_request_ms: Option<u64>,
+    /// Serve without API keys on a non-loopback address (anyone who reaches it may do anything)
+    #[arg(long, env = "REEL_INSECURE")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// An origin allowed by CORS (repeat for more); none: CORS off
+    #[arg(long = "cors-origin", env = "REEL_CORS_ORIGINS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<String>,
+    /// Serve /metrics here, unauthenticated, instead of on the API port for admin keys
+    #[arg(long, env = "REEL_METRICS_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Below this many MiB free under the data dir, new tasks are refused (507) [default: 256]
+    #[arg(long, env = "REEL_MIN_FREE_DISK_MB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free_disk_mb: Option<u64>,
+    /// Most unfinished tasks per API key [default: 16]
+    #[arg(long, env = "REEL_KEY_MAX_IN_FLIGHT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_max_in_flight: Option<usize>,
+    /// Most tasks an API key may create per hour [default: 500]
+    #[arg(long, env = "REEL_KEY_MAX_PER_HOUR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_max_per_hour: Option<usize>,
+    /// Most pixels one task may deliver, frames x width x height [default: 134217728]
+    #[arg(long, env = "REEL_MAX_TASK_PIXELS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_task_pixels: Option<u64>,
+    /// Tests only: a prompt with the fault marker kills a worker on purpose
+    #[arg(long, hide = true, env = "REEL_FAULT_INJECTION")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fault_injection: bool,
     /// Optional TOML file with any of these settings (kebab-case keys)
     #[arg(long, env = "REEL_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
 }
 
-/// Settings with every default applied.
-#[derive(Debug, Clone)]
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Settings with every default applied: the one place the defaults are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Resolved {
+    #[serde(default = "defaults::host")]
+    pub host: IpAddr,
+    #[serde(default = "defaults::port")]
     pub port: u16,
+    #[serde(default = "defaults::data_dir")]
     pub data_dir: PathBuf,
+    #[serde(default)]
     pub model: Option<PathBuf>,
+    #[serde(default = "defaults::one")]
     pub workers: usize,
+    #[serde(default = "cores")]
     pub compute_threads: usize,
+    #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
+    #[serde(default = "defaults::queue_bound")]
     pub queue_bound: usize,
+    #[serde(default = "defaults::cache_size")]
     pub cache_size: usize,
+    #[serde(default = "defaults::cache_ttl_secs")]
     pub cache_ttl_secs: u64,
+    #[serde(default = "defaults::retention_hours")]
     pub retention_hours: u64,
+    #[serde(default = "defaults::auto")]
     pub post: String,
+    #[serde(default = "defaults::auto")]
     pub device: String,
+    #[serde(default = "defaults::max_cpu_percent")]
     pub max_cpu_percent: u32,
+    #[serde(default = "defaults::slow_request_ms")]
     pub slow_request_ms: u64,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+    #[serde(default = "defaults::min_free_disk_mb")]
+    pub min_free_disk_mb: u64,
+    #[serde(default = "defaults::key_max_in_flight")]
+    pub key_max_in_flight: usize,
+    #[serde(default = "defaults::key_max_per_hour")]
+    pub key_max_per_hour: usize,
+    #[serde(default = "defaults::max_task_pixels")]
+    pub max_task_pixels: u64,
+    #[serde(default)]
+    pub fault_injection: bool,
+}
+
+mod defaults {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::PathBuf;
+
+    pub fn host() -> IpAddr {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+    pub fn port() -> u16 {
+        8000
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("./data")
+    }
+    pub fn one() -> usize {
+        1
+    }
+    pub fn max_batch() -> usize {
+        8
+    }
+    pub fn queue_bound() -> usize {
+        256
+    }
+    pub fn cache_size() -> usize {
+        1024
+    }
+    pub fn cache_ttl_secs() -> u64 {
+        3600
+    }
+    pub fn retention_hours() -> u64 {
+        168
+    }
+    pub fn auto() -> String {
+        "auto".into()
+    }
+    pub fn max_cpu_percent() -> u32 {
+        80
+    }
+    pub fn slow_request_ms() -> u64 {
+        100
+    }
+    pub fn min_free_disk_mb() -> u64 {
+        256
+    }
+    pub fn key_max_in_flight() -> usize {
+        api::quota::Limits::default().in_flight_per_key
+    }
+    pub fn key_max_per_hour() -> usize {
+        api::quota::Limits::default().per_hour_per_key
+    }
+    pub fn max_task_pixels() -> u64 {
+        api::quota::Limits::default().max_task_pixels
+    }
 }
 
 impl Settings {
-    fn or(self, other: Settings) -> Settings {
-        Settings {
-            port: self.port.or(other.port),
-            data_dir: self.data_dir.or(other.data_dir),
-            model: self.model.or(other.model),
-            workers: self.workers.or(other.workers),
-            compute_threads: self.compute_threads.or(other.compute_threads),
-            max_batch: self.max_batch.or(other.max_batch),
-            queue_bound: self.queue_bound.or(other.queue_bound),
-            cache_size: self.cache_size.or(other.cache_size),
-            cache_ttl_secs: self.cache_ttl_secs.or(other.cache_ttl_secs),
-            retention_hours: self.retention_hours.or(other.retention_hours),
-            post: self.post.or(other.post),
-            device: self.device.or(other.device),
-            max_cpu_percent: self.max_cpu_percent.or(other.max_cpu_percent),
-            slow_request_ms: self.slow_request_ms.or(other.slow_request_ms),
-            config: self.config.or(other.config),
-        }
-    }
-
-    /// Merges the TOML file (if any) under these settings and fills in defaults.
+    /// Layers these settings over the TOML file (if any) over the defaults.
     pub fn resolve(self) -> anyhow::Result<Resolved> {
-        let file = match &self.config {
-            Some(path) => read_toml(path)?,
-            None => Settings::default(),
-        };
-        let s = self.or(file);
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        Ok(Resolved {
-            port: s.port.unwrap_or(8000),
-            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
-            model: s.model,
-            workers: s.workers.unwrap_or(1).max(1),
-            compute_threads: s.compute_threads.unwrap_or(cores).max(1),
-            max_batch: s.max_batch.unwrap_or(8).max(1),
-            queue_bound: s.queue_bound.unwrap_or(256).max(1),
-            cache_size: s.cache_size.unwrap_or(1024),
-            cache_ttl_secs: s.cache_ttl_secs.unwrap_or(3600),
-            retention_hours: s.retention_hours.unwrap_or(168),
-            post: s.post.unwrap_or_else(|| "auto".into()),
-            device: s.device.unwrap_or_else(|| "auto".into()),
-            max_cpu_percent: match s.max_cpu_percent.unwrap_or(80) {
-                p @ 1..=100 => p,
-                p => anyhow::bail!("max-cpu-percent must be 1 to 100, not {p}"),
-            },
-            slow_request_ms: s.slow_request_ms.unwrap_or(100),
-        })
+        let mut figment = Figment::new();
+        if let Some(path) = &self.config {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Flags are snake_case fields; the file's keys, kebab-case.
+        let flags = serde_json::to_value(&self)?;
+        let flags: serde_json::Map<String, serde_json::Value> = flags
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.replace('_', "-"), v.clone()))
+            .collect();
+        let mut r: Resolved = figment
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .context("reading the settings")?;
+        r.workers = r.workers.max(1);
+        r.compute_threads = r.compute_threads.max(1);
+        r.max_batch = r.max_batch.max(1);
+        r.queue_bound = r.queue_bound.max(1);
+        if !(1..=100).contains(&r.max_cpu_percent) {
+            anyhow::bail!(
+                "max-cpu-percent must be 1 to 100, not {}",
+                r.max_cpu_percent
+            );
+        }
+        Ok(r)
     }
 }
 
-fn read_toml(path: &Path) -> anyhow::Result<Settings> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reel.toml");
+        std::fs::write(&file, "port = 9000\nworkers = 3\nhost = \"0.0.0.0\"\n").unwrap();
+        let r = Settings {
+            port: Some(9100),
+            config: Some(file.clone()),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((r.port, r.workers), (9100, 3));
+        assert_eq!(r.host.to_string(), "0.0.0.0");
+        assert_eq!((r.max_cpu_percent, r.min_free_disk_mb), (80, 256));
+        let plain = Settings::default().resolve().unwrap();
+        assert_eq!(plain.host.to_string(), "127.0.0.1");
+        assert_eq!(plain.data_dir, PathBuf::from("./data"));
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let err = Settings {
+            config: Some(file),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
 }

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use contract::TaskEvent;
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeline::engine::TaskEvent;
 use pipeline::plan::Planner;
 use pipeline::planner::RulePlanner;
-use storage::{TaskParams, TaskStatus};
+use storage::{NewTask, TaskParams, TaskStatus};
+use tasks::Subscription;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::Settings;
@@ -80,9 +81,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         size: args.size,
     };
     params.validate().map_err(|e| anyhow::anyhow!(e))?;
-    let task = rt.store.create_task(params)?;
-    let mut events = rt.engine.subscribe(task.id);
-    rt.engine.submit(task.id)?;
+    let task = rt.tasks.create(NewTask::anonymous(params))?;
+    let Some(Subscription::Live { mut events, .. }) = rt.tasks.subscribe(task.id)? else {
+        bail!("task {} ended before it started", task.id);
+    };
+    rt.engine.submit(&task)?;
 
     let bar = ProgressBar::new(1000);
     bar.set_style(ProgressStyle::with_template(
@@ -98,7 +101,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => {
                 break rt
-                    .store
+                    .tasks
+                    .store()
                     .get(task.id)?
                     .map_or(TaskStatus::Failed, |r| r.status)
             }
@@ -106,7 +110,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     bar.finish_with_message(status.name());
     let record = rt
-        .store
+        .tasks
+        .store()
         .get(task.id)?
         .context("task vanished from storage")?;
     let Some(artifact) = record.artifact.filter(|_| status == TaskStatus::Completed) else {

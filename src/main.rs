@@ -7,6 +7,7 @@
 mod backend;
 mod config;
 mod generate;
+mod keys;
 mod runtime;
 mod serve;
 
@@ -27,6 +28,11 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Print the scene plan of a prompt as JSON
     Plan(generate::PlanArgs),
+    /// Manage API keys (create prints the token once)
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
 }
 
 /// Makes every thread allocate from glibc's main arena. With the default (up to eight arenas a
@@ -57,5 +63,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(settings) => serve::run(settings.resolve()?),
         Command::Generate(args) => generate::run(args),
         Command::Plan(args) => generate::plan(args),
+        Command::Keys { command } => keys::run(command),
     }
 }

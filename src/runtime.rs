@@ -9,6 +9,7 @@ use pipeline::engine::{Engine, EngineConfig};
 use pipeline::planner::RulePlanner;
 use pipeline::post::{PostChoice, PostProcessor};
 use storage::{CacheConfig, Store};
+use tasks::TaskService;
 
 use crate::config::Resolved;
 
@@ -21,7 +22,8 @@ pub struct Runtime {
     pub device: &'static str,
     /// The GPU's UUID (NVML's spelling) when the model runs on CUDA.
     pub gpu_uuid: Option<String>,
-    pub store: Arc<Store>,
+    /// The owner of every task's life (and, through it, the store).
+    pub tasks: Arc<TaskService>,
     pub engine: Arc<Engine>,
     pub model: Arc<Model>,
     pub post: Arc<PostProcessor>,
@@ -57,6 +59,7 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         ttl: Duration::from_secs(s.cache_ttl_secs),
     };
     let store = Arc::new(Store::open_with(&s.data_dir, cache).context("opening storage")?);
+    let tasks = Arc::new(TaskService::new(store));
 
     let engine = Engine::start(
         EngineConfig {
@@ -65,8 +68,9 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
             queue_bound: s.queue_bound,
             data_dir: s.data_dir.clone(),
             max_cpu_percent: s.max_cpu_percent,
+            fault_injection: s.fault_injection,
         },
-        store.clone(),
+        tasks.clone(),
         model.clone(),
         post.clone(),
         Arc::new(RulePlanner),
@@ -74,7 +78,7 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     Ok(Runtime {
         device,
         gpu_uuid,
-        store,
+        tasks,
         engine: Arc::new(engine),
         model,
         post,

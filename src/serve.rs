@@ -1,10 +1,15 @@
-//! `reel serve`: the HTTP API on a tokio runtime, the engine on its own worker threads.
+//! `reel serve`: the HTTP API on a tokio runtime, the engine on its own worker threads, and
+//! the server's upkeep (metrics, retention, the disk floor).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use api::disk::DiskGuard;
+use api::quota::Limits;
 use kernels::GpuMonitor;
+use tasks::TaskService;
 
 use crate::backend::EngineBackend;
 use crate::config::Resolved;
@@ -16,11 +21,38 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// How often expired artifacts are looked for.
 const RETENTION_SWEEP: Duration = Duration::from_secs(600);
 
+/// How often free disk space is checked against the floor for running tasks.
+const DISK_WATCH: Duration = Duration::from_secs(2);
+
+/// Refuses to expose a server nobody can lock: no keys on a non-loopback address needs
+/// `--insecure`. Returns whether the server runs open (no keys).
+fn check_exposure(s: &Resolved, tasks: &TaskService) -> anyhow::Result<bool> {
+    let open = !tasks.store().has_live_keys()?;
+    if open && !s.host.is_loopback() && !s.insecure {
+        anyhow::bail!(
+            "refusing to serve on {} without API keys: anyone who reaches it could use it. \
+             Create one first (`reel keys create --name admin --admin --data-dir {}`), \
+             listen on 127.0.0.1, or pass --insecure",
+            s.host,
+            s.data_dir.display()
+        );
+    }
+    if open {
+        tracing::warn!(
+            host = %s.host,
+            "no API keys exist: the server runs open, every caller may do everything \
+             (create a key with `reel keys create` or POST /api/keys to require keys)"
+        );
+    }
+    Ok(open)
+}
+
 pub fn run(s: Resolved) -> anyhow::Result<()> {
     // Installed before the engine starts, so that everything it records is rendered.
     let prometheus = api::metrics::install_recorder().context("installing the metrics recorder")?;
     api::metrics::set_slow_request_threshold(Duration::from_millis(s.slow_request_ms));
     let rt = runtime::start(&s)?;
+    check_exposure(&s, &rt.tasks)?;
     let ready = serde_json::json!({
         "model": rt.model.id(),
         "device": rt.device,
@@ -33,19 +65,40 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             .inspect_err(|e| tracing::warn!(error = %e, "no GPU figures in /metrics"))
             .ok()
     });
-    let backend = Arc::new(EngineBackend::new(rt.engine.clone(), ready, gpu));
-    let routes = api::routes_with_metrics(
-        rt.store.clone(),
-        backend,
-        s.data_dir.clone(),
-        prometheus.clone(),
-    );
+    let backend: Arc<dyn api::Backend> =
+        Arc::new(EngineBackend::new(rt.engine.clone(), ready, gpu));
+    let min_free_disk = s.min_free_disk_mb << 20;
+    let config = api::ApiConfig {
+        data_dir: s.data_dir.clone(),
+        limits: Limits {
+            in_flight_per_key: s.key_max_in_flight,
+            per_hour_per_key: s.key_max_per_hour,
+            max_task_pixels: s.max_task_pixels,
+        },
+        min_free_disk,
+        cors_origins: s.cors_origins.clone(),
+        prometheus: s.metrics_addr.is_none().then(|| prometheus.clone()),
+    };
+    let routes = api::routes(rt.tasks.clone(), backend.clone(), config)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async move {
-        let listener = listen(s.port).with_context(|| format!("binding port {}", s.port))?;
-        tracing::info!(port = s.port, data_dir = %s.data_dir.display(), "reel is serving");
+        let addr = SocketAddr::new(s.host, s.port);
+        let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
+        if let Some(metrics_addr) = s.metrics_addr {
+            let scrape = api::metrics_only(
+                rt.tasks.clone(),
+                backend.clone(),
+                s.data_dir.clone(),
+                prometheus.clone(),
+            );
+            let metrics_listener =
+                listen(metrics_addr).with_context(|| format!("binding {metrics_addr}"))?;
+            tokio::spawn(warp::serve(scrape).incoming(metrics_listener).run());
+            tracing::info!(%metrics_addr, "metrics served");
+        }
+        tracing::info!(%addr, port = s.port, data_dir = %s.data_dir.display(), "reel is serving");
 
         // Histogram samples pile up in the recorder until upkeep folds them in; a scrape does
         // it too, but a server nobody scrapes must not grow.
@@ -56,25 +109,15 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
                 prometheus.run_upkeep();
             }
         });
-
-        let (store, data_dir) = (rt.store.clone(), s.data_dir.clone());
-        let max_age = Duration::from_secs(s.retention_hours * 3600);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RETENTION_SWEEP);
-            loop {
-                tick.tick().await;
-                let (store, dir) = (store.clone(), data_dir.clone());
-                match tokio::task::spawn_blocking(move || {
-                    store.remove_expired_artifacts(&dir, max_age)
-                })
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired artifacts removed"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
-                    _ => {}
-                }
-            }
-        });
+        tokio::spawn(retention(
+            rt.tasks.clone(),
+            s.data_dir.clone(),
+            Duration::from_secs(s.retention_hours * 3600),
+        ));
+        tokio::spawn(watch_disk(
+            rt.tasks.clone(),
+            DiskGuard::new(s.data_dir.clone(), min_free_disk),
+        ));
 
         warp::serve(routes)
             .incoming(listener)
@@ -88,20 +131,61 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
     })
 }
 
+/// Removes expired artifacts now and then.
+async fn retention(tasks: Arc<TaskService>, data_dir: std::path::PathBuf, max_age: Duration) {
+    let mut tick = tokio::time::interval(RETENTION_SWEEP);
+    loop {
+        tick.tick().await;
+        let (tasks, dir) = (tasks.clone(), data_dir.clone());
+        match tokio::task::spawn_blocking(move || {
+            tasks.store().remove_expired_artifacts(&dir, max_age)
+        })
+        .await
+        {
+            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired artifacts removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
+            _ => {}
+        }
+    }
+}
+
+/// Fails the running tasks, with the reason, when free space drops below the floor: their
+/// frames could not be written, and a failure can still be stored while the floor leaves
+/// room. New tasks are refused meanwhile (the API checks the same floor); both recover by
+/// themselves when space comes back.
+async fn watch_disk(tasks: Arc<TaskService>, disk: DiskGuard) {
+    let mut tick = tokio::time::interval(DISK_WATCH);
+    loop {
+        tick.tick().await;
+        let Err(why) = disk.check() else { continue };
+        let tasks = tasks.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in tasks.live_ids() {
+                tasks.fail(id, &format!("stopped for want of disk space: {why}"));
+            }
+        })
+        .await;
+    }
+}
+
 /// Most connections the kernel queues before they are accepted (it caps this at
 /// net.core.somaxconn). `TcpListener::bind` asks for 128: a burst of 1000 connections then
 /// overflows the queue and the dropped SYNs come back only after the client's 1 s retransmit
 /// timeout (docs/PERFORMANCE.md, "The burst's one-second tail").
 const LISTEN_BACKLOG: u32 = 4096;
 
-fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?; // as TcpListener::bind does
                                  // Accepted connections inherit this (Linux). Without it, a response written in two parts
                                  // (head, then a streamed body: SSE, video, frames) waits for the client's delayed ACK of
                                  // the first: 40 ms on Linux (docs/PERFORMANCE.md, "Nagle and the 40 ms answers").
     socket.set_nodelay(true)?;
-    socket.bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))?;
+    socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
 
@@ -111,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn accepted_connections_send_without_nagle_delay() {
-        let listener = listen(0).unwrap();
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()));
         let (client, accepted) = tokio::join!(client, listener.accept());

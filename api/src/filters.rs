@@ -67,7 +67,10 @@ pub fn routes(
         backend,
         data_dir: Arc::new(config.data_dir.clone()),
         limits: config.limits,
-        disk: Arc::new(DiskGuard::new(config.data_dir.clone(), config.min_free_disk)),
+        disk: Arc::new(DiskGuard::new(
+            config.data_dir.clone(),
+            config.min_free_disk,
+        )),
     };
     Ok(build(st, config))
 }
@@ -90,10 +93,7 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
         let st = st.clone();
         warp::header::optional::<String>("authorization").and_then(move |h: Option<String>| {
             let auth = st.auth.clone();
-            async move {
-                auth.check(h.as_deref(), access)
-                    .map_err(Rejection::from)
-            }
+            async move { auth.check(h.as_deref(), access).map_err(Rejection::from) }
         })
     };
     let key = || caller(Access::Key);

@@ -18,7 +18,9 @@ use crate::auth::{Auth, Caller};
 use crate::backend::Backend;
 use crate::disk::DiskGuard;
 use crate::errors::ApiError;
-use crate::models::{CreateKey, CreateTask, CreatedKeyView, KeyView, ListQuery, TaskList, TaskView};
+use crate::models::{
+    CreateKey, CreateTask, CreatedKeyView, KeyView, ListQuery, TaskList, TaskView,
+};
 use crate::quota::{Limits, Quotas};
 
 /// Seconds a client is told to wait after a 429 for a full queue.
@@ -83,8 +85,12 @@ impl AppState {
             ));
         }
         self.disk.check().map_err(|why| {
-            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", why)
-                .retry_after(UNAVAILABLE_RETRY_AFTER_SECS * 10)
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                why,
+            )
+            .retry_after(UNAVAILABLE_RETRY_AFTER_SECS * 10)
         })
     }
 }
@@ -121,8 +127,7 @@ pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Re
     }
     let owner = caller.owner();
     if let Some(key) = &owner {
-        st.quotas
-            .admit(key, st.tasks.live_of(key), &st.limits)?;
+        st.quotas.admit(key, st.tasks.live_of(key), &st.limits)?;
     }
     let new = NewTask {
         params,
@@ -147,7 +152,8 @@ pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Re
             st.quotas.refund(key);
         }
         let reason = format!("not accepted: {e}");
-        st.blocking(move |st| Ok(st.tasks.fail(id, &reason))).await?;
+        st.blocking(move |st| Ok(st.tasks.fail(id, &reason)))
+            .await?;
         return Err(match e {
             SubmitError::QueueFull(depth) => ApiError::queue_full(depth, QUEUE_RETRY_AFTER_SECS),
             SubmitError::Unavailable(why) => ApiError::unavailable(
@@ -234,7 +240,11 @@ pub async fn revoke_key(id: String, _: Caller, st: AppState) -> Result<Response,
     let key = st
         .blocking(move |st| {
             let key = st.tasks.store().revoke_key(&id)?.ok_or_else(|| {
-                ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key {id}"))
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "key_not_found",
+                    format!("no key {id}"),
+                )
             })?;
             st.auth.refresh()?;
             Ok(key)

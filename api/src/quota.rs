@@ -183,6 +183,10 @@ mod tests {
         (p.num_scenes, p.seconds_per_scene, p.fps, p.size) = (8, 10.0, 60, 512);
         let e = limits.check_size(&p).unwrap_err();
         assert_eq!(e.code, "task_too_large");
-        assert!(e.message.contains("4800 frames x 512 x 512"), "{}", e.message);
+        assert!(
+            e.message.contains("4800 frames x 512 x 512"),
+            "{}",
+            e.message
+        );
     }
 }

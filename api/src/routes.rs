@@ -100,7 +100,10 @@ mod tests {
     fn paths_map_to_their_templates() {
         assert_eq!(template_of("/api/tasks"), "/api/tasks");
         assert_eq!(template_of("/api/tasks/12"), "/api/tasks/{id}");
-        assert_eq!(template_of("/api/tasks/12/frames/3"), "/api/tasks/{id}/frames/{n}");
+        assert_eq!(
+            template_of("/api/tasks/12/frames/3"),
+            "/api/tasks/{id}/frames/{n}"
+        );
         assert_eq!(template_of("/api/keys/key_0a1b"), "/api/keys/{key}");
         assert_eq!(template_of("/api/tasks/abc"), "unmatched");
         assert_eq!(template_of("/api/tasks/1/frames/x"), "unmatched");

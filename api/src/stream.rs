@@ -88,7 +88,11 @@ fn replayable(record: &TaskRecord) -> Result<(usize, u32), ApiError> {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "frames_not_found",
-                format!("task {} ended {} without frames", record.id, record.status.name()),
+                format!(
+                    "task {} ended {} without frames",
+                    record.id,
+                    record.status.name()
+                ),
             )
         })
 }

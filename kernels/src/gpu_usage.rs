@@ -5,19 +5,10 @@
 //! `CUDA_VISIBLE_DEVICES` (CUDA ordinals are renumbered, NVML indices are not).
 
 use nvml_wrapper::Nvml;
-use serde::Serialize;
 
 use crate::KernelError;
 
-/// One reading of the GPU.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct GpuUsage {
-    pub name: String,
-    /// Percent of the last sample period (about 1/6 s to 1 s, by model) in which a kernel ran.
-    pub utilization_percent: u32,
-    pub memory_used_bytes: u64,
-    pub memory_total_bytes: u64,
-}
+pub use contract::GpuUsage;
 
 /// NVML, opened once, and the device to read.
 pub struct GpuMonitor {

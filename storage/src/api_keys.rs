@@ -143,7 +143,10 @@ mod tests {
         assert!(!store.has_live_keys().unwrap());
         let made = store.create_key("ci", false, Some(7)).unwrap();
         assert!(made.token.starts_with("reel_") && made.token.len() == 5 + 64);
-        assert_eq!(store.key_for_token(&made.token).unwrap(), Some(made.key.clone()));
+        assert_eq!(
+            store.key_for_token(&made.token).unwrap(),
+            Some(made.key.clone())
+        );
         assert_eq!(store.key_for_token("reel_nope").unwrap(), None);
         assert!(store.has_live_keys().unwrap());
         // The token itself is nowhere in the database.

@@ -277,7 +277,11 @@ impl Store {
             }
             page.push(r);
         }
-        let next = if more { page.last().map(|r| r.id) } else { None };
+        let next = if more {
+            page.last().map(|r| r.id)
+        } else {
+            None
+        };
         Ok((page, next))
     }
 

@@ -31,7 +31,6 @@ fn walk_to(store: &Store, id: u64, to: TaskStatus) {
     }
 }
 
-
 fn ids(records: &[storage::TaskRecord]) -> Vec<u64> {
     records.iter().map(|r| r.id).collect()
 }
@@ -183,7 +182,9 @@ fn illegal_transitions_are_refused_whole() {
     ));
     assert_eq!(store.get(t.id).unwrap().unwrap(), t);
     // Nothing leaves a final status.
-    store.transition(t.id, TaskStatus::Cancelled, |_| {}).unwrap();
+    store
+        .transition(t.id, TaskStatus::Cancelled, |_| {})
+        .unwrap();
     for &to in TaskStatus::ALL {
         assert!(store.transition(t.id, to, |_| {}).is_err(), "{to:?}");
     }

@@ -94,7 +94,10 @@ impl TaskService {
                     status = record.status.name(),
                     "queued again after restart"
                 );
-                match self.store.transition(record.id, TaskStatus::Queued, |_| {})? {
+                match self
+                    .store
+                    .transition(record.id, TaskStatus::Queued, |_| {})?
+                {
                     Some(r) => r,
                     None => continue,
                 }
@@ -142,7 +145,8 @@ impl TaskService {
         tracing::error!(task = id, reason, "task failed");
         metrics::counter!("reel_errors_total", "kind" => "task_failed").increment(1);
         matches!(
-            self.advance(id, TaskStatus::Failed, |r| r.error = Some(reason.to_owned())),
+            self.advance(id, TaskStatus::Failed, |r| r.error =
+                Some(reason.to_owned())),
             Ok(Some(_))
         )
     }
@@ -180,6 +184,11 @@ impl TaskService {
     /// Tasks with live state (none of them final): what the service holds in memory.
     pub fn live_count(&self) -> usize {
         lock(&self.live).len()
+    }
+
+    /// The ids of every live task.
+    pub fn live_ids(&self) -> Vec<u64> {
+        lock(&self.live).keys().copied().collect()
     }
 
     /// Live tasks created by `owner`: the per-key in-flight count.
@@ -275,7 +284,10 @@ mod tests {
     fn a_task_lives_from_creation_to_its_final_status() {
         let (_dir, s) = service();
         let t = s.create(new_task(Some("key_a"))).unwrap();
-        assert_eq!((s.live_count(), s.live_of("key_a"), s.live_of("key_b")), (1, 1, 0));
+        assert_eq!(
+            (s.live_count(), s.live_of("key_a"), s.live_of("key_b")),
+            (1, 1, 0)
+        );
         let Some(Subscription::Live { mut events, .. }) = s.subscribe(t.id).unwrap() else {
             panic!("a created task is live");
         };
@@ -290,7 +302,12 @@ mod tests {
             got,
             vec![
                 TaskEvent::Status(TaskStatus::Planning),
-                TaskEvent::Step { scene: 1, step: 1, steps: 2, overall: 0.25 },
+                TaskEvent::Step {
+                    scene: 1,
+                    step: 1,
+                    steps: 2,
+                    overall: 0.25
+                },
                 TaskEvent::Frame { index: 0 },
                 TaskEvent::Status(TaskStatus::Failed),
                 TaskEvent::Done(TaskStatus::Failed),
@@ -301,7 +318,10 @@ mod tests {
         let stored = s.store().get(t.id).unwrap().unwrap();
         assert_eq!(stored.error.as_deref(), Some("boom"));
         // Ended: watched from the store, and nothing leaves a final status.
-        assert!(matches!(s.subscribe(t.id).unwrap(), Some(Subscription::Ended(_))));
+        assert!(matches!(
+            s.subscribe(t.id).unwrap(),
+            Some(Subscription::Ended(_))
+        ));
         assert!(!s.fail(t.id, "again"));
         assert_eq!(s.cancel(t.id).unwrap().unwrap().status, TaskStatus::Failed);
         s.patch(t.id, |r| r.scenes_done = 2).unwrap();
@@ -315,7 +335,11 @@ mod tests {
         let Some(Subscription::Live { mut events, .. }) = s.subscribe(t.id).unwrap() else {
             panic!("live");
         };
-        for to in [TaskStatus::Generating, TaskStatus::Encoding, TaskStatus::Completed] {
+        for to in [
+            TaskStatus::Generating,
+            TaskStatus::Encoding,
+            TaskStatus::Completed,
+        ] {
             assert!(matches!(
                 s.advance(t.id, to, |r| r.scenes_done = 5),
                 Err(StoreError::IllegalTransition { .. })

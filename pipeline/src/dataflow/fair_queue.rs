@@ -32,10 +32,13 @@ impl<T> Default for FairQueue<T> {
 impl<T> FairQueue<T> {
     /// Adds `item` behind `owner`'s earlier items at `priority`.
     pub fn push(&mut self, priority: u8, owner: Owner, item: T) {
-        let level = self.levels.entry(Reverse(priority)).or_insert_with(|| Level {
-            turns: VecDeque::new(),
-            queues: HashMap::new(),
-        });
+        let level = self
+            .levels
+            .entry(Reverse(priority))
+            .or_insert_with(|| Level {
+                turns: VecDeque::new(),
+                queues: HashMap::new(),
+            });
         let queue = level.queues.entry(owner.clone()).or_default();
         if queue.is_empty() {
             level.turns.push_back(owner);

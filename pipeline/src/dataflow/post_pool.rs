@@ -103,8 +103,9 @@ impl PostPool {
                         });
                         if let Err(panic) = std::panic::catch_unwind(serve) {
                             let why = panic_message(panic.as_ref());
-                            ctx.health
-                                .report_death(format!("post-processing thread {i} panicked: {why}"));
+                            ctx.health.report_death(format!(
+                                "post-processing thread {i} panicked: {why}"
+                            ));
                         }
                     })
                     // Only the OS refusing a thread at start-up gets here; nothing can run then.
