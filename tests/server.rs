@@ -27,6 +27,11 @@ fn free_port() -> u16 {
 
 impl Server {
     fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::try_start(data, extra).unwrap_or_else(|log| panic!("server did not start: {log}"))
+    }
+
+    /// The server, or what it logged before exiting.
+    fn try_start(data: &Path, extra: &[&str]) -> Result<Server, String> {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_reel"))
             .args(["serve", "--port", &port.to_string(), "--data-dir"])
@@ -42,19 +47,25 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut log = String::new();
         loop {
-            assert!(Instant::now() < deadline, "server did not start");
-            let line = lines.next().expect("server exited before serving").unwrap();
+            assert!(Instant::now() < deadline, "server did not start: {log}");
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                return Err(log);
+            };
             if line.contains("reel is serving") {
                 break;
             }
+            log.push_str(&line);
+            log.push('\n');
         }
         // Keep draining the log so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server {
+        Ok(Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
-        }
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -166,15 +177,29 @@ fn the_same_request_again_is_answered_from_the_cache() {
     assert_eq!(done["cached"], true);
 }
 
+/// The engine's count of scene-steps denoised so far, from `/metrics`.
+fn denoise_steps(c: &Client, s: &Server) -> u64 {
+    let text = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("reel_denoise_steps_total "))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
 #[test]
 fn cancelling_stops_a_task_and_is_idempotent() {
     let data = temp_dir("cancel");
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, &["--max-cpu-percent", "100"]);
     let c = client();
     let mut body = small_task("a green triangle moving up", 3);
     body["steps"] = json!(100);
     body["num_scenes"] = json!(8);
     let id = submit(&c, &server, &body)["id"].as_u64().unwrap();
+    // Wait until it is denoising, so that cancelling has steps to stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while denoise_steps(&c, &server) == 0 {
+        assert!(Instant::now() < deadline, "no denoising started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for _ in 0..2 {
         let r = c
             .delete(server.url(&format!("/api/tasks/{id}")))
@@ -183,6 +208,13 @@ fn cancelling_stops_a_task_and_is_idempotent() {
         assert_eq!(r.status().as_u16(), 200);
     }
     assert_eq!(wait_final(&c, &server, id)["status"], "cancelled");
+    // The engine really stopped: after the step under way, no more steps are spent on it
+    // (800 were left: 8 scenes x 100 steps, a few ms each).
+    std::thread::sleep(Duration::from_millis(300));
+    let after_cancel = denoise_steps(&c, &server);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(denoise_steps(&c, &server), after_cancel, "denoising went on");
+    assert!(after_cancel < 8 * 100, "the task ran to the end: {after_cancel} steps");
     // The engine is free again: a new task completes.
     let next = submit(&c, &server, &small_task("a white dot", 4))["id"]
         .as_u64()
@@ -244,4 +276,138 @@ fn beyond_the_queue_bound_requests_get_429_and_nothing_is_stored() {
     c.delete(server.url(&format!("/api/tasks/{id}")))
         .send()
         .unwrap();
+}
+
+/// Runs `reel keys ...` and returns its JSON.
+fn keys_cli(data: &Path, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_reel"))
+        .arg("keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn keys_guard_every_api_route_and_keep_tasks_apart() {
+    let data = temp_dir("keys");
+    let admin = keys_cli(&data, &["create", "--name", "ops", "--admin"]);
+    let admin_token = admin["token"].as_str().unwrap().to_string();
+    assert!(admin_token.starts_with("reel_"));
+    let server = Server::start(&data, &["--key-max-in-flight", "1"]);
+    let c = client();
+    let anonymous = c.post(server.url("/api/tasks")).json(&small_task("a dot", 1)).send().unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert_eq!(c.get(server.url("/healthz")).send().unwrap().status().as_u16(), 200);
+
+    // The admin makes a user key through the API while the server runs.
+    let user: Value = c
+        .post(server.url("/api/keys"))
+        .bearer_auth(&admin_token)
+        .json(&json!({"name": "alice"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let alice = user["token"].as_str().unwrap().to_string();
+    let other: Value = c
+        .post(server.url("/api/keys"))
+        .bearer_auth(&admin_token)
+        .json(&json!({"name": "bob"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let bob = other["token"].as_str().unwrap().to_string();
+
+    let mut body = small_task("a red circle", 2);
+    body["steps"] = json!(100);
+    body["num_scenes"] = json!(8);
+    let r = c.post(server.url("/api/tasks")).bearer_auth(&alice).json(&body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().unwrap()["id"].as_u64().unwrap();
+    // Alice's second task in flight is over her quota.
+    let r = c.post(server.url("/api/tasks")).bearer_auth(&alice).json(&body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.json::<Value>().unwrap()["code"], "quota_exceeded");
+    // Bob cannot see or cancel it, and lists nothing; the admin sees it.
+    let path = format!("/api/tasks/{id}");
+    assert_eq!(c.get(server.url(&path)).bearer_auth(&bob).send().unwrap().status().as_u16(), 404);
+    assert_eq!(c.delete(server.url(&path)).bearer_auth(&bob).send().unwrap().status().as_u16(), 404);
+    let listed: Value = c.get(server.url("/api/tasks")).bearer_auth(&bob).send().unwrap().json().unwrap();
+    assert!(listed["tasks"].as_array().unwrap().is_empty(), "{listed}");
+    assert_eq!(c.get(server.url(&path)).bearer_auth(&admin_token).send().unwrap().status().as_u16(), 200);
+    assert_eq!(c.get(server.url("/api/stats")).bearer_auth(&bob).send().unwrap().status().as_u16(), 403);
+    assert_eq!(c.get(server.url("/metrics")).bearer_auth(&admin_token).send().unwrap().status().as_u16(), 200);
+    // Revoked at once.
+    let bob_id = other["id"].as_str().unwrap();
+    let r = c.delete(server.url(&format!("/api/keys/{bob_id}"))).bearer_auth(&admin_token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(c.get(server.url("/api/tasks")).bearer_auth(&bob).send().unwrap().status().as_u16(), 401);
+    c.delete(server.url(&path)).bearer_auth(&alice).send().unwrap();
+}
+
+#[test]
+fn a_public_address_without_keys_is_refused_unless_insecure() {
+    let data = temp_dir("exposed");
+    let log = Server::try_start(&data, &["--host", "0.0.0.0"]).err().expect("must refuse");
+    assert!(log.contains("without API keys"), "{log}");
+    let server = Server::start(&data, &["--host", "0.0.0.0", "--insecure"]);
+    let ready: Value = client().get(server.url("/readyz")).send().unwrap().json().unwrap();
+    assert_eq!(ready["auth"], "open");
+}
+
+#[test]
+fn a_dead_worker_makes_the_server_unready_fails_its_task_and_recovers() {
+    let data = temp_dir("dead-worker");
+    let server = Server::start(&data, &["--fault-injection"]);
+    let c = client();
+    let poison = small_task("a red circle #reel-fault:panic-worker#", 9);
+    let id = submit(&c, &server, &poison)["id"].as_u64().unwrap();
+    // Unready, with the reason, until a fresh dataflow runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        let r = c.get(server.url("/readyz")).send().unwrap();
+        if r.status().as_u16() == 503 {
+            break r.json::<Value>().unwrap();
+        }
+        assert!(Instant::now() < deadline, "readyz never turned 503");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(ready["reasons"].to_string().contains("panicked"), "{ready}");
+    let refused = c.post(server.url("/api/tasks")).json(&small_task("a dot", 1)).send().unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.json::<Value>().unwrap()["code"], "engine_unavailable");
+    let failed = wait_final(&c, &server, id);
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("engine stopped"), "{failed}");
+    // Recovered without a restart: ready again, and new tasks complete.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.get(server.url("/readyz")).send().unwrap().status().as_u16() != 200 {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let next = submit(&c, &server, &small_task("a white dot", 4))["id"].as_u64().unwrap();
+    assert_eq!(wait_final(&c, &server, next)["status"], "completed");
+}
+
+#[test]
+fn below_the_disk_floor_tasks_are_refused_and_the_server_says_why() {
+    let data = temp_dir("disk-floor");
+    // A floor far above any disk's free space: the server must refuse, not fail later.
+    let server = Server::start(&data, &["--min-free-disk-mb", "1000000000"]);
+    let c = client();
+    let r = c.post(server.url("/api/tasks")).json(&small_task("a dot", 1)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "insufficient_storage");
+    let ready = c.get(server.url("/readyz")).send().unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    assert!(ready.json::<Value>().unwrap()["reasons"].to_string().contains("disk"));
+    let list: Value = c.get(server.url("/api/tasks")).send().unwrap().json().unwrap();
+    assert!(list["tasks"].as_array().unwrap().is_empty(), "nothing stored: {list}");
 }

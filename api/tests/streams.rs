@@ -1,11 +1,8 @@
-//! Server-sent events and the MJPEG stream, driven by the fake engine.
+//! Server-sent events and the live PNG stream, driven through the real task service.
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{assert_error, start};
-use pipeline::engine::TaskEvent;
+use common::{assert_error, json_of, png_bytes, start, walk_to, walk_to_with, Rig};
 use serde_json::Value;
 use storage::{Artifact, TaskStatus};
 
@@ -65,73 +62,131 @@ async fn events_of_a_running_task_end_with_done() {
     assert_eq!(first[0].1["status"], "queued");
 
     let id = t.id;
-    assert_eq!(
-        rig.backend
-            .publish(id, TaskEvent::Status(TaskStatus::Generating)),
-        1
-    );
-    let step = TaskEvent::Step {
-        scene: 1,
-        step: 4,
-        steps: 10,
-        overall: 0.7,
-    };
-    rig.backend.publish(id, step);
-    rig.backend.publish(
-        id,
-        TaskEvent::Frame {
-            index: 5,
-            jpeg: Arc::new(vec![0xff, 0xd8]),
-        },
-    );
-    rig.backend
-        .publish(id, TaskEvent::Done(TaskStatus::Completed));
+    rig.tasks
+        .advance(id, TaskStatus::Planning, |_| {})
+        .unwrap()
+        .unwrap();
+    rig.tasks.begin(id, 2);
+    rig.tasks
+        .advance(id, TaskStatus::Generating, |_| {})
+        .unwrap();
+    rig.tasks.step(id, 1, 4, 10);
+    rig.tasks.frame(id, 5);
+    walk_to(&rig.tasks, id, TaskStatus::Completed);
     // Nothing after done reaches the client: the stream has ended.
+    rig.tasks.step(id, 1, 5, 10);
     let rest = parse_sse(&body_text(res).await);
     let names: Vec<&str> = rest.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["status", "progress", "frame", "done"]);
-    assert_eq!(rest[0].1["status"], "generating");
-    assert_eq!(rest[1].1["scene"], 1);
-    assert_eq!(rest[1].1["step"], 4);
-    assert_eq!(rest[1].1["steps"], 10);
-    assert!((rest[1].1["overall"].as_f64().unwrap() - 0.7).abs() < 1e-6);
-    assert_eq!(rest[2].1["index"], 5);
-    assert_eq!(rest[2].1["url"], format!("/api/tasks/{id}/frames/5"));
-    assert_eq!(rest[3].1["status"], "completed");
-    assert_eq!(rest[3].1["video"], format!("/api/tasks/{id}/video"));
+    assert_eq!(
+        names,
+        ["status", "status", "progress", "frame", "status", "status", "status", "done"]
+    );
+    let statuses: Vec<&Value> = rest
+        .iter()
+        .filter(|(n, _)| n == "status")
+        .map(|(_, d)| &d["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "planning",
+            "generating",
+            "post_processing",
+            "encoding",
+            "completed"
+        ]
+    );
+    assert_eq!(rest[2].1["scene"], 1);
+    assert_eq!(rest[2].1["step"], 4);
+    assert_eq!(rest[2].1["steps"], 10);
+    assert!((rest[2].1["overall"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    assert_eq!(rest[3].1["index"], 5);
+    assert_eq!(rest[3].1["url"], format!("/api/tasks/{id}/frames/5"));
+    assert_eq!(rest[7].1["status"], "completed");
+    assert_eq!(rest[7].1["video"], format!("/api/tasks/{id}/video"));
+    assert_eq!(rig.tasks.live_count(), 0);
 }
 
 #[tokio::test]
 async fn events_of_a_final_task_are_status_and_done() {
     let rig = start().await;
     let t = rig.stored_task();
-    rig.store
-        .update(t.id, |r| r.status = TaskStatus::Failed)
-        .unwrap();
+    assert!(rig.tasks.fail(t.id, "boom"));
     let res = rig.get(&format!("/api/tasks/{}/events", t.id)).await;
     let events = parse_sse(&body_text(res).await);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["status", "done"]);
+    assert_eq!(events[0].1["status"], "failed");
     assert_eq!(events[1].1["status"], "failed");
     assert_eq!(events[1].1["video"], Value::Null);
 
     assert_error(rig.get("/api/tasks/5/events").await, 404, "task_not_found").await;
 }
 
+/// A watcher's stream ends when the task is cancelled (through the API) under it.
 #[tokio::test]
-async fn events_end_when_the_engine_drops_the_task() {
+async fn events_end_when_the_task_is_cancelled() {
     let rig = start().await;
     let t = rig.stored_task();
+    walk_to(&rig.tasks, t.id, TaskStatus::Generating);
     let mut res = rig.get(&format!("/api/tasks/{}/events", t.id)).await;
-    first_event(&mut res).await;
-    rig.store
-        .update(t.id, |r| r.status = TaskStatus::Cancelled)
-        .unwrap();
-    rig.backend.close(t.id);
+    let first = parse_sse(&first_event(&mut res).await);
+    assert_eq!(first[0].1["status"], "generating");
+    let (status, _) = json_of(rig.delete_as(&format!("/api/tasks/{}", t.id), None).await).await;
+    assert_eq!(status, 200);
     let events = parse_sse(&body_text(res).await);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["status", "done"]);
+    assert_eq!(events[0].1["status"], "cancelled");
     assert_eq!(events[1].1["status"], "cancelled");
+    assert_eq!(events[1].1["video"], Value::Null);
+}
+
+/// 10 000 watchers of tasks that do not exist: each a 404, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_missing_tasks_leave_nothing_behind() {
+    let rig = start().await;
+    let live = rig.stored_task();
+    let (_, before) = json_of(rig.get("/api/stats").await).await;
+    assert_eq!(before["live_tasks"], 1, "{before}");
+
+    const REQUESTS: u64 = 10_000;
+    const CONCURRENCY: u64 = 50;
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|w| {
+            let (http, base) = (rig.http.clone(), rig.base.clone());
+            tokio::spawn(async move {
+                let mut not_found = 0;
+                let mut id = 100_000 + w;
+                while id < 100_000 + REQUESTS {
+                    let res = http
+                        .get(format!("{base}/api/tasks/{id}/events"))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = res.status().as_u16();
+                    let body: Value = res.json().await.unwrap();
+                    if status == 404 && body["code"] == "task_not_found" {
+                        not_found += 1;
+                    }
+                    id += CONCURRENCY;
+                }
+                not_found
+            })
+        })
+        .collect();
+    let mut not_found = 0;
+    for w in workers {
+        not_found += w.await.unwrap();
+    }
+    assert_eq!(not_found, REQUESTS);
+
+    let (status, after) = json_of(rig.get("/api/stats").await).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["live_tasks"], 1, "{after}");
+    assert_eq!(rig.tasks.live_count(), 1);
+    assert!(rig.tasks.is_live(live.id));
+    assert_eq!(rig.all_tasks().len(), 1);
 }
 
 /// (content type, frame index, payload) of each part of a multipart body.
@@ -168,101 +223,130 @@ fn boundary_of(res: &reqwest::Response) -> String {
     ct.split("boundary=").nth(1).unwrap().to_owned()
 }
 
+/// Frame `n` as the stream should send it.
+fn png_part(n: usize) -> (String, usize, Vec<u8>) {
+    ("image/png".to_owned(), n, png_bytes(n))
+}
+
 #[tokio::test]
 async fn stream_sends_frames_so_far_then_live_ones() {
     let rig = start().await;
     let t = rig.stored_task();
-    let jpeg = |b: u8| Arc::new(vec![0xff, 0xd8, b, 0xff, 0xd9]);
-    rig.backend
-        .frames
-        .lock()
-        .unwrap()
-        .insert(t.id, vec![jpeg(0), jpeg(1)]);
-    let mut res = rig.get(&format!("/api/tasks/{}/stream", t.id)).await;
+    let id = t.id;
+    walk_to(&rig.tasks, id, TaskStatus::Generating);
+    for n in 0..2 {
+        rig.write_frame(id, n, &png_bytes(n));
+        rig.tasks.frame(id, n);
+    }
+    let mut res = rig.get(&format!("/api/tasks/{id}/stream")).await;
     assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-cache");
     let boundary = boundary_of(&res);
     let mut body = res.chunk().await.unwrap().unwrap().to_vec();
-    // A frame published while the client joined arrives twice from the engine; sent once.
-    rig.backend.publish(
-        t.id,
-        TaskEvent::Frame {
-            index: 1,
-            jpeg: jpeg(1),
-        },
-    );
-    rig.backend.publish(
-        t.id,
-        TaskEvent::Step {
-            scene: 0,
-            step: 1,
-            steps: 2,
-            overall: 0.5,
-        },
-    );
-    rig.backend.publish(
-        t.id,
-        TaskEvent::Frame {
-            index: 2,
-            jpeg: jpeg(2),
-        },
-    );
-    rig.backend
-        .publish(t.id, TaskEvent::Done(TaskStatus::Completed));
+    // A frame announced again (the client joined meanwhile) is sent once.
+    rig.tasks.frame(id, 1);
+    rig.tasks.step(id, 0, 1, 2);
+    rig.write_frame(id, 2, &png_bytes(2));
+    rig.tasks.frame(id, 2);
+    // Frames announced past the next one (a slow reader lagged) are sent from disk, in order.
+    rig.write_frame(id, 3, &png_bytes(3));
+    rig.write_frame(id, 4, &png_bytes(4));
+    rig.tasks.frame(id, 4);
+    walk_to(&rig.tasks, id, TaskStatus::Completed);
     while let Some(chunk) = res.chunk().await.unwrap() {
         body.extend_from_slice(&chunk);
     }
     let (parts, closed) = parse_parts(&body, &boundary);
     assert!(closed, "the multipart body is closed");
-    let got: Vec<(String, usize, Vec<u8>)> = (0..3u8)
-        .map(|i| ("image/jpeg".to_owned(), i as usize, jpeg(i).to_vec()))
-        .collect();
-    assert_eq!(parts, got);
+    assert_eq!(parts, (0..5).map(png_part).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn stream_of_a_task_cancelled_while_watched_ends() {
+    let rig = start().await;
+    let id = rig.stored_task().id;
+    walk_to(&rig.tasks, id, TaskStatus::Generating);
+    rig.write_frame(id, 0, &png_bytes(0));
+    rig.tasks.frame(id, 0);
+    let mut res = rig.get(&format!("/api/tasks/{id}/stream")).await;
+    let boundary = boundary_of(&res);
+    let mut body = res.chunk().await.unwrap().unwrap().to_vec();
+    rig.tasks.cancel(id).unwrap().unwrap();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let (parts, closed) = parse_parts(&body, &boundary);
+    assert!(closed);
+    assert_eq!(parts, vec![png_part(0)]);
+}
+
+/// A completed task whose frames are stored under `dir` (relative to the data dir).
+fn completed_with_frames(rig: &Rig, dir: &str, count: usize) -> u64 {
+    let t = rig.stored_task();
+    let frames_dir = rig.data_dir.join(dir);
+    std::fs::create_dir_all(&frames_dir).unwrap();
+    for n in 0..count {
+        std::fs::write(frames_dir.join(storage::frame_file(n)), png_bytes(n)).unwrap();
+    }
+    walk_to_with(&rig.tasks, t.id, TaskStatus::Completed, |r| {
+        r.artifact = Some(Artifact {
+            video: format!("artifacts/{}/video.mp4", t.id),
+            frames_dir: dir.to_owned(),
+            frame_count: count,
+            video_bytes: 0,
+            width: 64,
+            height: 64,
+            fps: 24,
+        });
+    });
+    t.id
 }
 
 #[tokio::test]
 async fn stream_of_a_finished_task_replays_stored_frames() {
     let rig = start().await;
-    let t = rig.stored_task();
-    let frames_dir = rig.data_dir.join("t1/frames");
-    std::fs::create_dir_all(&frames_dir).unwrap();
-    for n in 0..3u8 {
-        std::fs::write(
-            frames_dir.join(format!("{n:05}.png")),
-            [0x89, b'P', b'N', b'G', n],
-        )
-        .unwrap();
-    }
-    rig.store
-        .update(t.id, |r| {
-            r.status = TaskStatus::Completed;
-            r.artifact = Some(Artifact {
-                video: "t1/video.mp4".into(),
-                frames_dir: "t1/frames".into(),
-                frame_count: 3,
-                video_bytes: 0,
-                width: 64,
-                height: 64,
-                fps: 24,
-            });
-        })
-        .unwrap();
-    let res = rig.get(&format!("/api/tasks/{}/stream", t.id)).await;
+    let id = completed_with_frames(&rig, "artifacts/1/frames", 3);
+    assert_eq!(id, 1);
+    let res = rig.get(&format!("/api/tasks/{id}/stream")).await;
     let boundary = boundary_of(&res);
     let body = res.bytes().await.unwrap();
     let (parts, closed) = parse_parts(&body, &boundary);
     assert!(closed);
-    assert_eq!(parts.len(), 3);
-    for (n, (ct, index, data)) in parts.iter().enumerate() {
-        assert_eq!((ct.as_str(), *index), ("image/png", n));
-        assert_eq!(data, &[0x89, b'P', b'N', b'G', n as u8]);
-    }
+    assert_eq!(parts, (0..3).map(png_part).collect::<Vec<_>>());
 
     // A task that ended without frames has nothing to stream.
     let failed = rig.stored_task();
-    rig.store
-        .update(failed.id, |r| r.status = TaskStatus::Failed)
-        .unwrap();
+    rig.tasks.fail(failed.id, "boom");
     let res = rig.get(&format!("/api/tasks/{}/stream", failed.id)).await;
     assert_error(res, 404, "frames_not_found").await;
     assert_error(rig.get("/api/tasks/42/stream").await, 404, "task_not_found").await;
+}
+
+/// A task answered from the result cache completes with an earlier task's artifact, whose
+/// frames live under that task's directory: the replay reads them where the artifact says
+/// (as `/frames/{n}` does).
+#[tokio::test]
+async fn stream_of_a_cached_task_replays_the_artifacts_frames() {
+    let rig = start().await;
+    let source = completed_with_frames(&rig, "artifacts/1/frames", 3);
+    let artifact = rig.store.get(source).unwrap().unwrap().artifact;
+    let cached = rig.stored_task();
+    walk_to(&rig.tasks, cached.id, TaskStatus::Planning);
+    rig.tasks
+        .advance(cached.id, TaskStatus::Completed, |r| {
+            r.artifact = artifact;
+            r.cached = true;
+        })
+        .unwrap()
+        .unwrap();
+    let frame = rig.get(&format!("/api/tasks/{}/frames/2", cached.id)).await;
+    assert_eq!(frame.status(), 200);
+    assert_eq!(frame.bytes().await.unwrap().as_ref(), &png_bytes(2)[..]);
+
+    let res = rig.get(&format!("/api/tasks/{}/stream", cached.id)).await;
+    let boundary = boundary_of(&res);
+    let body = res.bytes().await.unwrap();
+    let (parts, closed) = parse_parts(&body, &boundary);
+    assert!(closed);
+    assert_eq!(parts, (0..3).map(png_part).collect::<Vec<_>>());
 }

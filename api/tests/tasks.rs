@@ -4,10 +4,8 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{assert_error, json_of, start};
-use pipeline::engine::Progress;
-use pipeline::plan::{Attr, Plan, PlannedScene};
-use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
+use api::quota::Limits;
+use common::{assert_error, json_of, start, start_opts, walk_to, walk_to_with, Options};
 use serde_json::json;
 use storage::{Artifact, TaskStatus};
 
@@ -42,7 +40,15 @@ async fn create_fills_defaults_and_submits() {
 
 #[tokio::test]
 async fn explicit_values_are_kept_and_prompt_trimmed() {
-    let rig = start().await;
+    // Every parameter at its maximum is over the default pixel budget; lift it.
+    let rig = start_opts(Options {
+        limits: Some(Limits {
+            max_task_pixels: u64::MAX,
+            ..Limits::default()
+        }),
+        ..Options::default()
+    })
+    .await;
     let (status, body) = json_of(
         rig.post(json!({
             "prompt": "  a large blue square growing  ",
@@ -153,6 +159,7 @@ async fn bad_bodies_are_4xx_json_and_store_nothing() {
 
     assert!(rig.store.list(None, 10, None).unwrap().0.is_empty());
     assert!(rig.backend.submitted.lock().unwrap().is_empty());
+    assert_eq!(rig.tasks.live_count(), 0);
 }
 
 #[tokio::test]
@@ -183,82 +190,66 @@ async fn queue_filling_after_the_check_closes_the_stored_task() {
     let res = rig.post(json!({"prompt": "a red circle"})).await;
     assert!(res.headers().contains_key("retry-after"));
     assert_error(res, 429, "queue_full").await;
+    // Stored, then ended (failed, with the reason) rather than left queued forever.
     let r = rig.store.get(1).unwrap().unwrap();
-    assert_eq!(r.status, TaskStatus::Cancelled);
+    assert_eq!(r.status, TaskStatus::Failed);
     assert!(r.error.unwrap().contains("queue is full"));
+    assert!(!rig.tasks.is_live(1));
+    assert_eq!(rig.tasks.live_count(), 0);
 }
 
 #[tokio::test]
 async fn get_shows_plan_progress_and_unknown_ids_are_404() {
     let rig = start().await;
     let t = rig.stored_task();
-    let scene = Scene {
-        size: Size::Small,
-        color: Color::Red,
-        shape: Shape::Circle,
-        motion: Motion::Left,
-        background: Background::Black,
-    };
-    let plan = Plan {
-        scenes: vec![
-            PlannedScene {
-                scene,
-                caption: scene.caption(),
-                guessed: vec![],
-            },
-            PlannedScene {
-                scene,
-                caption: scene.caption(),
-                guessed: vec![Attr::Motion],
-            },
-        ],
-    };
-    rig.store
-        .update(t.id, |r| {
-            r.status = TaskStatus::Generating;
-            r.plan = Some(serde_json::to_value(&plan).unwrap());
-            r.scenes_done = 1;
-        })
-        .unwrap();
+    let caption = "a small red circle moving left on a black background";
+    // The engine's plan as stored; the API reads captions and guesses, ignoring the rest.
+    let plan = json!({"scenes": [
+        {"scene": {"shape": "circle"}, "caption": caption, "guessed": []},
+        {"scene": {"shape": "circle"}, "caption": caption, "guessed": ["motion"]},
+    ]});
+    walk_to_with(&rig.tasks, t.id, TaskStatus::Generating, |r| {
+        r.plan = Some(plan);
+        r.scenes_done = 1;
+    });
     let path = format!("/api/tasks/{}", t.id);
 
-    // Without live progress: derived from the record.
+    // Before the engine reports steps: derived from the record.
     let (status, body) = json_of(rig.get(&path).await).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "generating");
-    assert_eq!(body["plan"][1]["caption"], scene.caption());
+    assert_eq!(body["plan"][1]["caption"], caption);
     assert_eq!(body["plan"][1]["guessed"], json!(["motion"]));
-    assert_eq!(body["progress"]["overall"], 0.5);
-    assert_eq!(body["progress"]["scenes"], json!([1.0, 0.0]));
+    assert_eq!(body["progress"]["overall"], 0.5, "{body}");
+    assert_eq!(body["progress"]["scenes"], json!([1.0, 0.0]), "{body}");
 
-    // With live progress from the engine.
-    let live = Progress {
-        overall: 0.75,
-        scenes: vec![1.0, 0.5],
-        frames_ready: 3,
-    };
-    rig.backend.progress.lock().unwrap().insert(t.id, live);
+    // With live progress from the engine, through the task service.
+    rig.tasks.begin(t.id, 2);
+    rig.tasks.step(t.id, 0, 10, 10);
+    rig.tasks.step(t.id, 1, 5, 10);
+    for n in 0..3 {
+        rig.tasks.frame(t.id, n);
+    }
     let (_, body) = json_of(rig.get(&path).await).await;
-    assert_eq!(body["progress"]["overall"], 0.75);
+    assert_eq!(body["progress"]["overall"], 0.75, "{body}");
+    assert_eq!(body["progress"]["scenes"], json!([1.0, 0.5]));
     assert_eq!(body["progress"]["frames_ready"], 3);
 
-    // Completed: everything done, whatever the engine still holds.
-    rig.store
-        .update(t.id, |r| {
-            r.status = TaskStatus::Completed;
-            r.timings_ms.insert("total".into(), 1234);
-            r.artifact = Some(Artifact {
-                video: "v.mp4".into(),
-                frames_dir: "f".into(),
-                frame_count: 16,
-                video_bytes: 999,
-                width: 64,
-                height: 64,
-                fps: 8,
-            });
-        })
-        .unwrap();
+    // Completed: everything done, whatever was live before.
+    walk_to_with(&rig.tasks, t.id, TaskStatus::Completed, |r| {
+        r.timings_ms.insert("total".into(), 1234);
+        r.artifact = Some(Artifact {
+            video: "v.mp4".into(),
+            frames_dir: "f".into(),
+            frame_count: 16,
+            video_bytes: 999,
+            width: 64,
+            height: 64,
+            fps: 8,
+        });
+    });
     let (_, body) = json_of(rig.get(&path).await).await;
+    assert_eq!(body["status"], "completed");
     assert_eq!(body["progress"]["overall"], 1.0);
     assert_eq!(body["progress"]["frames_ready"], 16);
     assert_eq!(body["timings_ms"]["total"], 1234);
@@ -286,9 +277,7 @@ async fn list_pages_newest_first_and_filters_by_status() {
         rig.stored_task();
     }
     for id in [3, 7, 11] {
-        rig.store
-            .update(id, |r| r.status = TaskStatus::Completed)
-            .unwrap();
+        walk_to(&rig.tasks, id, TaskStatus::Completed);
     }
     let mut ids = Vec::new();
     let mut next = "/api/tasks?limit=10".to_string();
@@ -344,33 +333,34 @@ async fn list_pages_newest_first_and_filters_by_status() {
 async fn cancel_is_idempotent() {
     let rig = start().await;
     let t = rig.stored_task();
+    walk_to(&rig.tasks, t.id, TaskStatus::Generating);
     let path = rig.url(&format!("/api/tasks/{}", t.id));
     let (status, body) = json_of(rig.http.delete(&path).send().await.unwrap()).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")));
-    assert_eq!(*rig.backend.cancelled.lock().unwrap(), vec![t.id]);
+    // The engine drops the task's work once it is no longer live.
+    assert!(!rig.tasks.is_live(t.id));
     assert_eq!(
         rig.store.get(t.id).unwrap().unwrap().status,
         TaskStatus::Cancelled
     );
+    assert_eq!(rig.store.counts().unwrap()[&TaskStatus::Cancelled], 1);
 
     let (status, again) = json_of(rig.http.delete(&path).send().await.unwrap()).await;
     assert_eq!((status, again["status"].as_str()), (200, Some("cancelled")));
     assert_eq!(again["updated_ms"], body["updated_ms"]);
     assert_eq!(
-        rig.backend.cancelled.lock().unwrap().len(),
+        rig.store.counts().unwrap()[&TaskStatus::Cancelled],
         1,
         "no second cancel"
     );
 
     // A completed task stays completed.
     let done = rig.stored_task();
-    rig.store
-        .update(done.id, |r| r.status = TaskStatus::Completed)
-        .unwrap();
+    walk_to(&rig.tasks, done.id, TaskStatus::Completed);
     let url = rig.url(&format!("/api/tasks/{}", done.id));
     let (status, body) = json_of(rig.http.delete(&url).send().await.unwrap()).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("completed")));
-    assert_eq!(rig.backend.cancelled.lock().unwrap().len(), 1);
+    assert_eq!(rig.store.counts().unwrap()[&TaskStatus::Cancelled], 1);
 
     let missing = rig
         .http
@@ -379,6 +369,7 @@ async fn cancel_is_idempotent() {
         .await
         .unwrap();
     assert_error(missing, 404, "task_not_found").await;
+    assert_eq!(rig.tasks.live_count(), 0);
 }
 
 #[tokio::test]

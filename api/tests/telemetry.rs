@@ -50,6 +50,10 @@ async fn metrics_render_requests_by_route_and_process_gauges() {
     assert_eq!(sample(&text, "reel_queue_bound", &[]), Some(100.0));
     assert!(sample(&text, "reel_tasks", &[r#"status="queued""#]).unwrap() >= 1.0);
     assert!(sample(&text, "reel_tasks", &[r#"status="failed""#]).is_some());
+    assert!(
+        sample(&text, "reel_live_tasks", &[]).unwrap() >= 1.0,
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -88,13 +92,15 @@ async fn stats_summarise_host_queue_tasks_and_cache() {
         assert!(body["cache"][key].is_u64(), "{body}");
     }
     assert!(body["gpu"].is_null());
+    // Both stored tasks are queued, so live; nothing else is held.
+    assert_eq!(body["live_tasks"], 2);
 }
 
 #[tokio::test]
 async fn gpu_figures_appear_when_the_model_runs_on_a_gpu() {
     let handle = api::metrics::install_recorder().unwrap();
     let rig = start_with(Some(handle)).await;
-    let usage = kernels::GpuUsage {
+    let usage = contract::GpuUsage {
         name: "Test GPU".into(),
         utilization_percent: 42,
         memory_used_bytes: 3 << 30,
@@ -123,12 +129,17 @@ async fn gpu_figures_appear_when_the_model_runs_on_a_gpu() {
 /// Every path of the OpenAPI document is its own route label.
 #[test]
 fn route_labels_are_the_documented_templates() {
+    use api::routes::template_of;
     let doc = api::openapi::spec();
     for path in doc["paths"].as_object().unwrap().keys() {
-        let concrete = path.replace("{id}", "42").replace("{n}", "3");
-        assert_eq!(api::metrics::route_template(&concrete), path);
+        let concrete = path
+            .replace("{id}", "42")
+            .replace("{n}", "3")
+            .replace("{key}", "key_0123456789ab");
+        assert_eq!(template_of(&concrete), path);
     }
-    assert_eq!(api::metrics::route_template("/api/tasks/x"), "unmatched");
-    assert_eq!(api::metrics::route_template("/api/stats"), "/api/stats");
-    assert_eq!(api::metrics::route_template("/"), "unmatched");
+    assert_eq!(template_of("/api/tasks/x"), "unmatched");
+    assert_eq!(template_of("/api/keys/nokey"), "unmatched");
+    assert_eq!(template_of("/api/stats"), "/api/stats");
+    assert_eq!(template_of("/"), "unmatched");
 }
