@@ -10,6 +10,7 @@ mod generate;
 mod keys;
 mod runtime;
 mod serve;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 

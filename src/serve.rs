@@ -114,6 +114,7 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             s.data_dir.clone(),
             Duration::from_secs(s.retention_hours * 3600),
         ));
+        tokio::spawn(crate::webhooks::deliver(rt.tasks.store().clone()));
         tokio::spawn(watch_disk(
             rt.tasks.clone(),
             DiskGuard::new(s.data_dir.clone(), min_free_disk),

@@ -213,8 +213,15 @@ fn cancelling_stops_a_task_and_is_idempotent() {
     std::thread::sleep(Duration::from_millis(300));
     let after_cancel = denoise_steps(&c, &server);
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(denoise_steps(&c, &server), after_cancel, "denoising went on");
-    assert!(after_cancel < 8 * 100, "the task ran to the end: {after_cancel} steps");
+    assert_eq!(
+        denoise_steps(&c, &server),
+        after_cancel,
+        "denoising went on"
+    );
+    assert!(
+        after_cancel < 8 * 100,
+        "the task ran to the end: {after_cancel} steps"
+    );
     // The engine is free again: a new task completes.
     let next = submit(&c, &server, &small_task("a white dot", 4))["id"]
         .as_u64()
@@ -287,7 +294,11 @@ fn keys_cli(data: &Path, args: &[&str]) -> Value {
         .arg(data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -299,9 +310,20 @@ fn keys_guard_every_api_route_and_keep_tasks_apart() {
     assert!(admin_token.starts_with("reel_"));
     let server = Server::start(&data, &["--key-max-in-flight", "1"]);
     let c = client();
-    let anonymous = c.post(server.url("/api/tasks")).json(&small_task("a dot", 1)).send().unwrap();
+    let anonymous = c
+        .post(server.url("/api/tasks"))
+        .json(&small_task("a dot", 1))
+        .send()
+        .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
-    assert_eq!(c.get(server.url("/healthz")).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        c.get(server.url("/healthz"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 
     // The admin makes a user key through the API while the server runs.
     let user: Value = c
@@ -326,38 +348,116 @@ fn keys_guard_every_api_route_and_keep_tasks_apart() {
     let mut body = small_task("a red circle", 2);
     body["steps"] = json!(100);
     body["num_scenes"] = json!(8);
-    let r = c.post(server.url("/api/tasks")).bearer_auth(&alice).json(&body).send().unwrap();
+    let r = c
+        .post(server.url("/api/tasks"))
+        .bearer_auth(&alice)
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let id = r.json::<Value>().unwrap()["id"].as_u64().unwrap();
     // Alice's second task in flight is over her quota.
-    let r = c.post(server.url("/api/tasks")).bearer_auth(&alice).json(&body).send().unwrap();
+    let r = c
+        .post(server.url("/api/tasks"))
+        .bearer_auth(&alice)
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(r.json::<Value>().unwrap()["code"], "quota_exceeded");
     // Bob cannot see or cancel it, and lists nothing; the admin sees it.
     let path = format!("/api/tasks/{id}");
-    assert_eq!(c.get(server.url(&path)).bearer_auth(&bob).send().unwrap().status().as_u16(), 404);
-    assert_eq!(c.delete(server.url(&path)).bearer_auth(&bob).send().unwrap().status().as_u16(), 404);
-    let listed: Value = c.get(server.url("/api/tasks")).bearer_auth(&bob).send().unwrap().json().unwrap();
+    assert_eq!(
+        c.get(server.url(&path))
+            .bearer_auth(&bob)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        c.delete(server.url(&path))
+            .bearer_auth(&bob)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    let listed: Value = c
+        .get(server.url("/api/tasks"))
+        .bearer_auth(&bob)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert!(listed["tasks"].as_array().unwrap().is_empty(), "{listed}");
-    assert_eq!(c.get(server.url(&path)).bearer_auth(&admin_token).send().unwrap().status().as_u16(), 200);
-    assert_eq!(c.get(server.url("/api/stats")).bearer_auth(&bob).send().unwrap().status().as_u16(), 403);
-    assert_eq!(c.get(server.url("/metrics")).bearer_auth(&admin_token).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        c.get(server.url(&path))
+            .bearer_auth(&admin_token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        c.get(server.url("/api/stats"))
+            .bearer_auth(&bob)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        c.get(server.url("/metrics"))
+            .bearer_auth(&admin_token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     // Revoked at once.
     let bob_id = other["id"].as_str().unwrap();
-    let r = c.delete(server.url(&format!("/api/keys/{bob_id}"))).bearer_auth(&admin_token).send().unwrap();
+    let r = c
+        .delete(server.url(&format!("/api/keys/{bob_id}")))
+        .bearer_auth(&admin_token)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(c.get(server.url("/api/tasks")).bearer_auth(&bob).send().unwrap().status().as_u16(), 401);
-    c.delete(server.url(&path)).bearer_auth(&alice).send().unwrap();
+    assert_eq!(
+        c.get(server.url("/api/tasks"))
+            .bearer_auth(&bob)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    c.delete(server.url(&path))
+        .bearer_auth(&alice)
+        .send()
+        .unwrap();
 }
 
 #[test]
 fn a_public_address_without_keys_is_refused_unless_insecure() {
     let data = temp_dir("exposed");
-    let log = Server::try_start(&data, &["--host", "0.0.0.0"]).err().expect("must refuse");
+    let log = Server::try_start(&data, &["--host", "0.0.0.0"])
+        .err()
+        .expect("must refuse");
     assert!(log.contains("without API keys"), "{log}");
     let server = Server::start(&data, &["--host", "0.0.0.0", "--insecure"]);
-    let ready: Value = client().get(server.url("/readyz")).send().unwrap().json().unwrap();
+    let ready: Value = client()
+        .get(server.url("/readyz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(ready["auth"], "open");
 }
 
@@ -379,20 +479,39 @@ fn a_dead_worker_makes_the_server_unready_fails_its_task_and_recovers() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(ready["reasons"].to_string().contains("panicked"), "{ready}");
-    let refused = c.post(server.url("/api/tasks")).json(&small_task("a dot", 1)).send().unwrap();
+    let refused = c
+        .post(server.url("/api/tasks"))
+        .json(&small_task("a dot", 1))
+        .send()
+        .unwrap();
     assert_eq!(refused.status().as_u16(), 503);
     assert!(refused.headers().contains_key("retry-after"));
-    assert_eq!(refused.json::<Value>().unwrap()["code"], "engine_unavailable");
+    assert_eq!(
+        refused.json::<Value>().unwrap()["code"],
+        "engine_unavailable"
+    );
     let failed = wait_final(&c, &server, id);
     assert_eq!(failed["status"], "failed");
-    assert!(failed["error"].as_str().unwrap().contains("engine stopped"), "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("engine stopped"),
+        "{failed}"
+    );
     // Recovered without a restart: ready again, and new tasks complete.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while c.get(server.url("/readyz")).send().unwrap().status().as_u16() != 200 {
+    while c
+        .get(server.url("/readyz"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+        != 200
+    {
         assert!(Instant::now() < deadline, "never recovered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let next = submit(&c, &server, &small_task("a white dot", 4))["id"].as_u64().unwrap();
+    let next = submit(&c, &server, &small_task("a white dot", 4))["id"]
+        .as_u64()
+        .unwrap();
     assert_eq!(wait_final(&c, &server, next)["status"], "completed");
 }
 
@@ -402,12 +521,144 @@ fn below_the_disk_floor_tasks_are_refused_and_the_server_says_why() {
     // A floor far above any disk's free space: the server must refuse, not fail later.
     let server = Server::start(&data, &["--min-free-disk-mb", "1000000000"]);
     let c = client();
-    let r = c.post(server.url("/api/tasks")).json(&small_task("a dot", 1)).send().unwrap();
+    let r = c
+        .post(server.url("/api/tasks"))
+        .json(&small_task("a dot", 1))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 507);
     assert_eq!(r.json::<Value>().unwrap()["code"], "insufficient_storage");
     let ready = c.get(server.url("/readyz")).send().unwrap();
     assert_eq!(ready.status().as_u16(), 503);
-    assert!(ready.json::<Value>().unwrap()["reasons"].to_string().contains("disk"));
-    let list: Value = c.get(server.url("/api/tasks")).send().unwrap().json().unwrap();
-    assert!(list["tasks"].as_array().unwrap().is_empty(), "nothing stored: {list}");
+    assert!(ready.json::<Value>().unwrap()["reasons"]
+        .to_string()
+        .contains("disk"));
+    let list: Value = c
+        .get(server.url("/api/tasks"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        list["tasks"].as_array().unwrap().is_empty(),
+        "nothing stored: {list}"
+    );
+}
+
+/// What a loopback webhook receiver got: (headers lower-cased, body) per request.
+type Received =
+    std::sync::Arc<std::sync::Mutex<Vec<(std::collections::HashMap<String, String>, Vec<u8>)>>>;
+
+/// A minimal HTTP receiver on `port` answering 200 to everything, recording each request.
+fn webhook_receiver(port: u16) -> Received {
+    use std::io::{Read, Write};
+    let got: Received = Default::default();
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut headers = std::collections::HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap(); // request line
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            sink.lock().unwrap().push((headers, body));
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    got
+}
+
+#[test]
+fn webhooks_are_signed_and_what_is_owed_is_delivered_after_a_restart() {
+    use hmac::Mac;
+    let data = temp_dir("webhooks");
+    let made = keys_cli(&data, &["create", "--name", "hooks"]);
+    let (token, secret) = (
+        made["token"].as_str().unwrap(),
+        made["webhook_secret"].as_str().unwrap(),
+    );
+    let port = free_port(); // nobody listens there yet: every delivery fails at first
+    let c = client();
+    let id = {
+        let server = Server::start(&data, &[]);
+        let mut body = small_task("a blue square", 6);
+        body["webhook"] = json!(format!("http://127.0.0.1:{port}/hook"));
+        body["webhook_events_filter"] = json!(["start", "completed"]);
+        let r = c
+            .post(server.url("/api/tasks"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{:?}", r.text());
+        let id = r.json::<Value>().unwrap()["id"].as_u64().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let t: Value = c
+                .get(server.url(&format!("/api/tasks/{id}")))
+                .bearer_auth(token)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if t["status"] == "completed" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{t}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        id
+        // SIGKILL: the two deliveries are still owed
+    };
+    let got = webhook_receiver(port);
+    let _server = Server::start(&data, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut events = std::collections::BTreeMap::new();
+    while events.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "owed webhooks not delivered: {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        for (headers, body) in got.lock().unwrap().iter() {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(body);
+            let hex: String = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(headers["x-reel-signature"], format!("sha256={hex}"));
+            let doc: Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(doc["task"]["id"], id);
+            assert_eq!(doc["event"], headers["x-reel-event"].as_str());
+            events.insert(
+                doc["event"].as_str().unwrap().to_string(),
+                doc["task"]["status"].clone(),
+            );
+        }
+    }
+    assert_eq!(events["start"], "planning");
+    assert_eq!(events["completed"], "completed");
+    assert_eq!(events.len(), 2, "only the filtered events: {events:?}");
 }

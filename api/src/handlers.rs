@@ -120,6 +120,7 @@ pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Re
     let params = body.validate()?;
     st.limits.check_size(&params)?;
     let priority = priority_of(&caller, &body)?;
+    let webhook = body.webhook()?;
     st.ensure_available()?;
     let depth = st.backend.queue_depth();
     if depth >= st.backend.queue_bound() {
@@ -133,6 +134,7 @@ pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Re
         params,
         owner: owner.clone(),
         priority,
+        webhook,
     };
     let created = st.blocking(move |st| Ok(st.tasks.create(new)?)).await;
     let record = match created {

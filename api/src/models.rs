@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 
 use contract::{PlanView, Progress};
 use serde::{Deserialize, Serialize};
-use storage::{ApiKey, TaskParams, TaskRecord, TaskStatus};
+use storage::{ApiKey, TaskParams, TaskRecord, TaskStatus, Webhook, WebhookEvent};
 
 use crate::errors::ApiError;
 
@@ -42,6 +42,10 @@ pub struct CreateTask {
     pub size: Option<u64>,
     /// Scheduling priority, higher first; at most the key's own (default 5).
     pub priority: Option<u64>,
+    /// An http(s) URL told of the task's progress, signed (see the README).
+    pub webhook: Option<String>,
+    /// Which of `start`, `progress`, `completed`, `failed` go to the webhook (default all).
+    pub webhook_events_filter: Option<Vec<String>>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -81,6 +85,46 @@ impl CreateTask {
         };
         params.validate().map_err(invalid)?;
         Ok(params)
+    }
+
+    /// The task's webhook, if it asks for one, checked: an absolute http(s) URL of at most
+    /// 2048 characters, and known event names.
+    pub fn webhook(&self) -> Result<Option<Webhook>, ApiError> {
+        let Some(raw) = &self.webhook else {
+            if self.webhook_events_filter.is_some() {
+                return Err(invalid("webhook_events_filter needs a webhook"));
+            }
+            return Ok(None);
+        };
+        let parsed =
+            url::Url::parse(raw).map_err(|e| invalid(format!("webhook is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() || raw.len() > 2048 {
+            return Err(invalid(
+                "webhook must be an http or https URL with a host, at most 2048 characters",
+            ));
+        }
+        let events = match &self.webhook_events_filter {
+            None => WebhookEvent::ALL.to_vec(),
+            Some(names) if names.is_empty() => {
+                return Err(invalid(
+                    "webhook_events_filter must name at least one event",
+                ))
+            }
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    WebhookEvent::parse(n).ok_or_else(|| {
+                        invalid(format!(
+                            "unknown webhook event {n:?}; one of start, progress, completed, failed"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Some(Webhook {
+            url: raw.clone(),
+            events,
+        }))
     }
 
     /// The task's priority: the request's, at most `ceiling`, or `default` when it names

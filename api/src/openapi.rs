@@ -177,7 +177,9 @@ fn schemas() -> Value {
                 "seconds_per_scene": {"type": "number", "minimum": TaskParams::SECONDS_PER_SCENE.0, "maximum": TaskParams::SECONDS_PER_SCENE.1, "default": TaskParams::DEFAULT_SECONDS_PER_SCENE},
                 "fps": {"type": "integer", "minimum": TaskParams::FPS.0, "maximum": TaskParams::FPS.1, "default": TaskParams::DEFAULT_FPS},
                 "size": {"type": "integer", "minimum": TaskParams::SIZE.0, "maximum": TaskParams::SIZE.1, "multipleOf": TaskParams::SIZE_MULTIPLE, "default": TaskParams::DEFAULT_SIZE},
-                "priority": {"type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1, "description": "Higher first; at most the key's own priority (default 5) unless the key is an admin"}
+                "priority": {"type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1, "description": "Higher first; at most the key's own priority (default 5) unless the key is an admin"},
+                "webhook": {"type": "string", "format": "uri", "maxLength": 2048, "description": "http(s) URL POSTed {event, task} as the task advances, signed: X-Reel-Signature: sha256=HMAC-SHA256(secret, body)"},
+                "webhook_events_filter": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["start", "progress", "completed", "failed"]}}
             }
         },
         "CreateKey": {

@@ -49,6 +49,11 @@ fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A new webhook signing secret.
+pub(crate) fn random_secret() -> String {
+    format!("whsec_{}", random_hex(24))
+}
+
 fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -63,7 +68,7 @@ impl Store {
             admin,
             created_ms: now_ms(),
             revoked: false,
-            webhook_secret: format!("whsec_{}", random_hex(24)),
+            webhook_secret: random_secret(),
             priority,
         };
         let hash = token_hash(&token);

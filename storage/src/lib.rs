@@ -14,6 +14,7 @@
 //! - `meta`: the id counter and one count per status, changed in the same transaction as
 //!   the records they describe.
 //! - `keys`, `key_ids`: API keys, hashed ([`ApiKey`]).
+//! - `outbox`: webhook deliveries owed, by due time ([`Delivery`]).
 //! - `cache`: result-cache key -> id of the task whose artifact answers it, fronted by a
 //!   bounded in-memory LRU with a TTL ([`CacheConfig`]).
 
@@ -21,6 +22,7 @@ mod api_keys;
 mod cache;
 mod error;
 mod keys;
+mod outbox;
 mod retention;
 mod store;
 pub mod task;
@@ -28,5 +30,6 @@ pub mod task;
 pub use api_keys::{ApiKey, CreatedKey};
 pub use cache::{CacheConfig, CacheStats};
 pub use error::{Result, StoreError};
+pub use outbox::Delivery;
 pub use store::{now_ms, Store};
 pub use task::*;

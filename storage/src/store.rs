@@ -19,9 +19,10 @@ pub struct Store {
     pub(crate) tasks: sled::Tree,
     by_status: sled::Tree,
     pub(crate) by_owner: sled::Tree,
-    meta: sled::Tree,
+    pub(crate) meta: sled::Tree,
     pub(crate) cache: ResultCache,
     pub(crate) keys: sled::Tree,
+    pub(crate) outbox: sled::Tree,
     pub(crate) key_ids: sled::Tree,
     /// Serialises writers so that read-modify-write needs no retry of the caller's closure
     /// (sled transactions may rerun their body; `update` takes an `FnOnce`).
@@ -36,7 +37,8 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<crate::StoreError>>;
+pub(crate) type TxResult<T> =
+    std::result::Result<T, ConflictableTransactionError<crate::StoreError>>;
 
 /// Adds `delta` to the stored count of `status` inside a transaction.
 fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i64) -> TxResult<()> {
@@ -73,6 +75,7 @@ impl Store {
             meta: db.open_tree("meta")?,
             cache: ResultCache::open(db.open_tree("cache")?, cache),
             keys: db.open_tree("keys")?,
+            outbox: db.open_tree("outbox")?,
             key_ids: db.open_tree("key_ids")?,
             db,
             write_lock: Mutex::new(()),
@@ -108,6 +111,7 @@ impl Store {
             artifact: None,
             owner: new.owner,
             priority: new.priority,
+            webhook: new.webhook,
         };
         let bytes = serde_json::to_vec(&record)?;
         let owner_key = record.owner.as_deref().map(|o| owner_key(o, id));
@@ -191,16 +195,27 @@ impl Store {
         record.updated_ms = now_ms().max(record.updated_ms);
         let new_status = record.status;
         let bytes = serde_json::to_vec(&record)?;
-        (&self.tasks, &self.by_status, &self.meta).transaction(|(tasks, index, meta)| {
-            tasks.insert(&id_key(id)[..], bytes.as_slice())?;
-            if old_status != new_status {
-                index.remove(&index_key(old_status, id)[..])?;
-                index.insert(&index_key(new_status, id)[..], &[][..])?;
-                bump_count(meta, old_status, -1)?;
-                bump_count(meta, new_status, 1)?;
-            }
-            Ok(())
-        })?;
+        // A webhook owed for this change is stored with it: a crash cannot lose one.
+        let owed = if old_status != new_status {
+            crate::outbox::owed(&record)?
+        } else {
+            None
+        };
+        (&self.tasks, &self.by_status, &self.meta, &self.outbox).transaction(
+            |(tasks, index, meta, outbox)| {
+                tasks.insert(&id_key(id)[..], bytes.as_slice())?;
+                if old_status != new_status {
+                    index.remove(&index_key(old_status, id)[..])?;
+                    index.insert(&index_key(new_status, id)[..], &[][..])?;
+                    bump_count(meta, old_status, -1)?;
+                    bump_count(meta, new_status, 1)?;
+                }
+                if let Some(delivery) = &owed {
+                    crate::outbox::enqueue(outbox, meta, delivery)?;
+                }
+                Ok(())
+            },
+        )?;
         if old_status != new_status {
             self.db.flush()?;
         }

@@ -76,6 +76,71 @@ pub struct TaskRecord {
     /// Scheduling priority, higher first (see [`TaskParams::PRIORITY`]).
     #[serde(default = "default_priority")]
     pub priority: u8,
+    /// Where to tell of the task's progress, if anywhere.
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+}
+
+/// A task's webhook: a URL and the events it wants (as Cog's `webhook` and
+/// `webhook_events_filter`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// An http or https URL.
+    pub url: String,
+    /// Which events are delivered.
+    pub events: Vec<WebhookEvent>,
+}
+
+/// What a webhook delivery tells of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    /// Work began (planning).
+    Start,
+    /// A stage began (generating, post-processing, encoding).
+    Progress,
+    /// The task ended without error: completed, or cancelled.
+    Completed,
+    /// The task failed.
+    Failed,
+}
+
+impl WebhookEvent {
+    /// Every event, the default filter.
+    pub const ALL: &'static [WebhookEvent] = &[
+        WebhookEvent::Start,
+        WebhookEvent::Progress,
+        WebhookEvent::Completed,
+        WebhookEvent::Failed,
+    ];
+
+    /// The event a move to `status` is, if any (back to queued, after a restart, is none).
+    pub fn of(status: TaskStatus) -> Option<WebhookEvent> {
+        match status {
+            TaskStatus::Queued => None,
+            TaskStatus::Planning => Some(WebhookEvent::Start),
+            TaskStatus::Generating | TaskStatus::PostProcessing | TaskStatus::Encoding => {
+                Some(WebhookEvent::Progress)
+            }
+            TaskStatus::Completed | TaskStatus::Cancelled => Some(WebhookEvent::Completed),
+            TaskStatus::Failed => Some(WebhookEvent::Failed),
+        }
+    }
+
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WebhookEvent::Start => "start",
+            WebhookEvent::Progress => "progress",
+            WebhookEvent::Completed => "completed",
+            WebhookEvent::Failed => "failed",
+        }
+    }
+
+    /// The event with this name.
+    pub fn parse(s: &str) -> Option<WebhookEvent> {
+        WebhookEvent::ALL.iter().copied().find(|e| e.name() == s)
+    }
 }
 
 fn default_priority() -> u8 {
@@ -91,15 +156,18 @@ pub struct NewTask {
     pub owner: Option<String>,
     /// Scheduling priority, higher first.
     pub priority: u8,
+    /// Where to tell of its progress.
+    pub webhook: Option<Webhook>,
 }
 
 impl NewTask {
-    /// A task with no owner at the default priority (the command line, tests).
+    /// A task with no owner and no webhook at the default priority (the command line, tests).
     pub fn anonymous(params: TaskParams) -> NewTask {
         NewTask {
             params,
             owner: None,
             priority: TaskParams::DEFAULT_PRIORITY,
+            webhook: None,
         }
     }
 }

@@ -191,3 +191,44 @@ fn illegal_transitions_are_refused_whole() {
     assert_eq!(store.counts().unwrap()[&TaskStatus::Cancelled], 1);
     assert_eq!(store.counts().unwrap()[&TaskStatus::Queued], 0);
 }
+
+#[test]
+fn webhooks_owed_are_stored_with_the_change_and_survive_reopen() {
+    use storage::{Webhook, WebhookEvent};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut new = params("hooked");
+        new.webhook = Some(Webhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            events: vec![WebhookEvent::Start, WebhookEvent::Failed],
+        });
+        let t = store.create_task(new).unwrap();
+        store.create_task(params("plain")).unwrap();
+        walk_to(&store, t.id, TaskStatus::Generating); // start: owed; progress: not wanted
+        walk_to(&store, 2, TaskStatus::Generating); // no webhook: nothing owed
+        walk_to(&store, t.id, TaskStatus::Failed);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let due = store.due_deliveries(u64::MAX - 1, 10).unwrap();
+    let events: Vec<_> = due.iter().map(|d| d.event).collect();
+    assert_eq!(events, [WebhookEvent::Start, WebhookEvent::Failed]);
+    let body: serde_json::Value = serde_json::from_str(&due[1].body).unwrap();
+    assert_eq!(body["event"], "failed");
+    assert_eq!(body["task"]["status"], "failed");
+    assert!(due[0].seq < due[1].seq);
+    // A retry waits for its time; done is gone.
+    let later = storage::now_ms() + 60_000;
+    store.delivery_retry(&due[0], later).unwrap();
+    store.delivery_done(&due[1]).unwrap();
+    assert!(store
+        .due_deliveries(storage::now_ms(), 10)
+        .unwrap()
+        .is_empty());
+    let retried = store.due_deliveries(later, 10).unwrap();
+    assert_eq!((retried.len(), retried[0].attempts), (1, 1));
+    assert_eq!(store.deliveries_owed(), 1);
+    // The server's own secret is made once and kept.
+    let s1 = store.webhook_secret(None).unwrap();
+    assert_eq!(store.webhook_secret(None).unwrap(), s1);
+}
