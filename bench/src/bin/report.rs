@@ -19,19 +19,10 @@ use bench::report::figures::figures;
 use bench::report::gate::{self, Baseline};
 use bench::report::markdown;
 use bench::report::results::{measure, Plan, Results};
+use bench::scenario::Scenario;
 use bench::soak::SoakConfig;
 use bench::storage_load::{StorageConfig, Workload};
-use clap::{Parser, ValueEnum};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Scenario {
-    Api,
-    ApiBusy,
-    Burst,
-    Generate,
-    Storage,
-    Soak,
-}
+use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
