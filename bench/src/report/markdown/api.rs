@@ -8,9 +8,9 @@ use anyhow::Result;
 use super::cells::{summary_cells, usage_cells, SUMMARY_HEAD};
 use super::{Plots, Timeline};
 use crate::http_load::{ApiResult, OPS};
-use crate::report::figures::pacing;
 use crate::report::plots::{plain, Panel, Series};
 use crate::report::results::Measured;
+use crate::report::verdicts::pacing;
 use crate::tally::Summary;
 
 /// Writes the section when the run measured the API, and adds each run's server usage to

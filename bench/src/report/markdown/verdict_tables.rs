@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::report::figures::{goals, targets, Verdict};
 use crate::report::results::Results;
+use crate::report::verdicts::{goals, targets, Verdict};
 
 fn verdict_table(out: &mut String, rows: &[Verdict]) {
     out.push_str("| target | measured | verdict |\n|---|---|---|\n");
