@@ -182,10 +182,15 @@ async fn main() -> Result<()> {
         .plots_dir
         .clone()
         .unwrap_or_else(|| md_dir.join("bench"));
+    let command = std::iter::once("report".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     let results = match &args.input {
         Some(path) => Results::load(path)?,
         None => {
             let mut r = measure(&args.plan()).await?;
+            r.command = command.clone();
             if let Some(path) = &args.keep {
                 r.keep_unmeasured(Results::load(path)?)?;
             }
@@ -217,10 +222,6 @@ async fn main() -> Result<()> {
         )),
         (None, false) => None,
     };
-    let command = std::iter::once("report".to_owned())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
     markdown::write(&results, &args.out, &plots_dir, &command, verdict.as_ref())?;
     eprintln!("report written to {}", args.out.display());
     for f in &figs {
