@@ -4,6 +4,7 @@
 //! - [`monitor`]: CPU and RSS of a process over time (sysinfo);
 //! - [`tally`]: latency percentiles, throughput and error rates of timed operations;
 //! - [`http_load`]: the `api`, `burst` and `generate` scenarios over HTTP;
+//! - [`scenario`]: the scenarios' names, shared by the `load` and `report` binaries;
 //! - [`storage_load`]: the `storage` scenario against the sled store directly;
 //! - [`soak`]: tasks over a long time with RSS, CPU and latency sampled every second;
 //! - [`report`]: runs a bounded set of scenarios, judges the original targets, draws SVG plots,
@@ -15,6 +16,7 @@
 pub mod http_load;
 pub mod monitor;
 pub mod report;
+pub mod scenario;
 pub mod server;
 pub mod soak;
 pub mod storage_load;

@@ -4,11 +4,12 @@
 //! The HTTP scenarios start the reel binary themselves (`--reel-bin`; by default `reel` next
 //! to this executable, so run `cargo build --release` first) on a free loopback port with a
 //! fresh data dir, wait for `/healthz`, run, and stop the server:
-//! - `api`: `--users` concurrent clients share `--requests` requests, cycling through
-//!   `GET /api/tasks`, `GET /api/tasks/{id}`, `GET /healthz` and `POST /api/tasks` (one small
-//!   scene, one step, fixed seed, so repeats are cache hits), back to back or, with
+//! - `api`: `--users` concurrent clients share `--requests` requests, cycling through every
+//!   endpoint (`bench::http_load::OPS`; the POST is one small scene, one step, fixed seed, so
+//!   repeats are cache hits), back to back or, with
 //!   `--think-ms MIN,MAX`, pausing like Locust users; `--background-tasks K` keeps K default
 //!   3-scene tasks unfinished throughout so that generation saturates the compute meanwhile;
+//! - `api-busy`: `api` while generating, so `--background-tasks K` (K > 0) is required;
 //! - `burst`: `--connections` clients, each on its own connection, send one `GET /api/tasks`
 //!   at the same moment;
 //! - `generate`: one task of `--scenes` scenes alone, then `--tasks` such tasks together (a
@@ -33,25 +34,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 use bench::http_load::{self, ApiLoad, TaskShape};
 use bench::monitor::{Monitor, ProcessUsage};
+use bench::scenario::Scenario;
 use bench::server::{find_reel, Server};
 use bench::soak::{self, SoakConfig};
 use bench::storage_load::{self, StorageConfig, Workload};
-use clap::{Parser, ValueEnum};
-use serde::Serialize;
+use clap::Parser;
 use serde_json::{json, Value};
-
-#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Scenario {
-    Api,
-    Burst,
-    Generate,
-    Storage,
-    Soak,
-}
 
 #[derive(Parser)]
 struct Args {
@@ -138,7 +129,7 @@ async fn over_http(args: &Args) -> Result<(Value, ProcessUsage)> {
         steps: args.steps,
     };
     let result = match args.scenario {
-        Scenario::Api => {
+        Scenario::Api | Scenario::ApiBusy => {
             let load = ApiLoad {
                 users: args.users,
                 requests: args.requests,
@@ -221,6 +212,10 @@ fn storage(args: &Args) -> Result<(Value, ProcessUsage)> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    ensure!(
+        args.scenario != Scenario::ApiBusy || args.background_tasks > 0,
+        "api-busy keeps tasks generating: give --background-tasks K (K > 0)"
+    );
     let (result, usage) = match args.scenario {
         Scenario::Storage => storage(&args)?,
         _ => over_http(&args).await?,

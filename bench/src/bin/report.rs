@@ -19,19 +19,10 @@ use bench::report::figures::figures;
 use bench::report::gate::{self, Baseline};
 use bench::report::markdown;
 use bench::report::results::{measure, Plan, Results};
+use bench::scenario::Scenario;
 use bench::soak::SoakConfig;
 use bench::storage_load::{StorageConfig, Workload};
-use clap::{Parser, ValueEnum};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Scenario {
-    Api,
-    ApiBusy,
-    Burst,
-    Generate,
-    Storage,
-    Soak,
-}
+use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
@@ -191,10 +182,15 @@ async fn main() -> Result<()> {
         .plots_dir
         .clone()
         .unwrap_or_else(|| md_dir.join("bench"));
+    let command = std::iter::once("report".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     let results = match &args.input {
         Some(path) => Results::load(path)?,
         None => {
             let mut r = measure(&args.plan()).await?;
+            r.command = command.clone();
             if let Some(path) = &args.keep {
                 r.keep_unmeasured(Results::load(path)?)?;
             }
@@ -226,10 +222,6 @@ async fn main() -> Result<()> {
         )),
         (None, false) => None,
     };
-    let command = std::iter::once("report".to_owned())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
     markdown::write(&results, &args.out, &plots_dir, &command, verdict.as_ref())?;
     eprintln!("report written to {}", args.out.display());
     for f in &figs {

@@ -56,6 +56,9 @@ pub struct Comparison {
     pub label: String,
     pub unit: String,
     pub baseline: f64,
+    pub better: Better,
+    /// The worst `now` that passes: the baseline with the margin and the figure's slack.
+    pub limit: f64,
     pub now: f64,
     pub regressed: bool,
 }
@@ -80,11 +83,19 @@ impl GateResult {
     }
 }
 
-/// Whether `now` is worse than `base` beyond `margin` and the figure's slack.
-fn regressed(f: &Figure, base: f64, margin: f64) -> bool {
+/// The worst value of `f` that is not worse than `base` beyond `margin` and its slack.
+fn limit(f: &Figure, base: f64, margin: f64) -> f64 {
     match f.better {
-        Better::Lower => f.value > base * (1.0 + margin) + f.slack,
-        Better::Higher => f.value < base * (1.0 - margin) - f.slack,
+        Better::Lower => base * (1.0 + margin) + f.slack,
+        Better::Higher => base * (1.0 - margin) - f.slack,
+    }
+}
+
+/// Whether `value` is beyond `limit`, on the worse side of it.
+pub fn beyond(value: f64, limit: f64, better: Better) -> bool {
+    match better {
+        Better::Lower => value > limit,
+        Better::Higher => value < limit,
     }
 }
 
@@ -95,13 +106,16 @@ pub fn check(figures: &[Figure], baseline: &Baseline, margin: f64) -> GateResult
         .filter(|f| f.gated)
         .filter_map(|f| {
             let base = *baseline.figures.get(&f.key)?;
+            let limit = limit(f, base, margin);
             Some(Comparison {
                 key: f.key.clone(),
                 label: f.label.clone(),
                 unit: f.unit.to_owned(),
                 baseline: base,
+                better: f.better,
+                limit,
                 now: f.value,
-                regressed: regressed(f, base, margin),
+                regressed: beyond(f.value, limit, f.better),
             })
         })
         .collect();
@@ -154,6 +168,7 @@ mod tests {
         let fewer = [fig("rps", 70.0, Better::Higher, 0.0)];
         let r = check(&fewer, &base, 0.25);
         assert_eq!(r.regressions().count(), 1);
+        assert_eq!(r.compared[0].limit, 75.0);
         assert_eq!(r.missing, vec!["lat".to_owned()]);
     }
 }

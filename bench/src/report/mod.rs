@@ -1,6 +1,7 @@
-//! The benchmark report: measure a bounded set of scenarios ([`results`]), judge the original
-//! targets and the goals ([`figures`]), draw SVG plots ([`plots`]), write Markdown
-//! ([`markdown`]) and check against a stored baseline ([`gate`]).
+//! The benchmark report: measure a bounded set of scenarios ([`results`]), name its figures
+//! for the baseline ([`figures`]), judge the original targets and the goals
+//! ([`verdicts`]), draw SVG plots ([`plots`]), write Markdown ([`markdown`]) and check against
+//! a stored baseline ([`gate`]).
 
 pub mod figures;
 pub mod gate;
@@ -8,3 +9,4 @@ pub mod machine;
 pub mod markdown;
 pub mod plots;
 pub mod results;
+pub mod verdicts;

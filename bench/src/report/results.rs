@@ -25,6 +25,10 @@ pub struct Measured<T> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Results {
     pub date: String,
+    /// How the run was started (empty in runs saved before it was recorded), so that a report
+    /// rewritten from the saved results still names the command that measured them.
+    #[serde(default)]
+    pub command: String,
     pub machine: Machine,
     pub wall_s: f64,
     pub api: Vec<Measured<ApiResult>>,
@@ -45,6 +49,7 @@ impl Results {
     pub fn empty(date: String, machine: Machine) -> Results {
         Results {
             date,
+            command: String::new(),
             machine,
             wall_s: 0.0,
             api: Vec::new(),

@@ -1,0 +1,16 @@
+//! The HTTP scenarios against a running [`Server`](crate::server::Server), one file each:
+//! `api` (concurrent users over a fixed number of requests cycling through the endpoints,
+//! optionally while `feeder` keeps the compute busy with generation), `burst` (many
+//! connections at one moment) and `generate` (concurrent generation tasks against a single
+//! one); `client` holds what they share.
+
+mod api;
+mod burst;
+mod client;
+mod feeder;
+mod generate;
+
+pub use api::{api, parse_think_ms, ApiLoad, ApiResult, OPS};
+pub use burst::{burst, BurstResult};
+pub use client::{outcome, timed, PROMPT};
+pub use generate::{generate, GenerateResult, TaskGroup, TaskRun, TaskShape};
