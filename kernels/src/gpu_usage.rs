@@ -12,10 +12,13 @@ use crate::KernelError;
 /// One reading of the GPU.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GpuUsage {
+    /// The device's name, e.g. `NVIDIA H200`.
     pub name: String,
     /// Percent of the last sample period (about 1/6 s to 1 s, by model) in which a kernel ran.
     pub utilization_percent: u32,
+    /// Device memory in use, by every process.
     pub memory_used_bytes: u64,
+    /// Device memory in all.
     pub memory_total_bytes: u64,
 }
 

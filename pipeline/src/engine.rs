@@ -30,13 +30,22 @@ pub enum TaskEvent {
     Status(TaskStatus),
     /// One denoising step of one scene finished; `overall` is the task's progress in [0, 1].
     Step {
+        /// Index of the scene in the task.
         scene: usize,
+        /// Steps of that scene done so far.
         step: usize,
+        /// Steps of that scene in all.
         steps: usize,
+        /// The task's progress in [0, 1].
         overall: f32,
     },
     /// One delivered frame exists (global index across scenes); JPEG for live streaming.
-    Frame { index: usize, jpeg: Arc<Vec<u8>> },
+    Frame {
+        /// Index of the frame in the whole video.
+        index: usize,
+        /// The frame as JPEG.
+        jpeg: Arc<Vec<u8>>,
+    },
     /// Final status reached; no more events follow.
     Done(TaskStatus),
 }
@@ -44,17 +53,21 @@ pub enum TaskEvent {
 /// Live progress of a running task, kept in memory (sled holds state changes only).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Progress {
+    /// The whole task, in [0, 1].
     pub overall: f32,
     /// Per scene, in [0, 1].
     pub scenes: Vec<f32>,
+    /// Delivered frames made so far.
     pub frames_ready: usize,
 }
 
 /// Why a task was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// As many tasks as the queue bound are accepted and unfinished.
     #[error("queue is full ({0} tasks waiting)")]
     QueueFull(usize),
+    /// No stored task has this id.
     #[error("task {0} is not in storage")]
     Unknown(u64),
 }
@@ -68,6 +81,7 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Most tasks accepted but not finished; the API answers 429 beyond it.
     pub queue_bound: usize,
+    /// Where task artifacts (MP4, PNG frames) are written.
     pub data_dir: PathBuf,
     /// CPU ceiling of the compute, percent of all cores (100: none).
     pub max_cpu_percent: u32,
@@ -212,14 +226,17 @@ impl Engine {
         }
     }
 
+    /// A receiver of the task's events from now on.
     pub fn subscribe(&self, id: u64) -> broadcast::Receiver<TaskEvent> {
         self.hub.subscribe(id)
     }
 
+    /// The task's live progress; `None` when it is not running.
     pub fn progress(&self, id: u64) -> Option<Progress> {
         self.hub.progress(id)
     }
 
+    /// The JPEG frames a running task has delivered so far, for a watcher joining late.
     pub fn frames_so_far(&self, id: u64) -> Vec<Arc<Vec<u8>>> {
         self.hub.frames_so_far(id)
     }
@@ -229,6 +246,7 @@ impl Engine {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// The most tasks accepted and unfinished ([`EngineConfig::queue_bound`]).
     pub fn queue_bound(&self) -> usize {
         self.bound
     }

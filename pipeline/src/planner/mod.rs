@@ -22,6 +22,30 @@ use crate::plan::{Attr, Plan, PlannedScene, Planner};
 use crate::world::{Background, Color, Motion, Scene, Shape, Size, HELD_OUT};
 
 /// The built-in planner: deterministic rules, no model.
+///
+/// ```
+/// use pipeline::plan::{Attr, Planner};
+/// use pipeline::planner::RulePlanner;
+/// use pipeline::world::{Color, Motion, Shape, Size};
+///
+/// let plan = RulePlanner.plan("a small red circle moving left, then it grows", 3, 7);
+/// let [first, second, third] = &plan.scenes[..] else { panic!("three scenes") };
+/// assert_eq!(
+///     (first.scene.size, first.scene.color, first.scene.shape, first.scene.motion),
+///     (Size::Small, Color::Red, Shape::Circle, Motion::Left)
+/// );
+/// // The second scene names only its motion: the object carries over.
+/// assert_eq!(second.scene.motion, Motion::Grow);
+/// assert_eq!(second.scene.color, Color::Red);
+/// // No background named: drawn from the seed, marked guessed, the same in every scene.
+/// assert!(first.guessed.contains(&Attr::Background));
+/// assert_eq!(second.scene.background, first.scene.background);
+/// // A third scene the prompt does not describe continues the object with a guessed motion.
+/// assert!(third.guessed.contains(&Attr::Motion));
+/// assert_eq!(first.caption, first.scene.caption());
+/// // Deterministic: the same prompt, count and seed give the same plan.
+/// assert_eq!(plan, RulePlanner.plan("a small red circle moving left, then it grows", 3, 7));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RulePlanner;
 
