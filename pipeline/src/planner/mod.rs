@@ -1,11 +1,11 @@
 //! The rule-based planner: English or Simplified Chinese prompt -> canonical scenes.
 //!
 //! It implements [`Planner`] (the engine's first dataflow stage calls it) following
-//! shared/WORLD.md "How prompts name things": [`lexer`] cuts the prompt into scene segments of
-//! matched words, [`mention`] reads what each segment names, and this module fills the rest:
+//! shared/WORLD.md "How prompts name things": `lexer` cuts the prompt into scene segments of
+//! matched words, `mention` reads what each segment names, and this module fills the rest:
 //! attributes a scene leaves out carry over from the previous scene; in the first scene size
 //! defaults to medium and motion to still, while colour, shape and background are drawn from
-//! the seed ([`draw`]) and marked guessed. A background named only in a later scene also holds
+//! the seed (`draw`) and marked guessed. A background named only in a later scene also holds
 //! for the scenes before it (one canvas is what such prompts mean). Extra scenes continue the
 //! last object with new, guessed motions; surplus described scenes are dropped from the end.
 
