@@ -1,7 +1,7 @@
 """The world of ../shared/WORLD.md: vocabulary, canonical captions and an anti-aliased renderer.
 
 The renderer draws any canonical scene at any size and frame count; training clips and the
-ground truth of the evaluator come from here (the Rust twin lives in `pipeline/src/render.rs`).
+ground truth of the evaluator come from here (the Rust twin lives in `eval/src/render.rs`).
 """
 import math
 

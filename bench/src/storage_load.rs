@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
-use storage::{Store, TaskParams, TaskStatus};
+use storage::{NewTask, Store, StoreError, TaskParams, TaskStatus};
 
 use crate::monitor::{Monitor, ProcessUsage};
 use crate::tally::{Outcome, Summary, Tally};
@@ -101,19 +101,25 @@ fn operation(store: &Store, workload: Workload, i: usize, stored: usize) -> Outc
     let id = spread(i, stored);
     let result = if write {
         match i % 3 {
-            0 => store.create_task(params(i as u64)).map(|_| true),
+            0 => store
+                .create_task(NewTask::anonymous(params(i as u64)))
+                .map(|_| true),
             1 => store
                 .update(id, |r| r.scenes_done = (r.scenes_done + 1) % 4)
                 .map(|r| r.is_some()),
-            _ => store
-                .update(id, |r| {
-                    r.status = if r.status == TaskStatus::Generating {
-                        TaskStatus::PostProcessing
-                    } else {
-                        TaskStatus::Generating
-                    }
-                })
-                .map(|r| r.is_some()),
+            // A flushed status change: back and forth between two statuses the transition
+            // table links both ways.
+            _ => {
+                let to = match store.get(id) {
+                    Ok(Some(r)) if r.status == TaskStatus::Planning => TaskStatus::Queued,
+                    _ => TaskStatus::Planning,
+                };
+                match store.transition(id, to, |_| {}) {
+                    // Another writer moved it first: still one write attempted and answered.
+                    Err(StoreError::IllegalTransition { .. }) => Ok(true),
+                    other => other.map(|r| r.is_some()),
+                }
+            }
         }
     } else {
         match i % 4 {
@@ -194,7 +200,7 @@ pub fn run(
         let t = Instant::now();
         let added = size.saturating_sub(stored);
         for seed in stored..size {
-            store.create_task(params(seed as u64))?;
+            store.create_task(NewTask::anonymous(params(seed as u64)))?;
         }
         stored = stored.max(size);
         let secs = t.elapsed().as_secs_f64();

@@ -1,6 +1,7 @@
-//! The ops reel's network needs (the list in model/net.py's docstring), as one trait that every compute backend implements (the CPU
-//! backend in `cpu/` now; a CUDA one later). `model/` composes these ops into the PyTorch
-//! modules of `model/net.py`, so a backend never sees a module, only tensors.
+//! The ops reel's network needs (the list in model/net.py's docstring), as one trait that every
+//! compute backend implements (the CPU backend in `cpu/`, the CUDA one in `cuda/`). `model/`
+//! composes these ops into the PyTorch modules of `model/net.py`, so a backend never sees a
+//! module, only tensors.
 //!
 //! Layout contract (all backends):
 //! - images are channels-last `[N, H, W, C]` (PyTorch uses NCHW; the model permutes at its
@@ -17,10 +18,14 @@ use crate::tensor::Tensor;
 /// Group norm hyper-parameters (net.py: 8 groups, eps 1e-5).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Norm {
+    /// Channel groups normalised together; the channel count must be a multiple of it.
     pub groups: usize,
+    /// Added to the variance before its square root.
     pub eps: f32,
 }
 
+/// A compute backend: every op of the network on its own tensor type. The model uploads its
+/// weights once ([`Backend::upload`]), runs a pass of ops and downloads the result.
 pub trait Backend: Send + Sync + 'static {
     /// A tensor living where this backend computes.
     type Tensor: Send + Sync;
@@ -32,7 +37,9 @@ pub trait Backend: Send + Sync + 'static {
     fn run<R: Send>(&self, pass: impl FnOnce() -> R + Send) -> R {
         pass()
     }
+    /// Copies a host tensor to where this backend computes.
     fn upload(&self, host: &Tensor) -> Self::Tensor;
+    /// Copies a tensor back to the host, waiting for the ops that produce it.
     fn download(&self, t: &Self::Tensor) -> Tensor;
 
     /// 3x3 convolution, padding 1, stride 1, plus bias: `[N, H, W, Cin]` -> `[N, H, W, Cout]`.

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::KernelError;
 use crate::sampler::{Method, Prediction, T_MAX};
 
+/// A checkpoint's `config.json`: architecture, vocabulary, sampler defaults, training facts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelConfig {
+    /// Name of the network design, part of the model id (e.g. `reel-cells-2p1d-v1`).
     pub architecture: String,
     /// Side of the square frames the model generates.
     pub base_size: usize,
@@ -22,20 +24,30 @@ pub struct ModelConfig {
     pub fps: f32,
     /// Channels per latent position: `3 * patch^2` (RGB of a cell).
     pub latent_channels: usize,
+    /// Width of the denoiser's feature maps.
     pub channels: usize,
+    /// Residual blocks of the denoiser.
     pub blocks: usize,
+    /// Width of the text and time embeddings.
     pub emb: usize,
+    /// Caption tokens the text encoder reads (longer captions are an error).
     pub max_tokens: usize,
+    /// Group norm groups.
     pub gn_groups: usize,
+    /// Group norm epsilon.
     pub gn_eps: f32,
+    /// What the denoiser predicts.
     pub prediction: Prediction,
+    /// Noise schedule; only `cosine` is implemented.
     pub schedule: String,
+    /// Time of the first sampling step; only [`T_MAX`] is implemented.
     pub t_max: f64,
     /// Caption words; index 0 is padding.
     pub vocab: Vec<String>,
     /// (colour, shape) pairs never shown together in training.
     #[serde(default)]
     pub held_out: Vec<[String; 2]>,
+    /// Sampler settings the model was tuned with, used when a task gives none.
     pub sampler: SamplerDefaults,
     /// Training facts as train.py records them (command, device, steps, ...); absent for a
     /// randomly initialised export.
@@ -43,10 +55,14 @@ pub struct ModelConfig {
     pub training: Option<serde_json::Value>,
 }
 
+/// Default sampler settings of a checkpoint.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SamplerDefaults {
+    /// Solver.
     pub method: Method,
+    /// Denoising steps.
     pub steps: usize,
+    /// Classifier-free guidance scale.
     pub guidance: f32,
 }
 

@@ -14,6 +14,8 @@
 //!   forward pass, `decode` to frames.
 //! - `GpuMonitor`: utilisation and memory of the CUDA backend's GPU (NVML), for monitoring.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod cells;
 pub mod config;

@@ -8,7 +8,7 @@
 const COMPUTE_NICE: i32 = 10;
 
 /// Moves the calling thread to `SCHED_IDLE` (Linux: scheduling policies are per thread); where
-/// that is refused, lowers its priority by [`COMPUTE_NICE`] instead. Best effort: where both
+/// that is refused, lowers its priority by `COMPUTE_NICE` (10) instead. Best effort: where both
 /// fail or the OS has neither, nothing changes.
 pub fn lower_current_thread_priority() {
     #[cfg(target_os = "linux")]

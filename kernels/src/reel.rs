@@ -19,12 +19,39 @@ use crate::tokenizer::Tokenizer;
 /// Decoded frames: `data` is `[frame][y][x][rgb]`, values in [0, 1].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Clip {
+    /// Number of frames.
     pub frames: usize,
+    /// Frame width in pixels.
     pub width: usize,
+    /// Frame height in pixels.
     pub height: usize,
+    /// `frames * height * width * 3` values, RGB in [0, 1].
     pub data: Vec<f32>,
 }
 
+/// A loaded model: weights on a backend, its configuration, tokenizer and id.
+///
+/// One scene of the shipped checkpoint (`model/checkpoint`), sampled in a few steps:
+///
+/// ```
+/// use std::path::Path;
+///
+/// use kernels::{Method, Model};
+///
+/// let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/checkpoint");
+/// let model = Model::load(&dir)?;
+/// let caption = "a small red circle moving left on a black background";
+/// let mut scene = model.start(caption, 7, 0, 3, 4.0, Method::DpmPP2M)?;
+/// while !scene.done() {
+///     // Any number of scenes, of any tasks, can share one batched step.
+///     model.step(&mut [&mut scene]);
+/// }
+/// let clip = model.decode(&scene);
+/// assert_eq!(clip.frames, model.config().frames);
+/// assert_eq!(clip.data.len(), clip.frames * clip.width * clip.height * 3);
+/// assert!(clip.data.iter().all(|v| (0.0..=1.0).contains(v)));
+/// # Ok::<(), kernels::KernelError>(())
+/// ```
 pub struct Model {
     pub(crate) config: ModelConfig,
     id: String,
@@ -92,6 +119,7 @@ impl Model {
         })
     }
 
+    /// The checkpoint's `config.json`.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -102,6 +130,7 @@ impl Model {
         &self.id
     }
 
+    /// The backend in words ([`Backend::name`]), for logs.
     pub fn backend_name(&self) -> String {
         self.nets.backend_name()
     }

@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 /// The first step starts here, where lambda = log(alpha / sigma) is still finite.
 pub const T_MAX: f64 = 0.999;
 
+/// The solver of a sampling run (serde: `ddim`, `dpmpp2m`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    /// DDIM with eta 0 (deterministic, first order).
     Ddim,
+    /// DPM-Solver++(2M): second order from the previous step's x0, first order at the start.
     DpmPP2M,
 }
 
@@ -64,18 +67,22 @@ impl Solver {
         }
     }
 
+    /// The solver of this run.
     pub fn method(&self) -> Method {
         self.method
     }
 
+    /// Steps of the whole run.
     pub fn steps(&self) -> usize {
         self.times.len() - 1
     }
 
+    /// Steps taken so far.
     pub fn step_index(&self) -> usize {
         self.step
     }
 
+    /// Whether every step has been taken.
     pub fn done(&self) -> bool {
         self.step == self.steps()
     }

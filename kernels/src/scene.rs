@@ -11,6 +11,8 @@ use crate::reel::{Clip, Model};
 use crate::sampler::{Method, Solver};
 use crate::tensor::Tensor;
 
+/// One scene being sampled: made by [`Model::start`], advanced by [`Model::step`], turned
+/// into frames by [`Model::decode`].
 #[derive(Clone, Debug)]
 pub struct SceneState {
     /// `[F, L, h, w]`: cells of each frame.
@@ -21,6 +23,7 @@ pub struct SceneState {
 }
 
 impl SceneState {
+    /// Whether every sampling step has been taken.
     pub fn done(&self) -> bool {
         self.solver.done()
     }
@@ -30,14 +33,17 @@ impl SceneState {
         self.solver.step_index()
     }
 
+    /// Steps of the whole run.
     pub fn steps(&self) -> usize {
         self.solver.steps()
     }
 
+    /// Classifier-free guidance scale.
     pub fn guidance(&self) -> f32 {
         self.guidance
     }
 
+    /// The solver.
     pub fn method(&self) -> Method {
         self.solver.method()
     }

@@ -2,9 +2,12 @@
 //! `Backend` boundary (upload / download) and what weights are loaded into; backends keep
 //! their own device-side representation.
 
+/// A host tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// The values, row-major; as many as the shape's product.
     pub data: Vec<f32>,
 }
 
@@ -23,10 +26,12 @@ impl Tensor {
         }
     }
 
+    /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::new(shape, vec![0.0; shape.iter().product()])
     }
 
+    /// Number of values.
     pub fn numel(&self) -> usize {
         self.data.len()
     }

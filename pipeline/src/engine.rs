@@ -52,7 +52,7 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Most tasks accepted but not finished; the API answers 429 beyond it.
     pub queue_bound: usize,
-    /// Where artifacts are written.
+    /// Where task artifacts (MP4, PNG frames) are written.
     pub data_dir: PathBuf,
     /// CPU ceiling of the compute, percent of all cores (100: none).
     pub max_cpu_percent: u32,
@@ -198,7 +198,7 @@ impl Engine {
         self.shared.ledger.depth.load(Ordering::Relaxed)
     }
 
-    /// The queue bound the API enforces.
+    /// The most tasks accepted and unfinished ([`EngineConfig::queue_bound`]).
     pub fn queue_bound(&self) -> usize {
         self.bound
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use cpu_time::ProcessTime;
 
+/// The CPU ceiling of the compute threads: a token bucket of CPU time against wall time.
 pub struct CpuGovernor {
     /// CPU-seconds per wall second allowed (ceiling x cores); None: no ceiling.
     rate: Option<f64>,

@@ -10,7 +10,7 @@ macro_rules! attribute {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "lowercase")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[doc = concat!("`", $text, "`")] $variant),+ }
 
         impl $name {
             /// Every value, in WORLD.md order.
@@ -104,10 +104,15 @@ impl Motion {
 /// One scene: one object on one canvas for the whole scene.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Scene {
+    /// The object's size at the start.
     pub size: Size,
+    /// The object's colour.
     pub color: Color,
+    /// The object's shape.
     pub shape: Shape,
+    /// What the object does.
     pub motion: Motion,
+    /// The canvas.
     pub background: Background,
 }
 

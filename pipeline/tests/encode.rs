@@ -1,6 +1,7 @@
 //! Encoders: the MP4 parses back (mp4 crate) with the right frames, duration and size and with
-//! `moov` before `mdat`; where ffprobe/ffmpeg exist, they confirm H.264 Constrained Baseline
-//! yuv420p with every frame and decode colours close to the input. PNG and JPEG come out whole.
+//! `moov` before `mdat`; ffprobe and ffmpeg (installed by ./test.sh) confirm H.264 Constrained
+//! Baseline yuv420p with every frame and decode colours close to the input. PNG and JPEG come
+//! out whole.
 
 use std::io::Cursor;
 use std::process::Command;
@@ -53,15 +54,16 @@ fn top_level(file: &[u8]) -> Vec<String> {
     out
 }
 
-fn tool(name: &str) -> bool {
+/// Panics unless `name` runs: the check below needs it (./test.sh installs ffmpeg).
+fn require_tool(name: &str) {
     let found = Command::new(name)
         .arg("-version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("{name} not found on PATH: its part of the check is skipped");
-    }
-    found
+    assert!(
+        found,
+        "{name} not found on PATH: run the tests through ./test.sh, which installs ffmpeg"
+    );
 }
 
 #[test]
@@ -137,9 +139,8 @@ fn mp4_parses_back_with_frames_duration_and_size() {
 
 #[test]
 fn ffprobe_sees_constrained_baseline_yuv420p_and_ffmpeg_decodes_the_colours() {
-    if !tool("ffprobe") || !tool("ffmpeg") {
-        return;
-    }
+    require_tool("ffprobe");
+    require_tool("ffmpeg");
     let frames: Vec<Vec<u8>> = (0..FRAMES).map(frame).collect();
     let dir = std::env::temp_dir().join(format!("reel-encode-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

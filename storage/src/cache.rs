@@ -18,7 +18,9 @@ use crate::store::Store;
 /// Sizes of the in-memory layer. `capacity: 0` turns the layer off (every lookup reads sled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
+    /// Entries the LRU holds.
     pub capacity: usize,
+    /// How long an entry stays in the LRU before the next lookup reads sled again.
     pub ttl: Duration,
 }
 
@@ -34,8 +36,11 @@ impl Default for CacheConfig {
 /// Lookups since the store was opened. `hits` counts both layers; `memory_hits` the LRU only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CacheStats {
+    /// Lookups that found a task (in either layer).
     pub hits: u64,
+    /// Lookups answered by the LRU.
     pub memory_hits: u64,
+    /// Lookups that found nothing.
     pub misses: u64,
 }
 
@@ -128,6 +133,7 @@ impl Store {
         Ok(())
     }
 
+    /// Result-cache lookups since the store was opened.
     pub fn cache_stats(&self) -> CacheStats {
         let c = &self.cache;
         CacheStats {

@@ -17,6 +17,33 @@
 //! - `outbox`: webhook deliveries owed, by due time ([`Delivery`]).
 //! - `cache`: result-cache key -> id of the task whose artifact answers it, fronted by a
 //!   bounded in-memory LRU with a TTL ([`CacheConfig`]).
+//!
+//! A task stored and read back:
+//!
+//! ```
+//! use storage::{Store, TaskParams, TaskStatus};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let params = TaskParams {
+//!     prompt: "a small red circle moving left on a black background".into(),
+//!     num_scenes: 1,
+//!     seed: 7,
+//!     steps: 20,
+//!     guidance: 4.0,
+//!     seconds_per_scene: 2.0,
+//!     fps: 24,
+//!     size: 256,
+//! };
+//! let task = store.create_task(params.clone())?;
+//! assert_eq!((task.id, task.status), (1, TaskStatus::Queued));
+//! let read = store.get(task.id)?.expect("the task just stored");
+//! assert_eq!(read.params, params);
+//! assert!(store.get(task.id + 1)?.is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
 
 mod api_keys;
 mod cache;

@@ -130,6 +130,7 @@ impl Store {
         Ok(record)
     }
 
+    /// The task with this id; `None` if there is none.
     pub fn get(&self, id: u64) -> Result<Option<TaskRecord>> {
         match self.tasks.get(id_key(id))? {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),

@@ -10,12 +10,19 @@ pub use contract::TaskStatus;
 /// The validated parameters of a task, every default filled in (the API does that).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskParams {
+    /// The prompt, English or Simplified Chinese.
     pub prompt: String,
+    /// Scenes of the video.
     pub num_scenes: usize,
+    /// Seed of the plan's guesses and of the sampling noise.
     pub seed: u64,
+    /// Denoising steps per scene.
     pub steps: usize,
+    /// Classifier-free guidance scale.
     pub guidance: f32,
+    /// Duration of each scene.
     pub seconds_per_scene: f32,
+    /// Delivered frames per second.
     pub fps: u32,
     /// Delivered frame side in pixels (square frames).
     pub size: u32,
@@ -43,22 +50,34 @@ pub fn frame_file(n: usize) -> String {
 /// Where a finished task's files are, relative to the data dir.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
+    /// The MP4.
     pub video: String,
+    /// The directory of the delivered frames as PNG.
     pub frames_dir: String,
+    /// Frames in the video.
     pub frame_count: usize,
+    /// Size of the MP4.
     pub video_bytes: u64,
+    /// Frame width in pixels.
     pub width: u32,
+    /// Frame height in pixels.
     pub height: u32,
+    /// Frames per second.
     pub fps: u32,
 }
 
 /// One task as stored in sled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
+    /// Creation order, from 1.
     pub id: u64,
+    /// Where it stands.
     pub status: TaskStatus,
+    /// Creation time, Unix milliseconds.
     pub created_ms: u64,
+    /// Time of the last change, Unix milliseconds.
     pub updated_ms: u64,
+    /// What was asked.
     pub params: TaskParams,
     /// The scene plan (pipeline::plan::Plan as JSON) once planned.
     pub plan: Option<serde_json::Value>,
@@ -66,8 +85,11 @@ pub struct TaskRecord {
     pub scenes_done: usize,
     /// Milliseconds per stage: plan, queue, denoise, post_process, encode, total.
     pub timings_ms: BTreeMap<String, u64>,
+    /// Whether the result came from the result cache (an earlier task's artifact).
     pub cached: bool,
+    /// Why it failed, when it did.
     pub error: Option<String>,
+    /// Its files, once completed.
     pub artifact: Option<Artifact>,
     /// Id of the API key that created the task; `None` when made without keys (open mode,
     /// the command line). Records from before keys existed read as `None`.
@@ -173,20 +195,32 @@ impl NewTask {
 }
 
 impl TaskParams {
+    /// Default scene count.
     pub const DEFAULT_NUM_SCENES: usize = 3;
+    /// Default denoising steps.
     pub const DEFAULT_STEPS: usize = 20;
+    /// Default guidance scale.
     pub const DEFAULT_GUIDANCE: f32 = 4.0;
+    /// Default scene duration.
     pub const DEFAULT_SECONDS_PER_SCENE: f32 = 2.0;
+    /// Default frame rate.
     pub const DEFAULT_FPS: u32 = 24;
+    /// Default frame side.
     pub const DEFAULT_SIZE: u32 = 256;
 
     /// Accepted ranges, shared by the HTTP API and the command line.
     pub const PROMPT_MAX_CHARS: usize = 2000;
+    /// Accepted scene counts, inclusive.
     pub const NUM_SCENES: (usize, usize) = (1, 8);
+    /// Accepted step counts, inclusive.
     pub const STEPS: (usize, usize) = (1, 100);
+    /// Accepted guidance scales, inclusive.
     pub const GUIDANCE: (f32, f32) = (0.0, 20.0);
+    /// Accepted scene durations, inclusive.
     pub const SECONDS_PER_SCENE: (f32, f32) = (0.5, 10.0);
+    /// Accepted frame rates, inclusive.
     pub const FPS: (u32, u32) = (1, 60);
+    /// Accepted frame sides, inclusive (also a multiple of 16).
     pub const SIZE: (u32, u32) = (64, 512);
     /// `size` must be a multiple of this (the model's cells and the encoder's macroblocks).
     pub const SIZE_MULTIPLE: u32 = 16;

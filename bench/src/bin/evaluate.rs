@@ -1,6 +1,6 @@
 //! Prompt-adherence evaluation of the shipped model: generates every scene of
-//! `pipeline::eval::prompt_suite` with the Rust inference (CPU backend), judges the model's
-//! frames and the delivered (post-processed) frames with `pipeline::eval`, and writes the
+//! `eval::prompt_suite` with the Rust inference (CPU backend), judges the model's
+//! frames and the delivered (post-processed) frames with `eval`, and writes the
 //! accuracy tables as Markdown.
 //!
 //! `cargo run --release -p bench --bin evaluate -- --out docs/EVALUATION.md`
@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
+use eval::report;
 use kernels::{Clip, Model};
-use pipeline::eval::{self, report};
 use pipeline::post::{PostChoice, PostProcessor};
 
 #[derive(Parser)]

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
+use eval::render::{draw_start, render};
 use kernels::Clip;
 use pipeline::post::{PostChoice, PostProcessor};
-use pipeline::render::{draw_start, render};
 use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
 
 #[derive(Parser)]

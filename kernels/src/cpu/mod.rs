@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tensor::Buffers;
 pub use tensor::CpuTensor;
 
+/// The CPU backend: its own rayon pool and a store of reusable buffers.
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
@@ -60,6 +61,7 @@ impl CpuBackend {
         }
     }
 
+    /// Threads of its pool.
     pub fn threads(&self) -> usize {
         self.threads
     }

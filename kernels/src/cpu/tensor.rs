@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::gemm::PackedB;
 use crate::tensor::Tensor;
 
+/// A tensor of the CPU backend.
 #[derive(Debug)]
 pub struct CpuTensor {
     host: Tensor,
@@ -32,6 +33,7 @@ impl CpuTensor {
         }
     }
 
+    /// The values.
     pub fn host(&self) -> &Tensor {
         &self.host
     }

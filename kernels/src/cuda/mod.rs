@@ -9,15 +9,15 @@
 //!   temporal conv adds itself onto the block's residual with no extra pass.
 //! - Everything else is a custom kernel in a `.cu` file beside this one (`ptx.rs` compiles
 //!   them with NVRTC for the card found and caches the PTX). `norm_silu` is one kernel
-//!   (group norm, FiLM, SiLU in one pass over memory), and `guided_step` (`sampler.rs`) fuses
-//!   the classifier-free guidance combine with the DDIM / DPM-Solver++(2M) update.
+//!   (group norm, FiLM, SiLU in one pass over memory).
+//! - The sampler (guidance combine and solver update) runs on the host, as with the CPU
+//!   backend: each `Model::step` uploads the latents and downloads the denoiser output.
 //! - All work is queued on the context's default stream in call order; `download` waits for it.
 //!   The `Backend` ops cannot return errors, so a failing CUDA call (a lost device, memory
 //!   exhausted) panics with the driver's message; everything that can fail at start-up is an
 //!   error of `try_new` instead.
 
 mod ptx;
-mod sampler;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -38,7 +38,6 @@ use crate::tensor::Tensor;
 pub use ptx::{
     compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source, SOURCES,
 };
-pub use sampler::StepCoefficients;
 
 /// Launches the grid-stride kernel `$name` of `$be` over `$n` elements with `$arg`s.
 macro_rules! launch {
@@ -87,15 +86,18 @@ pub struct CudaTensor {
 }
 
 impl CudaTensor {
+    /// Dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Number of values.
     pub fn numel(&self) -> usize {
         self.data.len()
     }
 }
 
+/// The CUDA backend: one device, its compiled kernels and a cuBLAS handle.
 pub struct CudaBackend {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
@@ -185,52 +187,6 @@ impl CudaBackend {
         check(self.stream.synchronize(), "synchronize");
     }
 
-    /// One sampler step of `steps.len()` scenes, entirely on the device: for scene `i`,
-    /// `z[i]` (its latent) and `prev_x0[i]` (the x0 of its previous step, read by second-order
-    /// DPM-Solver++ steps) are updated in place from `out`, the denoiser output over the
-    /// `2 * n` clips of `Model::step` (conditional first, then unconditional), with the
-    /// guidance and solver coefficients of `steps[i]`. Bit-identical to `Model::step`'s host
-    /// arithmetic.
-    pub fn guided_step(
-        &self,
-        z: &mut CudaTensor,
-        prev_x0: &mut CudaTensor,
-        out: &CudaTensor,
-        steps: &[StepCoefficients],
-    ) {
-        let scenes = steps.len();
-        assert!(
-            scenes > 0 && z.numel().is_multiple_of(scenes),
-            "{} latent values for {scenes} scenes",
-            z.numel()
-        );
-        assert!(
-            prev_x0.numel() == z.numel() && out.numel() == 2 * z.numel(),
-            "guided_step buffers of mismatched sizes"
-        );
-        let params = self.upload_vec(&steps.iter().flat_map(|s| s.params()).collect::<Vec<f32>>());
-        let (n, len) = (z.numel(), (z.numel() / scenes) as u64);
-        let scenes = scenes as u64;
-        launch!(
-            self,
-            "guided_step",
-            n,
-            &mut z.data,
-            &mut prev_x0.data,
-            &out.data,
-            &params.data,
-            &scenes,
-            &len
-        );
-    }
-
-    fn upload_vec(&self, data: &[f32]) -> CudaTensor {
-        CudaTensor {
-            shape: vec![data.len()],
-            data: check(self.stream.clone_htod(data), "upload"),
-        }
-    }
-
     /// An uninitialised `shape` tensor, for outputs a kernel writes in full.
     fn alloc(&self, shape: &[usize]) -> CudaTensor {
         // SAFETY: every caller overwrites all elements before the tensor is read.
@@ -261,7 +217,7 @@ impl CudaBackend {
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: every kernel of elementwise.cu / conv.cu / sampler.cu is a grid-stride loop
+        // SAFETY: every kernel of elementwise.cu / conv.cu is a grid-stride loop
         // over exactly the element counts its caller passes, the callers check that the
         // buffers hold that many elements, and argument types match the kernel signatures.
         check(unsafe { l.launch(cfg) }, name);

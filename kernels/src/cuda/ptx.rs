@@ -15,8 +15,11 @@ use crate::error::KernelError;
 
 /// One `.cu` file and the kernels the backend loads from it.
 pub struct Source {
+    /// File name beside ptx.rs.
     pub file: &'static str,
+    /// Its text.
     pub code: &'static str,
+    /// The `extern "C" __global__` functions loaded from it.
     pub kernels: &'static [&'static str],
 }
 
@@ -37,11 +40,6 @@ pub const SOURCES: &[Source] = &[
         code: include_str!("group_norm.cu"),
         kernels: &["norm_silu"],
     },
-    Source {
-        file: "sampler.cu",
-        code: include_str!("sampler.cu"),
-        kernels: &["guided_step"],
-    },
 ];
 
 /// NVRTC flags besides the architecture. IEEE division and square root (the defaults, spelled
@@ -50,8 +48,11 @@ const OPTIONS: &[&str] = &["--prec-div=true", "--prec-sqrt=true"];
 
 /// A source compiled to PTX.
 pub struct CompiledSource {
+    /// File name of the source.
     pub file: &'static str,
+    /// The kernels it defines.
     pub kernels: &'static [&'static str],
+    /// NVRTC's output.
     pub ptx: String,
 }
 

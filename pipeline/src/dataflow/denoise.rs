@@ -26,9 +26,15 @@ use super::context::Context;
 use super::fair_queue::FairQueue;
 use super::messages::{DenoisedScene, SceneJob};
 
-/// The `denoise` operator on a stream of scenes.
+/// The `denoise` operator on a stream of scene jobs.
+///
+/// Input: [`SceneJob`], pipelined (no exchange). Output: one [`DenoisedScene`] per scene that
+/// finishes sampling, at its task's epoch, as soon as its last step is done. Capabilities: one
+/// retained per waiting or running scene, dropped when the scene is emitted, fails or is
+/// cancelled.
 pub trait Denoise<'s> {
-    /// Samples every scene with the model, batched across tasks, emitting each when done.
+    /// Samples the scenes with the model, all in-flight scenes of any task advanced together
+    /// by one batched step per activation (continuous batching, at most `max_batch` scenes).
     fn denoise(self, ctx: Arc<Context>) -> StreamVec<'s, u64, DenoisedScene>;
 }
 

@@ -23,9 +23,14 @@ use super::messages::ProcessedScene;
 use super::post_process::write_atomically;
 use crate::encode::Mp4Encoder;
 
-/// The `encode_video` operator on a stream of post-processed scenes.
+/// The `encode_video` operator on a stream of processed scenes.
+///
+/// Input: [`ProcessedScene`], pipelined (no exchange: a task's scenes all come through one
+/// worker). Output: the id of each task completed here, at its epoch. Capabilities: none held;
+/// a task completes in the activation that brings its last missing scene.
 pub trait EncodeVideo<'s> {
-    /// Encodes each task's scenes, in order, into its MP4 and completes the task.
+    /// Feeds each task's scenes, in scene order, to its H.264 encoder; after the last one
+    /// writes the MP4, completes the task (through the task service) and caches the result.
     fn encode_video(self, ctx: Arc<Context>) -> StreamVec<'s, u64, u64>;
 }
 

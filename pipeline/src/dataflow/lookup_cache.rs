@@ -16,8 +16,14 @@ use super::context::Context;
 use super::messages::{PlannedTask, SceneJob};
 
 /// The `lookup_cache` operator on a stream of planned tasks.
+///
+/// Input: [`PlannedTask`], pipelined (no exchange: it stays on the worker that planned it).
+/// Output: one [`SceneJob`] per scene of a task the cache cannot answer, at the task's epoch;
+/// nothing for a cache hit (completed here from the earlier task's artifact) or a cancelled
+/// task. Capabilities: none held.
 pub trait LookupCache<'s> {
-    /// Completes cache hits in place and splits misses into their scenes.
+    /// Completes repeated requests from the result cache and splits the rest into scene jobs,
+    /// moving those tasks to `Generating`.
     fn lookup_cache(self, ctx: Arc<Context>) -> StreamVec<'s, u64, SceneJob>;
 }
 

@@ -18,8 +18,14 @@ use super::messages::{PlannedTask, TaskIn};
 use crate::engine::FAULT_PANIC_PROMPT;
 
 /// The `plan_tasks` operator on a stream of incoming tasks.
+///
+/// Input: [`TaskIn`], exchanged by task id (`Exchange` on `TaskIn::id`), so tasks spread over
+/// the workers. Output: one [`PlannedTask`] per task that is neither cancelled nor failed to
+/// plan, at the task's own epoch, after its plan is stored. Capabilities: none held; a task is
+/// planned in the activation that brings it.
 pub trait PlanTasks<'s> {
-    /// Plans each task (moving it to `planning`, storing its plan) and passes it on.
+    /// Plans each task's prompt into scenes ([`crate::planner`]), stores the plan and the
+    /// result-cache key, and passes the task on.
     fn plan_tasks(self, ctx: Arc<Context>) -> StreamVec<'s, u64, PlannedTask>;
 }
 

@@ -30,8 +30,14 @@ use super::messages::{DenoisedScene, ProcessedScene};
 use super::post_pool::{pool_threads, Outcome, PostPool};
 
 /// The `post_process` operator on a stream of denoised scenes.
+///
+/// Input: [`DenoisedScene`], pipelined (no exchange). Output: one [`ProcessedScene`] per scene
+/// that the [`PostPool`] threads bring back processed, at its task's epoch. Capabilities: one
+/// retained per scene while it is in the pool, dropped in the activation that emits it.
 pub trait PostProcess<'s> {
-    /// Upscales, interpolates and stores each scene's frames off the worker thread.
+    /// Hands each scene to the post-processing threads (upscale, interpolation, YUV, PNG
+    /// frames stored and announced) and emits it when they are done; after a task's last
+    /// scene, moves the task to `Encoding`.
     fn post_process(self, ctx: Arc<Context>) -> StreamVec<'s, u64, ProcessedScene>;
 }
 

@@ -1,11 +1,11 @@
 //! The rule-based planner: English or Simplified Chinese prompt -> canonical scenes.
 //!
 //! It implements [`Planner`] (the engine's first dataflow stage calls it) following
-//! shared/WORLD.md "How prompts name things": [`lexer`] cuts the prompt into scene segments of
-//! matched words, [`mention`] reads what each segment names, and this module fills the rest:
+//! shared/WORLD.md "How prompts name things": `lexer` cuts the prompt into scene segments of
+//! matched words, `mention` reads what each segment names, and this module fills the rest:
 //! attributes a scene leaves out carry over from the previous scene; in the first scene size
 //! defaults to medium and motion to still, while colour, shape and background are drawn from
-//! the seed ([`draw`]) and marked guessed. A background named only in a later scene also holds
+//! the seed (`draw`) and marked guessed. A background named only in a later scene also holds
 //! for the scenes before it (one canvas is what such prompts mean). Extra scenes continue the
 //! last object with new, guessed motions; surplus described scenes are dropped from the end.
 
@@ -22,6 +22,30 @@ use crate::plan::{Attr, Plan, PlannedScene, Planner};
 use crate::world::{Background, Color, Motion, Scene, Shape, Size, HELD_OUT};
 
 /// The built-in planner: deterministic rules, no model.
+///
+/// ```
+/// use pipeline::plan::{Attr, Planner};
+/// use pipeline::planner::RulePlanner;
+/// use pipeline::world::{Color, Motion, Shape, Size};
+///
+/// let plan = RulePlanner.plan("a small red circle moving left, then it grows", 3, 7);
+/// let [first, second, third] = &plan.scenes[..] else { panic!("three scenes") };
+/// assert_eq!(
+///     (first.scene.size, first.scene.color, first.scene.shape, first.scene.motion),
+///     (Size::Small, Color::Red, Shape::Circle, Motion::Left)
+/// );
+/// // The second scene names only its motion: the object carries over.
+/// assert_eq!(second.scene.motion, Motion::Grow);
+/// assert_eq!(second.scene.color, Color::Red);
+/// // No background named: drawn from the seed, marked guessed, the same in every scene.
+/// assert!(first.guessed.contains(&Attr::Background));
+/// assert_eq!(second.scene.background, first.scene.background);
+/// // A third scene the prompt does not describe continues the object with a guessed motion.
+/// assert!(third.guessed.contains(&Attr::Motion));
+/// assert_eq!(first.caption, first.scene.caption());
+/// // Deterministic: the same prompt, count and seed give the same plan.
+/// assert_eq!(plan, RulePlanner.plan("a small red circle moving left, then it grows", 3, 7));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RulePlanner;
 

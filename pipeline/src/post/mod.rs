@@ -51,10 +51,15 @@ pub use choice::PostChoice;
 /// `ceil(width/2) * ceil(height/2)`, all tightly packed rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Yuv420 {
+    /// Frame width in pixels.
     pub width: usize,
+    /// Frame height in pixels.
     pub height: usize,
+    /// Luma (Y'), one byte per pixel.
     pub y: Vec<u8>,
+    /// Blue-difference chroma (Cb), one byte per 2x2 pixels.
     pub u: Vec<u8>,
+    /// Red-difference chroma (Cr), one byte per 2x2 pixels.
     pub v: Vec<u8>,
 }
 
@@ -82,28 +87,59 @@ enum Backend {
 
 impl PostProcessor {
     /// Sets up the backend: `Cpu` always works; `Wgpu` fails when no adapter exists; `Auto`
-    /// takes a hardware adapter when there is one and the CPU path otherwise (see
-    /// [`PostChoice`] for why a software adapter is not taken), so it never fails.
+    /// takes a hardware adapter when there is one and otherwise the faster of a software
+    /// adapter and the CPU path on a probe scene timed here (see [`PostChoice`]), so it never
+    /// fails.
     pub fn new(choice: PostChoice) -> Result<PostProcessor> {
-        let (adapter, why) = choice::resolve(choice)?;
-        let Some(adapter) = adapter else {
-            return Ok(PostProcessor {
-                backend: Backend::Cpu,
-                why,
-            });
+        let cpu = |why: String| PostProcessor {
+            backend: Backend::Cpu,
+            why,
         };
-        match gpu::GpuPost::new(adapter) {
-            Ok(gpu) => Ok(PostProcessor {
+        let auto = choice == PostChoice::Auto;
+        let Some(adapter) = choice::adapter_for(choice)? else {
+            return Ok(cpu(if auto {
+                "auto: no wgpu adapter".into()
+            } else {
+                String::new()
+            }));
+        };
+        let software = choice::is_software(&adapter);
+        let name = adapter.get_info().name;
+        let gpu = match gpu::GpuPost::new(adapter) {
+            Ok(gpu) => PostProcessor {
                 backend: Backend::Wgpu(Box::new(gpu)),
-                why,
-            }),
+                why: String::new(),
+            },
             // Auto promises a working backend: a device that fails to start leaves the CPU path.
-            Err(e) if choice == PostChoice::Auto => Ok(PostProcessor {
-                backend: Backend::Cpu,
-                why: format!("auto: the wgpu device failed: {e:#}"),
-            }),
-            Err(e) => Err(e),
+            Err(e) if auto => return Ok(cpu(format!("auto: the wgpu device failed: {e:#}"))),
+            Err(e) => return Err(e),
+        };
+        if !auto {
+            return Ok(gpu);
         }
+        let cpu_fps = choice::probe_fps(|c, s, f| cpu(String::new()).process(c, s, f))?;
+        let gpu_fps = match choice::probe_fps(|c, s, f| gpu.process(c, s, f)) {
+            Ok(fps) => fps,
+            Err(e) => return Ok(cpu(format!("auto: the wgpu device failed: {e:#}"))),
+        };
+        let measured = format!(
+            "start-up probe: wgpu {gpu_fps:.0} frames/s, the CPU path {cpu_fps:.0} frames/s"
+        );
+        Ok(if !software {
+            PostProcessor {
+                why: format!("auto: hardware adapter; {measured}"),
+                ..gpu
+            }
+        } else if gpu_fps > cpu_fps {
+            PostProcessor {
+                why: format!("auto: software adapter, the faster; {measured}"),
+                ..gpu
+            }
+        } else {
+            cpu(format!(
+                "auto: only a software adapter ({name}), the slower; {measured}"
+            ))
+        })
     }
 
     /// The backend in words, e.g. `wgpu: llvmpipe (LLVM 15.0.6, 256 bits) / Vulkan / Cpu` or

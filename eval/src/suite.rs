@@ -3,7 +3,7 @@
 
 use kernels::philox::philox4x32_10;
 
-use crate::world::{Background, Color, Motion, Scene, Shape, Size, HELD_OUT};
+use pipeline::world::{Background, Color, Motion, Scene, Shape, Size, HELD_OUT};
 
 /// Philox stream of the suite's shuffles, apart from noise and start streams.
 const SUITE_STREAM: u32 = 0x5355_4954;

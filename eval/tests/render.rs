@@ -1,7 +1,7 @@
 //! The Rust renderer against model/world.py (fixtures/world_frames.json, written by
 //! fixtures/world_frames.py) and against the geometry WORLD.md fixes.
 
-use pipeline::render::{draw_start, render, render_into, seeded_start, size_at, start_range};
+use eval::render::{draw_start, render, render_into, seeded_start, size_at, start_range};
 use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
 use serde::Deserialize;
 

@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 
+use eval::render::{render, render_into, seeded_start};
+use eval::{evaluate, prompt_suite, report, Verdict, ATTRS};
 use kernels::Clip;
-use pipeline::eval::{evaluate, prompt_suite, report, Verdict, ATTRS};
 use pipeline::plan::Attr;
-use pipeline::render::{render, render_into, seeded_start};
 use pipeline::world::{Background, Color, Motion, Scene, Shape, Size, HELD_OUT};
 use rayon::prelude::*;
 

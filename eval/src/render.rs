@@ -1,18 +1,18 @@
 //! The world renderer: the Rust twin of `model/world.py` `render`, drawing a canonical
-//! [`Scene`] into a [`Clip`] exactly as the training clips were drawn.
+//! [`Scene`] into a [`Clip`] as the training clips were drawn.
 //!
 //! Same geometry as the Python: pixel centres at `+0.5`, anti-aliasing from a signed distance
 //! with a one-pixel ramp, the equilateral apex-up triangle and the 45-degree diamond inscribed
 //! in the object's box, [`size_at`] for grow / shrink, a travel of [`TRAVEL`] of the frame side,
 //! progress `p = i / (frames - 1)`, and 8-bit rounding (half to even, like `np.rint`), so
-//! frames match world.py within one level of 255. The evaluator's ground truth, tests and
-//! benchmarks draw with it; [`seeded_start`] places a task's scenes from its seed with the
-//! kernels' Philox generator.
+//! frames match world.py within one level of 255 (tests/render.rs). The evaluator's ground
+//! truth, tests and benchmarks draw with it; [`seeded_start`] places scene `index` of a seed
+//! with the kernels' Philox generator, so a test's scenes are reproducible from one number.
 
 use kernels::philox::philox4x32_10;
 use kernels::Clip;
 
-use crate::world::{Motion, Scene, Shape};
+use pipeline::world::{Motion, Scene, Shape};
 
 /// Fraction of the frame side the centre travels in a moving scene.
 pub const TRAVEL: f64 = 0.45;

@@ -1,4 +1,5 @@
-//! The prompt-adherence evaluator: does a clip show the scene it was asked for?
+//! The prompt-adherence evaluator: does a clip show the scene it was asked for? Used by tests
+//! and the `bench` tools, never by the server, so it lives outside the `pipeline` crate.
 //!
 //! [`evaluate`] measures a clip at any resolution (model frames or delivered frames) and
 //! checks each attribute of the expected [`Scene`]: the canvas colour (median of the first
@@ -7,9 +8,15 @@
 //! (centroid shift and width ratio from first to last frame). [`report`] turns verdicts into
 //! an accuracy table; [`prompt_suite`] gives the scenes an evaluation run asks the model for.
 //! Validated on the renderer's ground truth (tests/eval.rs), where it is exact.
+//!
+//! [`render`] is that ground truth: the Rust twin of `model/world.py`, drawing a scene as the
+//! training clips were drawn.
+
+#![warn(missing_docs)]
 
 mod classify;
 mod measure;
+pub mod render;
 pub mod report;
 mod suite;
 
@@ -18,15 +25,19 @@ use serde::Serialize;
 
 pub use suite::prompt_suite;
 
-use crate::plan::Attr;
-use crate::world::{Background, Color, Motion, Scene, Shape, Size};
+use pipeline::plan::Attr;
+use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
 
 /// What was measured on the object; absent when no object stands out from the canvas.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ObjectMeasure {
+    /// The nearest palette colour to [`ObjectMeasure::rgb`].
     pub color: Color,
+    /// The shape its mass distribution reads as.
     pub shape: Shape,
+    /// The size class of [`ObjectMeasure::side`].
     pub size: Size,
+    /// The motion [`ObjectMeasure::shift`] and [`ObjectMeasure::scale`] read as.
     pub motion: Motion,
     /// Object colour, RGB in [0, 1].
     pub rgb: [f32; 3],
@@ -49,16 +60,20 @@ pub struct ObjectMeasure {
 /// Everything measured on a clip.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Measured {
+    /// The nearest canvas colour to [`Measured::background_rgb`].
     pub background: Background,
     /// Canvas colour, RGB in [0, 1].
     pub background_rgb: [f32; 3],
+    /// The object, when one stands out from the canvas.
     pub object: Option<ObjectMeasure>,
 }
 
 /// The expected scene beside what the clip shows.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Verdict {
+    /// The scene asked for.
     pub expected: Scene,
+    /// What the clip shows.
     pub measured: Measured,
 }
 
@@ -100,6 +115,25 @@ pub const ATTRS: [Attr; 5] = [
 
 /// Judges `clip` against `expected`. Clips with no frames or no pixels measure as a black
 /// canvas with no object.
+///
+/// ```
+/// use eval::evaluate;
+/// use eval::render::{draw_start, render};
+/// use pipeline::plan::Attr;
+/// use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
+///
+/// let scene = Scene {
+///     size: Size::Large,
+///     color: Color::Blue,
+///     shape: Shape::Square,
+///     motion: Motion::Right,
+///     background: Background::Beige,
+/// };
+/// let clip = render(&scene, draw_start(&scene, 0.5, 0.5), 64, 8);
+/// assert!(evaluate(&clip, &scene).all_pass());
+/// let asked = Scene { motion: Motion::Left, ..scene };
+/// assert_eq!(evaluate(&clip, &asked).failures(), [Attr::Motion]);
+/// ```
 pub fn evaluate(clip: &Clip, expected: &Scene) -> Verdict {
     let frame_len = clip.width * clip.height * 3;
     let usable = clip.frames > 0 && frame_len > 0 && clip.data.len() >= clip.frames * frame_len;

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Verdict, ATTRS};
-use crate::world::{Size, HELD_OUT};
+use pipeline::world::{Size, HELD_OUT};
 
 /// Accuracy of one subset of verdicts.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Row {
+    /// Which subset, as the table's first column shows it.
     pub label: String,
     /// Scenes in the subset.
     pub n: usize,

@@ -1,7 +1,7 @@
 //! Measured values -> world attributes, with the thresholds and why they sit where they do.
 
 use super::measure::{distance, Blob, Rgb};
-use crate::world::{Background, Color, Motion, Shape, Size};
+use pipeline::world::{Background, Color, Motion, Shape, Size};
 
 /// Below this vertical skewness the mass sits low: an apex-up triangle (ideal -0.57; the
 /// symmetric shapes measure 0).
