@@ -64,14 +64,23 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 let (store, dir) = (store.clone(), data_dir.clone());
-                match tokio::task::spawn_blocking(move || {
-                    store.remove_expired_artifacts(&dir, max_age)
-                })
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired artifacts removed"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
-                    _ => {}
+                // One call removes a bounded batch; a backlog takes several.
+                let sweep = tokio::task::spawn_blocking(move || loop {
+                    let r = store.remove_expired(&dir, max_age)?;
+                    if r.tasks > 0 {
+                        let (tasks, files, bytes) = (r.tasks, r.files, r.bytes);
+                        tracing::info!(tasks, files, bytes, "expired tasks removed");
+                    }
+                    if !r.more {
+                        // Every call retries the failures, so the last one lists them all.
+                        for (task, e) in &r.failed {
+                            tracing::warn!(task, error = %e, "expired task kept, files left");
+                        }
+                        return Ok::<_, storage::StoreError>(());
+                    }
+                });
+                if let Ok(Err(e)) = sweep.await {
+                    tracing::warn!(error = %e, "retention sweep failed");
                 }
             }
         });

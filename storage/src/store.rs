@@ -11,14 +11,17 @@ use sled::Transactional;
 use crate::cache::{CacheConfig, ResultCache};
 use crate::error::Result;
 use crate::keys::{count_key, decode_u64, id_key, index_id, index_key, NEXT_ID};
+use crate::retention;
 use crate::task::{TaskParams, TaskRecord, TaskStatus};
 
 /// The durable home of every task. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
     pub(crate) db: sled::Db,
     pub(crate) tasks: sled::Tree,
-    by_status: sled::Tree,
-    meta: sled::Tree,
+    pub(crate) by_status: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    /// Finish times and artifact users of tasks, kept by `crate::retention`.
+    pub(crate) retention: sled::Tree,
     pub(crate) cache: ResultCache,
     /// Serialises writers so that read-modify-write needs no retry of the caller's closure
     /// (sled transactions may rerun their body; `update` takes an `FnOnce`).
@@ -32,10 +35,11 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<crate::StoreError>>;
+pub(crate) type TxResult<T> =
+    std::result::Result<T, ConflictableTransactionError<crate::StoreError>>;
 
 /// Adds `delta` to the stored count of `status` inside a transaction.
-fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i64) -> TxResult<()> {
+pub(crate) fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i64) -> TxResult<()> {
     let key = count_key(status);
     let old = match meta.get(key)? {
         Some(v) => decode_u64(&v).map_err(ConflictableTransactionError::Abort)?,
@@ -62,17 +66,20 @@ impl Store {
             .path(dir.join("db"))
             .cache_capacity(SLED_CACHE_BYTES)
             .open()?;
-        Ok(Store {
+        let store = Store {
             tasks: db.open_tree("tasks")?,
             by_status: db.open_tree("by_status")?,
             meta: db.open_tree("meta")?,
-            cache: ResultCache::open(db.open_tree("cache")?, cache),
+            retention: db.open_tree("retention")?,
+            cache: ResultCache::open(db.open_tree("cache")?, db.open_tree("cache_owners")?, cache),
             db,
             write_lock: Mutex::new(()),
-        })
+        };
+        store.index_existing()?;
+        Ok(store)
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
         // A panic in a caller's closure leaves no half-written state (the write is one
         // transaction after the closure), so a poisoned lock is safe to reuse.
         self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
@@ -138,8 +145,10 @@ impl Store {
         record.updated_ms = now_ms().max(record.updated_ms);
         let new_status = record.status;
         let bytes = serde_json::to_vec(&record)?;
-        (&self.tasks, &self.by_status, &self.meta).transaction(|(tasks, index, meta)| {
+        let trees = (&self.tasks, &self.by_status, &self.meta, &self.retention);
+        trees.transaction(|(tasks, index, meta, retention)| {
             tasks.insert(&id_key(id)[..], bytes.as_slice())?;
+            retention::follow(retention, Some(&before), &record)?;
             if old_status != new_status {
                 index.remove(&index_key(old_status, id)[..])?;
                 index.insert(&index_key(new_status, id)[..], &[][..])?;
