@@ -132,6 +132,7 @@ impl Store {
     }
 
     /// Records that task `task_id`'s artifact answers `key` (replacing any older answer).
+    /// Takes the store's write lock, so not from inside an [`Store::update`] closure.
     pub fn cache_put(&self, key: &str, task_id: u64) -> Result<()> {
         // Under the write lock: retention reads a task's keys before the transaction that
         // deletes it, and a key added in between would outlive the task.

@@ -305,6 +305,28 @@ fn shared_files_go_with_their_last_user() {
 }
 
 #[test]
+fn a_cache_key_answered_by_a_newer_task_outlives_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(dir.path()).unwrap();
+    for _ in 0..2 {
+        store.create_task(params()).unwrap();
+    }
+    finish_at(&store, 1, TaskStatus::Completed, 0);
+    finish_at(&store, 2, TaskStatus::Completed, young_until(AN_HOUR));
+    store.cache_put("key", 1).unwrap();
+    store.cache_put("key", 2).unwrap();
+    let swept = store.remove_expired(&data, Duration::ZERO).unwrap();
+    assert_eq!(swept.tasks, 1);
+    assert_eq!(store.get(1).unwrap(), None);
+    assert_eq!(store.cache_get("key").unwrap(), Some(2));
+    drop(store);
+    // From sled, not from the memory layer.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.cache_get("key").unwrap(), Some(2));
+}
+
+#[test]
 fn files_that_cannot_be_deleted_keep_their_task() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
