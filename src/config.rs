@@ -55,7 +55,7 @@ pub struct Settings {
     #[arg(long, env = "REEL_CACHE_TTL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_ttl_secs: Option<u64>,
-    /// Hours a finished task's video and frames are kept [default: 168]
+    /// Hours a finished task is kept (record, video, frames), then deleted [default: 168]
     #[arg(long, env = "REEL_RETENTION_HOURS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_hours: Option<u64>,

@@ -132,20 +132,29 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
     })
 }
 
-/// Removes expired artifacts now and then.
+/// Removes expired tasks (records, indexes, files) now and then.
 async fn retention(tasks: Arc<TaskService>, data_dir: std::path::PathBuf, max_age: Duration) {
     let mut tick = tokio::time::interval(RETENTION_SWEEP);
     loop {
         tick.tick().await;
-        let (tasks, dir) = (tasks.clone(), data_dir.clone());
-        match tokio::task::spawn_blocking(move || {
-            tasks.store().remove_expired_artifacts(&dir, max_age)
-        })
-        .await
-        {
-            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired artifacts removed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
-            _ => {}
+        let (store, dir) = (tasks.store().clone(), data_dir.clone());
+        // One call removes a bounded batch; a backlog takes several.
+        let sweep = tokio::task::spawn_blocking(move || loop {
+            let r = store.remove_expired(&dir, max_age)?;
+            if r.tasks > 0 {
+                let (tasks, files, bytes) = (r.tasks, r.files, r.bytes);
+                tracing::info!(tasks, files, bytes, "expired tasks removed");
+            }
+            if !r.more {
+                // Every call retries the failures, so the last one lists them all.
+                for (task, e) in &r.failed {
+                    tracing::warn!(task, error = %e, "expired task kept, files left");
+                }
+                return Ok::<_, storage::StoreError>(());
+            }
+        });
+        if let Ok(Err(e)) = sweep.await {
+            tracing::warn!(error = %e, "retention sweep failed");
         }
     }
 }

@@ -3,6 +3,9 @@
 //! sled's `cache` tree is the truth (it survives restarts); a bounded LRU with a TTL sits in
 //! front of it so that hot keys skip the tree. The TTL bounds how long the memory layer may
 //! serve an entry without re-reading the tree.
+//!
+//! The `cache_owners` tree is the reverse of `cache` (task id ++ key -> ()), written in the
+//! same transaction, so that retention finds the keys of a task it deletes without a scan.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +13,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
 
 use crate::error::Result;
-use crate::keys::decode_u64;
+use crate::keys::{decode_u64, owner_key};
 use crate::store::Store;
 
 /// Sizes of the in-memory layer. `capacity: 0` turns the layer off (every lookup reads sled).
@@ -46,6 +51,7 @@ pub struct CacheStats {
 
 pub(crate) struct ResultCache {
     pub(crate) tree: sled::Tree,
+    pub(crate) owners: sled::Tree,
     memory: Option<Mutex<LruCache<String, (u64, Instant)>>>,
     ttl: Duration,
     hits: AtomicU64,
@@ -54,9 +60,10 @@ pub(crate) struct ResultCache {
 }
 
 impl ResultCache {
-    pub(crate) fn open(tree: sled::Tree, config: CacheConfig) -> ResultCache {
+    pub(crate) fn open(tree: sled::Tree, owners: sled::Tree, config: CacheConfig) -> ResultCache {
         ResultCache {
             tree,
+            owners,
             memory: NonZeroUsize::new(config.capacity).map(|n| Mutex::new(LruCache::new(n))),
             ttl: config.ttl,
             hits: AtomicU64::new(0),
@@ -78,18 +85,23 @@ impl ResultCache {
         }
     }
 
-    /// Drops every in-memory entry pointing at one of `ids`.
-    pub(crate) fn forget_tasks(&self, ids: &[u64]) {
+    /// Drops `keys` from the memory layer (their sled entries are already gone).
+    pub(crate) fn forget(&self, keys: &[String]) {
         if let Some(mut lru) = self.memory() {
-            let stale: Vec<String> = lru
-                .iter()
-                .filter(|(_, (id, _))| ids.contains(id))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in stale {
-                lru.pop(&k);
+            for k in keys {
+                lru.pop(k);
             }
         }
+    }
+
+    /// Fills `cache_owners` from `cache`: once, for a database from before the reverse map.
+    pub(crate) fn index_existing(&self) -> Result<()> {
+        for item in self.tree.iter() {
+            let (key, id) = item?;
+            self.owners
+                .insert(owner_key(decode_u64(&id)?, &key), &[][..])?;
+        }
+        Ok(())
     }
 }
 
@@ -125,10 +137,19 @@ impl Store {
     }
 
     /// Records that task `task_id`'s artifact answers `key` (replacing any older answer).
+    /// Takes the store's write lock, so not from inside an [`Store::update`] closure.
     pub fn cache_put(&self, key: &str, task_id: u64) -> Result<()> {
-        self.cache
-            .tree
-            .insert(key.as_bytes(), &task_id.to_be_bytes()[..])?;
+        // Under the write lock: retention reads a task's keys before the transaction that
+        // deletes it, and a key added in between would outlive the task.
+        let _guard = self.lock();
+        (&self.cache.tree, &self.cache.owners).transaction(|(tree, owners)| {
+            if let Some(old) = tree.insert(key.as_bytes(), &task_id.to_be_bytes()[..])? {
+                let old = decode_u64(&old).map_err(ConflictableTransactionError::Abort)?;
+                owners.remove(owner_key(old, key.as_bytes()))?;
+            }
+            owners.insert(owner_key(task_id, key.as_bytes()), &[][..])?;
+            Ok(())
+        })?;
         self.cache.remember(key, task_id);
         Ok(())
     }

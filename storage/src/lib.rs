@@ -3,7 +3,8 @@
 //! The api crate creates tasks here ([`Store::create_task`]) and serves them back
 //! ([`Store::get`], [`Store::list`]); the pipeline advances them ([`Store::update`]), resumes
 //! them after a restart ([`Store::unfinished`]), answers repeated requests from the result
-//! cache ([`Store::cache_get`]) and ages old files out ([`Store::remove_expired_artifacts`]).
+//! cache ([`Store::cache_get`]) and ages old tasks out, files and all
+//! ([`Store::remove_expired`]).
 //! The record itself ([`TaskRecord`]) is the shared contract in [`task`].
 //!
 //! Layout (one sled db under `dir/db`):
@@ -15,13 +16,17 @@
 //!   the records they describe.
 //! - `keys`, `key_ids`: API keys, hashed ([`ApiKey`]).
 //! - `outbox`: webhook deliveries owed, by due time ([`Delivery`]).
+//! - `retention`: final tasks by finish time (finished ms ++ id -> ()), each task's finish
+//!   time (so its entry can be found), and the tasks using each artifact (video path ++ id);
+//!   changed in the same transaction as the records.
 //! - `cache`: result-cache key -> id of the task whose artifact answers it, fronted by a
-//!   bounded in-memory LRU with a TTL ([`CacheConfig`]).
+//!   bounded in-memory LRU with a TTL ([`CacheConfig`]); `cache_owners` is its reverse
+//!   (id ++ key -> ()), so deleting a task drops its keys without a scan.
 //!
 //! A task stored and read back:
 //!
 //! ```
-//! use storage::{Store, TaskParams, TaskStatus};
+//! use storage::{NewTask, Store, TaskParams, TaskStatus};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path())?;
@@ -35,7 +40,7 @@
 //!     fps: 24,
 //!     size: 256,
 //! };
-//! let task = store.create_task(params.clone())?;
+//! let task = store.create_task(NewTask::anonymous(params.clone()))?;
 //! assert_eq!((task.id, task.status), (1, TaskStatus::Queued));
 //! let read = store.get(task.id)?.expect("the task just stored");
 //! assert_eq!(read.params, params);
@@ -58,5 +63,6 @@ pub use api_keys::{ApiKey, CreatedKey};
 pub use cache::{CacheConfig, CacheStats};
 pub use error::{Result, StoreError};
 pub use outbox::Delivery;
+pub use retention::Removed;
 pub use store::{now_ms, Store};
 pub use task::*;

@@ -10,16 +10,19 @@ use sled::Transactional;
 
 use crate::cache::{CacheConfig, ResultCache};
 use crate::error::{Result, StoreError};
-use crate::keys::{count_key, decode_u64, id_key, index_id, index_key, owner_key, NEXT_ID};
+use crate::keys::{by_owner_key, count_key, decode_u64, id_key, index_id, index_key, NEXT_ID};
+use crate::retention;
 use crate::task::{NewTask, TaskRecord, TaskStatus};
 
 /// The durable home of every task. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
     pub(crate) db: sled::Db,
     pub(crate) tasks: sled::Tree,
-    by_status: sled::Tree,
+    pub(crate) by_status: sled::Tree,
     pub(crate) by_owner: sled::Tree,
     pub(crate) meta: sled::Tree,
+    /// Finish times and artifact users of tasks, kept by `crate::retention`.
+    pub(crate) retention: sled::Tree,
     pub(crate) cache: ResultCache,
     pub(crate) keys: sled::Tree,
     pub(crate) outbox: sled::Tree,
@@ -41,7 +44,7 @@ pub(crate) type TxResult<T> =
     std::result::Result<T, ConflictableTransactionError<crate::StoreError>>;
 
 /// Adds `delta` to the stored count of `status` inside a transaction.
-fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i64) -> TxResult<()> {
+pub(crate) fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i64) -> TxResult<()> {
     let key = count_key(status);
     let old = match meta.get(key)? {
         Some(v) => decode_u64(&v).map_err(ConflictableTransactionError::Abort)?,
@@ -68,21 +71,24 @@ impl Store {
             .path(dir.join("db"))
             .cache_capacity(SLED_CACHE_BYTES)
             .open()?;
-        Ok(Store {
+        let store = Store {
             tasks: db.open_tree("tasks")?,
             by_status: db.open_tree("by_status")?,
             by_owner: db.open_tree("by_owner")?,
             meta: db.open_tree("meta")?,
-            cache: ResultCache::open(db.open_tree("cache")?, cache),
+            retention: db.open_tree("retention")?,
+            cache: ResultCache::open(db.open_tree("cache")?, db.open_tree("cache_owners")?, cache),
             keys: db.open_tree("keys")?,
             outbox: db.open_tree("outbox")?,
             key_ids: db.open_tree("key_ids")?,
             db,
             write_lock: Mutex::new(()),
-        })
+        };
+        store.index_existing()?;
+        Ok(store)
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
         // A panic in a caller's closure leaves no half-written state (the write is one
         // transaction after the closure), so a poisoned lock is safe to reuse.
         self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
@@ -114,12 +120,12 @@ impl Store {
             webhook: new.webhook,
         };
         let bytes = serde_json::to_vec(&record)?;
-        let owner_key = record.owner.as_deref().map(|o| owner_key(o, id));
+        let by_owner_key = record.owner.as_deref().map(|o| by_owner_key(o, id));
         (&self.tasks, &self.by_status, &self.by_owner, &self.meta).transaction(
             |(tasks, index, by_owner, meta)| {
                 tasks.insert(&id_key(id)[..], bytes.as_slice())?;
                 index.insert(&index_key(TaskStatus::Queued, id)[..], &[][..])?;
-                if let Some(k) = &owner_key {
+                if let Some(k) = &by_owner_key {
                     by_owner.insert(k.as_slice(), &[][..])?;
                 }
                 meta.insert(NEXT_ID, &(id + 1).to_be_bytes()[..])?;
@@ -202,21 +208,27 @@ impl Store {
         } else {
             None
         };
-        (&self.tasks, &self.by_status, &self.meta, &self.outbox).transaction(
-            |(tasks, index, meta, outbox)| {
-                tasks.insert(&id_key(id)[..], bytes.as_slice())?;
-                if old_status != new_status {
-                    index.remove(&index_key(old_status, id)[..])?;
-                    index.insert(&index_key(new_status, id)[..], &[][..])?;
-                    bump_count(meta, old_status, -1)?;
-                    bump_count(meta, new_status, 1)?;
-                }
-                if let Some(delivery) = &owed {
-                    crate::outbox::enqueue(outbox, meta, delivery)?;
-                }
-                Ok(())
-            },
-        )?;
+        let trees = (
+            &self.tasks,
+            &self.by_status,
+            &self.meta,
+            &self.outbox,
+            &self.retention,
+        );
+        trees.transaction(|(tasks, index, meta, outbox, retention)| {
+            tasks.insert(&id_key(id)[..], bytes.as_slice())?;
+            retention::follow(retention, Some(&before), &record)?;
+            if old_status != new_status {
+                index.remove(&index_key(old_status, id)[..])?;
+                index.insert(&index_key(new_status, id)[..], &[][..])?;
+                bump_count(meta, old_status, -1)?;
+                bump_count(meta, new_status, 1)?;
+            }
+            if let Some(delivery) = &owed {
+                crate::outbox::enqueue(outbox, meta, delivery)?;
+            }
+            Ok(())
+        })?;
         if old_status != new_status {
             self.db.flush()?;
         }
@@ -277,7 +289,7 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<(Vec<TaskRecord>, Option<u64>)> {
-        let range = owner_key(owner, 0)..owner_key(owner, cursor.unwrap_or(u64::MAX));
+        let range = by_owner_key(owner, 0)..by_owner_key(owner, cursor.unwrap_or(u64::MAX));
         let mut page = Vec::with_capacity(limit.min(128));
         let mut more = false;
         for item in self.by_owner.range(range).rev() {

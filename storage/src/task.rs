@@ -36,8 +36,8 @@ pub fn task_dir(id: u64) -> String {
 
 /// `data_dir/rel` when `rel` is a plain relative path (no `..`, no root): records never name
 /// files outside the data dir, so nothing reads or deletes any.
-pub fn inside(data_dir: &Path, rel: &str) -> Option<PathBuf> {
-    let p = Path::new(rel);
+pub fn inside(data_dir: &Path, rel: impl AsRef<Path>) -> Option<PathBuf> {
+    let p = rel.as_ref();
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     (plain && !p.as_os_str().is_empty()).then(|| data_dir.join(p))
 }

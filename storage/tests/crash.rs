@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use storage::{NewTask, Store, TaskParams, TaskStatus};
 
@@ -55,4 +56,10 @@ fn acknowledged_tasks_survive_abort() {
     assert_eq!(store.get(2).unwrap().unwrap().status, TaskStatus::Failed);
     assert_eq!(store.counts().unwrap()[&TaskStatus::Queued], 2);
     assert_eq!(store.create_task(params()).unwrap().id, 4);
+    // The finish was indexed in the same flushed write as the status: retention finds it.
+    let swept = store
+        .remove_expired(&dir.path().join("data"), Duration::ZERO)
+        .unwrap();
+    assert_eq!((swept.tasks, swept.examined), (1, 1));
+    assert_eq!(store.get(2).unwrap(), None);
 }
