@@ -278,6 +278,26 @@ fn schemas() -> Value {
     })
 }
 
+/// The document (built once).
+pub fn spec() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        json!({
+            "openapi": "3.0.3",
+            "info": {
+                "title": "reel",
+                "version": env!("CARGO_PKG_VERSION"),
+                "description": "Text-to-video generation: submit a prompt, follow its progress, fetch the video."
+            },
+            "paths": paths(),
+            "components": {
+                "schemas": schemas(),
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key from `reel keys create` or POST /api/keys"}}
+            }
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,24 +321,4 @@ mod tests {
             .sum();
         assert_eq!(documented, ROUTES.len());
     }
-}
-
-/// The document (built once).
-pub fn spec() -> &'static Value {
-    static SPEC: OnceLock<Value> = OnceLock::new();
-    SPEC.get_or_init(|| {
-        json!({
-            "openapi": "3.0.3",
-            "info": {
-                "title": "reel",
-                "version": env!("CARGO_PKG_VERSION"),
-                "description": "Text-to-video generation: submit a prompt, follow its progress, fetch the video."
-            },
-            "paths": paths(),
-            "components": {
-                "schemas": schemas(),
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key from `reel keys create` or POST /api/keys"}}
-            }
-        })
-    })
 }

@@ -3,11 +3,14 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use api::quota::Limits;
+use api::ApiConfig;
 use common::{assert_error, json_of, retry_after, start, start_opts, Options, Rig};
 use serde_json::json;
 use storage::TaskStatus;
+use tasks::TaskService;
 
 async fn rig_with(limits: Limits) -> Rig {
     start_opts(Options {
@@ -186,4 +189,121 @@ async fn a_task_over_the_pixel_budget_is_refused() {
     let rig = start().await;
     let (status, body) = json_of(rig.post(json!({"prompt": "x"})).await).await;
     assert_eq!(status, 202, "{body}");
+}
+
+/// The API served again over the same store, as after a restart: a new task service that
+/// takes the unfinished tasks again, and quotas read back from the store.
+async fn serve_again(rig: &Rig, limits: Limits) -> String {
+    let tasks = Arc::new(TaskService::new(rig.store.clone()));
+    tasks.resume().unwrap();
+    let mut config = ApiConfig::new(rig.data_dir.clone());
+    config.limits = limits;
+    let routes = api::routes(tasks, rig.backend.clone(), config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(routes).incoming(listener).run());
+    format!("http://{addr}")
+}
+
+/// A restart resets nobody's quotas: the hour is read back from the store, and the tasks
+/// taken again are still in flight.
+#[tokio::test]
+async fn quotas_survive_a_restart() {
+    let limits = Limits {
+        in_flight_per_key: 2,
+        per_hour_per_key: 3,
+        ..Limits::default()
+    };
+    let rig = rig_with(limits).await;
+    let (_, a, b) = keys(&rig).await;
+    // a: two in flight; b: three in the hour, all ended.
+    for _ in 0..2 {
+        assert_eq!(post(&rig, &a).await.status(), 202);
+    }
+    for _ in 0..3 {
+        let (status, body) = json_of(post(&rig, &b).await).await;
+        assert_eq!(status, 202, "{body}");
+        rig.tasks.cancel(body["id"].as_u64().unwrap()).unwrap();
+    }
+
+    let base = serve_again(&rig, limits).await;
+    let post_again = |token: &str| {
+        rig.http
+            .post(format!("{base}/api/tasks"))
+            .bearer_auth(token)
+            .json(&json!({"prompt": "a red circle"}))
+            .send()
+    };
+    let res = post_again(&a).await.unwrap();
+    let body = assert_error(res, 429, "quota_exceeded").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 tasks in flight"),
+        "{body}"
+    );
+    let res = post_again(&b).await.unwrap();
+    let body = assert_error(res, 429, "quota_exceeded").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 tasks per hour"),
+        "{body}"
+    );
+}
+
+/// A request's priority defaults to its key's and may not exceed it; admins (and the open
+/// server's user) may ask up to the top.
+#[tokio::test]
+async fn priorities_are_capped_by_the_key() {
+    let rig = start().await;
+    let (status, body) = json_of(rig.post(json!({"prompt": "x", "priority": 9})).await).await;
+    assert_eq!((status, &body["priority"]), (202, &json!(9)), "{body}");
+    let (_, body) = json_of(rig.post(json!({"prompt": "x"})).await).await;
+    assert_eq!(body["priority"], 5);
+    let res = rig.post(json!({"prompt": "x", "priority": 10})).await;
+    assert_error(res, 400, "invalid_field").await;
+
+    let (_, root) = rig.create_key(None, "root", true).await;
+    let res = rig
+        .req(reqwest::Method::POST, "/api/keys", Some(&root))
+        .json(&json!({"name": "batch", "priority": 2}))
+        .send()
+        .await
+        .unwrap();
+    let (status, made) = json_of(res).await;
+    assert_eq!((status, &made["priority"]), (201, &json!(2)), "{made}");
+    let low = made["token"].as_str().unwrap();
+    let (_, body) = json_of(rig.post_as(json!({"prompt": "x"}), Some(low)).await).await;
+    assert_eq!(body["priority"], 2, "{body}");
+    let (_, body) = json_of(
+        rig.post_as(json!({"prompt": "x", "priority": 1}), Some(low))
+            .await,
+    )
+    .await;
+    assert_eq!(body["priority"], 1, "{body}");
+    let res = rig
+        .post_as(json!({"prompt": "x", "priority": 3}), Some(low))
+        .await;
+    let body = assert_error(res, 400, "invalid_field").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("priority"),
+        "{body}"
+    );
+    let (_, body) = json_of(
+        rig.post_as(json!({"prompt": "x", "priority": 9}), Some(&root))
+            .await,
+    )
+    .await;
+    assert_eq!(body["priority"], 9, "{body}");
+    assert_eq!(
+        rig.store
+            .get(body["id"].as_u64().unwrap())
+            .unwrap()
+            .unwrap()
+            .priority,
+        9
+    );
 }
