@@ -27,7 +27,7 @@ const DISK_WATCH: Duration = Duration::from_secs(2);
 /// Refuses to expose a server nobody can lock: no keys on a non-loopback address needs
 /// `--insecure`. Returns whether the server runs open (no keys).
 fn check_exposure(s: &Resolved, tasks: &TaskService) -> anyhow::Result<bool> {
-    let open = !tasks.store().has_live_keys()?;
+    let open = !tasks.store().has_keys()?;
     if open && !s.host.is_loopback() && !s.insecure {
         anyhow::bail!(
             "refusing to serve on {} without API keys: anyone who reaches it could use it. \

@@ -2,8 +2,9 @@
 //!
 //! While no key exists the server runs open (the binary allows that only on loopback, unless
 //! told `--insecure`): every caller may do everything, as the one local user. The first key
-//! made (by `reel keys create` or `POST /api/keys`) closes it: from then on every `/api` route
-//! needs a key, and admin routes an admin key. A key sees only the tasks it made; an admin key
+//! made (by `reel keys create` or `POST /api/keys`) closes it for good: from then on every
+//! `/api` route needs a live key, and admin routes an admin key (revoking every key does not
+//! reopen it; `reel keys create` on the stopped server's data dir makes a new one). A key sees only the tasks it made; an admin key
 //! sees all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +70,7 @@ fn unauthorized(message: &str) -> ApiError {
 impl Auth {
     /// Reads whether any live key exists.
     pub fn new(store: Arc<Store>) -> Result<Auth, storage::StoreError> {
-        let keys_exist = AtomicBool::new(store.has_live_keys()?);
+        let keys_exist = AtomicBool::new(store.has_keys()?);
         Ok(Auth { store, keys_exist })
     }
 
@@ -81,7 +82,7 @@ impl Auth {
     /// Reads the store again after keys changed.
     pub fn refresh(&self) -> Result<(), storage::StoreError> {
         self.keys_exist
-            .store(self.store.has_live_keys()?, Ordering::Relaxed);
+            .store(self.store.has_keys()?, Ordering::Relaxed);
         Ok(())
     }
 

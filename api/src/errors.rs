@@ -129,6 +129,18 @@ impl Reply for ApiError {
     }
 }
 
+/// Adds the `Allow` header a 405 must carry (RFC 9110): the methods the route table serves
+/// on the request's path.
+pub fn allow_on_405(path: warp::path::FullPath, mut res: Response) -> Response {
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = crate::routes::methods_of(path.as_str()).join(", ");
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            res.headers_mut().insert(warp::http::header::ALLOW, v);
+        }
+    }
+    res
+}
+
 /// Maps any rejection to a JSON error. The order matters where warp combines rejections from
 /// several routes: a body or query error of the route that matched the path and method wins
 /// over "wrong method" from its siblings on the same path, which wins over "no such route".

@@ -217,7 +217,9 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
             .allow_methods(["GET", "POST", "DELETE"]);
         tree.with(cors).map(Reply::into_response).boxed()
     };
-    let tree = tree.recover(errors::recover).unify();
+    let tree = warp::path::full()
+        .and(tree.recover(errors::recover).unify())
+        .map(errors::allow_on_405);
     metrics::instrument(tree)
         .with(warp::trace::request())
         .map(Reply::into_response)

@@ -128,7 +128,7 @@ pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Re
     }
     let owner = caller.owner();
     if let Some(key) = &owner {
-        st.quotas.admit(key, st.tasks.live_of(key), &st.limits)?;
+        st.quotas.admit(key, || st.tasks.live_of(key), &st.limits)?;
     }
     let new = NewTask {
         params,
@@ -137,6 +137,9 @@ pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Re
         webhook,
     };
     let created = st.blocking(move |st| Ok(st.tasks.create(new)?)).await;
+    if let Some(key) = &owner {
+        st.quotas.stored(key);
+    }
     let record = match created {
         Ok(r) => r,
         Err(e) => {
@@ -149,7 +152,7 @@ pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Re
     let id = record.id;
     if let Err(e) = st.backend.submit(&record) {
         // Stored but not taken (the engine died or the queue filled since the checks): end
-        // it rather than leave it queued forever, and give the quota back.
+        // it rather than leave it queued forever, and give the hourly count back.
         if let Some(key) = &owner {
             st.quotas.refund(key);
         }

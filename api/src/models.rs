@@ -88,12 +88,10 @@ impl CreateTask {
     }
 
     /// The task's webhook, if it asks for one, checked: an absolute http(s) URL of at most
-    /// 2048 characters, and known event names.
+    /// 2048 characters, and known event names. A filter without a webhook filters nothing
+    /// (as Cog's does).
     pub fn webhook(&self) -> Result<Option<Webhook>, ApiError> {
         let Some(raw) = &self.webhook else {
-            if self.webhook_events_filter.is_some() {
-                return Err(invalid("webhook_events_filter needs a webhook"));
-            }
             return Ok(None);
         };
         let parsed =
@@ -168,6 +166,13 @@ impl ListQuery {
                 )
             })?),
         };
+        // Ids are documented as int64 (JSON clients hold them as such).
+        if self.cursor.is_some_and(|c| c > i64::MAX as u64) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("cursor must be at most {}", i64::MAX),
+            ));
+        }
         let limit = self.limit.unwrap_or(DEFAULT_LIST_LIMIT);
         if !LIST_LIMIT.contains(&limit) {
             return Err(ApiError::bad_request(
@@ -251,7 +256,14 @@ impl TaskView {
     /// The view of a record; `live` is the engine's progress, used while the task is not final.
     pub fn new(r: TaskRecord, live: Option<Progress>) -> TaskView {
         let progress = match live {
-            Some(p) if !r.status.is_final() => p,
+            Some(mut p) if !r.status.is_final() => {
+                // Scenes the store counts as done are done, whatever the steps said.
+                for s in p.scenes.iter_mut().take(r.scenes_done) {
+                    *s = 1.0;
+                }
+                p.overall = p.scenes.iter().sum::<f32>() / p.scenes.len().max(1) as f32;
+                p
+            }
             _ => stored_progress(&r),
         };
         let plan = r

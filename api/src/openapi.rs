@@ -170,16 +170,16 @@ fn schemas() -> Value {
             "required": ["prompt"],
             "properties": {
                 "prompt": {"type": "string", "minLength": 1, "maxLength": TaskParams::PROMPT_MAX_CHARS, "description": "English or Chinese; trimmed"},
-                "num_scenes": {"type": "integer", "minimum": TaskParams::NUM_SCENES.0, "maximum": TaskParams::NUM_SCENES.1, "default": TaskParams::DEFAULT_NUM_SCENES},
-                "seed": {"type": "integer", "format": "int64", "minimum": 0, "description": "Random when omitted (and recorded)"},
-                "steps": {"type": "integer", "minimum": TaskParams::STEPS.0, "maximum": TaskParams::STEPS.1, "default": TaskParams::DEFAULT_STEPS},
-                "guidance": {"type": "number", "minimum": TaskParams::GUIDANCE.0, "maximum": TaskParams::GUIDANCE.1, "default": TaskParams::DEFAULT_GUIDANCE},
-                "seconds_per_scene": {"type": "number", "minimum": TaskParams::SECONDS_PER_SCENE.0, "maximum": TaskParams::SECONDS_PER_SCENE.1, "default": TaskParams::DEFAULT_SECONDS_PER_SCENE},
-                "fps": {"type": "integer", "minimum": TaskParams::FPS.0, "maximum": TaskParams::FPS.1, "default": TaskParams::DEFAULT_FPS},
-                "size": {"type": "integer", "minimum": TaskParams::SIZE.0, "maximum": TaskParams::SIZE.1, "multipleOf": TaskParams::SIZE_MULTIPLE, "default": TaskParams::DEFAULT_SIZE},
-                "priority": {"type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1, "description": "Higher first; at most the key's own priority (default 5) unless the key is an admin"},
-                "webhook": {"type": "string", "format": "uri", "maxLength": 2048, "description": "http(s) URL POSTed {event, task} as the task advances, signed: X-Reel-Signature: sha256=HMAC-SHA256(secret, body)"},
-                "webhook_events_filter": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["start", "progress", "completed", "failed"]}}
+                "num_scenes": {"nullable": true, "type": "integer", "minimum": TaskParams::NUM_SCENES.0, "maximum": TaskParams::NUM_SCENES.1, "default": TaskParams::DEFAULT_NUM_SCENES},
+                "seed": {"nullable": true, "type": "integer", "minimum": 0, "maximum": u64::MAX, "description": "Random when omitted (and recorded); any 64-bit unsigned value"},
+                "steps": {"nullable": true, "type": "integer", "minimum": TaskParams::STEPS.0, "maximum": TaskParams::STEPS.1, "default": TaskParams::DEFAULT_STEPS},
+                "guidance": {"nullable": true, "type": "number", "minimum": TaskParams::GUIDANCE.0, "maximum": TaskParams::GUIDANCE.1, "default": TaskParams::DEFAULT_GUIDANCE},
+                "seconds_per_scene": {"nullable": true, "type": "number", "minimum": TaskParams::SECONDS_PER_SCENE.0, "maximum": TaskParams::SECONDS_PER_SCENE.1, "default": TaskParams::DEFAULT_SECONDS_PER_SCENE},
+                "fps": {"nullable": true, "type": "integer", "minimum": TaskParams::FPS.0, "maximum": TaskParams::FPS.1, "default": TaskParams::DEFAULT_FPS},
+                "size": {"nullable": true, "type": "integer", "minimum": TaskParams::SIZE.0, "maximum": TaskParams::SIZE.1, "multipleOf": TaskParams::SIZE_MULTIPLE, "default": TaskParams::DEFAULT_SIZE},
+                "priority": {"nullable": true, "type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1, "description": "Higher first; at most the key's own priority (default 5) unless the key is an admin"},
+                "webhook": {"nullable": true, "type": "string", "format": "uri", "maxLength": 2048, "description": "http(s) URL POSTed {event, task} as the task advances, signed: X-Reel-Signature: sha256=HMAC-SHA256(secret, body)"},
+                "webhook_events_filter": {"nullable": true, "type": "array", "minItems": 1, "items": {"type": "string", "enum": ["start", "progress", "completed", "failed"]}}
             }
         },
         "CreateKey": {
@@ -189,7 +189,7 @@ fn schemas() -> Value {
             "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100},
                 "admin": {"type": "boolean", "default": false},
-                "priority": {"type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1}
+                "priority": {"nullable": true, "type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1}
             }
         },
         "Key": {

@@ -57,10 +57,18 @@ impl Limits {
     }
 }
 
-/// Creation times per key within the last hour.
+/// Creation times per key within the last hour, and the tasks being created now.
 #[derive(Default)]
 pub struct Quotas {
-    recent: Mutex<HashMap<String, VecDeque<u64>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    recent: HashMap<String, VecDeque<u64>>,
+    /// Per key, tasks admitted and not yet live (being stored): counted as in flight, so that
+    /// concurrent requests of one key cannot all pass the check before any is stored.
+    reserved: HashMap<String, usize>,
 }
 
 fn too_many(message: String, retry_after_secs: u64) -> ApiError {
@@ -81,8 +89,12 @@ impl Quotas {
                     break 'pages;
                 }
                 if let Some(owner) = r.owner {
-                    let mut recent = quotas.lock();
-                    recent.entry(owner).or_default().push_front(r.created_ms);
+                    let mut state = quotas.lock();
+                    state
+                        .recent
+                        .entry(owner)
+                        .or_default()
+                        .push_front(r.created_ms);
                 }
             }
             match next {
@@ -93,14 +105,22 @@ impl Quotas {
         Ok(quotas)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<u64>>> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Admits one more task of `key`, which has `in_flight` unfinished, and counts it; or
-    /// says which limit it hit and when to come back.
-    pub fn admit(&self, key: &str, in_flight: usize, limits: &Limits) -> Result<(), ApiError> {
-        if in_flight >= limits.in_flight_per_key {
+    /// Admits one more task of `key`, whose unfinished tasks `live` counts, and reserves its
+    /// place until [`Quotas::stored`] or [`Quotas::refund`]; or says which limit it hit and
+    /// when to come back.
+    pub fn admit(
+        &self,
+        key: &str,
+        live: impl FnOnce() -> usize,
+        limits: &Limits,
+    ) -> Result<(), ApiError> {
+        let mut state = self.lock();
+        let reserved = state.reserved.get(key).copied().unwrap_or(0);
+        if live() + reserved >= limits.in_flight_per_key {
             return Err(too_many(
                 format!(
                     "limit of {} tasks in flight per key reached; wait for one to finish",
@@ -110,8 +130,7 @@ impl Quotas {
             ));
         }
         let now = now_ms();
-        let mut recent = self.lock();
-        let times = recent.entry(key.to_owned()).or_default();
+        let times = state.recent.entry(key.to_owned()).or_default();
         while times.front().is_some_and(|&t| t + HOUR_MS <= now) {
             times.pop_front();
         }
@@ -127,12 +146,25 @@ impl Quotas {
             ));
         }
         times.push_back(now);
+        *state.reserved.entry(key.to_owned()).or_default() += 1;
         Ok(())
     }
 
-    /// Takes back a task counted by [`Quotas::admit`] that was then not accepted.
+    /// The task admitted for `key` is stored and live: it counts as live from now on.
+    pub fn stored(&self, key: &str) {
+        let mut state = self.lock();
+        if let Some(n) = state.reserved.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                state.reserved.remove(key);
+            }
+        }
+    }
+
+    /// Takes back the hourly count of a task admitted for `key` that was then not accepted
+    /// (its reservation is released by [`Quotas::stored`], whether or not it was stored).
     pub fn refund(&self, key: &str) {
-        if let Some(times) = self.lock().get_mut(key) {
+        if let Some(times) = self.lock().recent.get_mut(key) {
             times.pop_back();
         }
     }
@@ -150,19 +182,32 @@ mod tests {
             ..Limits::default()
         };
         let q = Quotas::default();
-        let e = q.admit("a", 2, &limits).unwrap_err();
+        let e = q.admit("a", || 2, &limits).unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (429, "quota_exceeded"));
         assert!(e.message.contains("2 tasks in flight"), "{}", e.message);
-        for _ in 0..3 {
-            q.admit("a", 0, &limits).unwrap();
-        }
-        let e = q.admit("a", 0, &limits).unwrap_err();
+        // Admitted but not yet stored counts as in flight.
+        q.admit("a", || 0, &limits).unwrap();
+        q.admit("a", || 0, &limits).unwrap();
+        assert!(q
+            .admit("a", || 0, &limits)
+            .unwrap_err()
+            .message
+            .contains("in flight"));
+        q.stored("a");
+        q.stored("a");
+        q.admit("a", || 0, &limits).unwrap();
+        q.stored("a");
+        let e = q.admit("a", || 0, &limits).unwrap_err();
         assert!(e.message.contains("3 tasks per hour"), "{}", e.message);
         let wait = e.retry_after.unwrap();
         assert!((3590..=3600).contains(&wait), "{wait}");
-        q.admit("b", 0, &limits).unwrap();
-        q.refund("a");
-        q.admit("a", 0, &limits).unwrap();
+        q.admit("b", || 0, &limits).unwrap();
+        q.admit("b", || 0, &limits).unwrap();
+        for _ in 0..2 {
+            q.stored("b");
+            q.refund("b");
+        }
+        q.admit("b", || 0, &limits).unwrap();
     }
 
     #[test]

@@ -68,12 +68,8 @@ fn matches(template: &str, path: &str) -> bool {
         match (t.next(), p.next()) {
             (None, None) => return true,
             (Some(ts), Some(ps)) if ts.starts_with('{') => {
-                // Numeric parameters are numbers; a key id is `key_` and hex.
-                let ok = if ts == "{key}" {
-                    ps.starts_with("key_")
-                } else {
-                    ps.parse::<u64>().is_ok()
-                };
+                // A key id is any segment (as its route takes it); the rest are numbers.
+                let ok = ts == "{key}" || ps.parse::<u64>().is_ok();
                 if !ok {
                     return false;
                 }
@@ -92,6 +88,16 @@ pub fn template_of(path: &str) -> &'static str {
         .map_or("unmatched", |r| r.path)
 }
 
+/// The methods served on the template of `path`, for a 405's `Allow` header (RFC 9110).
+pub fn methods_of(path: &str) -> Vec<&'static str> {
+    let template = template_of(path);
+    ROUTES
+        .iter()
+        .filter(|r| r.path == template)
+        .map(|r| r.method)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +114,8 @@ mod tests {
         assert_eq!(template_of("/api/tasks/abc"), "unmatched");
         assert_eq!(template_of("/api/tasks/1/frames/x"), "unmatched");
         assert_eq!(template_of("/nope"), "unmatched");
+        assert_eq!(methods_of("/api/tasks/3"), ["GET", "DELETE"]);
+        assert!(methods_of("/nope").is_empty());
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! finished task replays its frames at the task's frame rate.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
 use contract::TaskEvent;
-use storage::{frame_file, task_dir, TaskRecord};
+use storage::{frame_file, inside, task_dir, TaskRecord};
 use tasks::Subscription;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -57,14 +57,16 @@ pub async fn stream(id: u64, caller: Caller, st: AppState) -> Result<Response, R
         })
         .await?;
     let (tx, out) = mpsc::channel::<Result<Bytes, Infallible>>(16);
-    let frames = st.data_dir.join(task_dir(id)).join("frames");
     match sub {
         Subscription::Live { record, events } => {
+            // A running task's frames are stored under its own directory as they are made.
+            let frames = st.data_dir.join(task_dir(id)).join("frames");
             let so_far = st.tasks.progress(record.id).map_or(0, |p| p.frames_ready);
             tokio::spawn(live(frames, so_far, events, tx));
         }
         Subscription::Ended(record) => {
-            let (count, fps) = replayable(&record)?;
+            // An ended one's are where its artifact says (a cache hit's: the earlier task's).
+            let (frames, count, fps) = replayable(&record, &st.data_dir)?;
             tokio::spawn(replay(frames, count, fps, tx));
         }
     }
@@ -78,12 +80,12 @@ pub async fn stream(id: u64, caller: Caller, st: AppState) -> Result<Response, R
     Ok(res)
 }
 
-/// Frame count and rate of an ended task's stored frames, or a 404 when it has none.
-fn replayable(record: &TaskRecord) -> Result<(usize, u32), ApiError> {
+/// Where an ended task's frames are, how many and at what rate, or a 404 when it has none.
+fn replayable(record: &TaskRecord, data_dir: &Path) -> Result<(PathBuf, usize, u32), ApiError> {
     record
         .artifact
         .as_ref()
-        .map(|a| (a.frame_count, a.fps))
+        .and_then(|a| Some((inside(data_dir, &a.frames_dir)?, a.frame_count, a.fps)))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,

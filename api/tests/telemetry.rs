@@ -139,7 +139,8 @@ fn route_labels_are_the_documented_templates() {
         assert_eq!(template_of(&concrete), path);
     }
     assert_eq!(template_of("/api/tasks/x"), "unmatched");
-    assert_eq!(template_of("/api/keys/nokey"), "unmatched");
+    assert_eq!(template_of("/api/keys/nokey"), "/api/keys/{key}");
+    assert_eq!(template_of("/api/keys/a/b"), "unmatched");
     assert_eq!(template_of("/api/stats"), "/api/stats");
     assert_eq!(template_of("/"), "unmatched");
 }

@@ -19,11 +19,11 @@ struct Live {
 }
 
 impl Live {
-    fn new(owner: Option<String>) -> Live {
+    fn new(record: &TaskRecord) -> Live {
         Live {
             events: broadcast::channel(CHANNEL_CAPACITY).0,
-            progress: Progress::default(),
-            owner,
+            progress: Progress::new(record.params.num_scenes),
+            owner: record.owner.clone(),
         }
     }
 }
@@ -73,9 +73,8 @@ impl TaskService {
 
     /// Stores a new queued task (flushed: acknowledged means durable) and makes it live.
     pub fn create(&self, new: NewTask) -> Result<TaskRecord, StoreError> {
-        let owner = new.owner.clone();
         let record = self.store.create_task(new)?;
-        lock(&self.live).insert(record.id, Live::new(owner));
+        lock(&self.live).insert(record.id, Live::new(&record));
         metrics::counter!("reel_task_transitions_total", "status" => TaskStatus::Queued.name())
             .increment(1);
         Ok(record)
@@ -102,7 +101,7 @@ impl TaskService {
                     None => continue,
                 }
             };
-            lock(&self.live).insert(record.id, Live::new(record.owner.clone()));
+            lock(&self.live).insert(record.id, Live::new(&record));
             out.push(record);
         }
         Ok(out)
