@@ -3,7 +3,7 @@
 # and sends them, with an admin API key, to a real `reel serve` on loopback; any 5xx answer
 # (or any other check of schemathesis: an answer that does not match the document, a bad
 # request accepted, a 405 without Allow...) fails the run. Called by .ci/run after the
-# tests, with the release binary they built. Streaming endpoints (events, stream) are left out:
+# tests, with the release binary they built (REEL_BIN). Streaming endpoints (events, stream) are left out:
 # a generated task can keep them open for minutes; tests/server.rs and api/tests cover them.
 # So is revoking keys: schemathesis follows GET /api/keys to DELETE /api/keys/{key} and would
 # revoke its own key, leaving every later call a 401 (tests/server.rs covers revocation).
@@ -18,8 +18,12 @@ if [ ! -x "$ST_DIR/bin/schemathesis" ]; then
   python3 -m pip install --quiet --target "$ST_DIR" "schemathesis==4.*"
 fi
 
-cargo build --release --bin reel
-reel="$CARGO_TARGET_DIR/release/reel"
+# .ci/run passes the binary its tests just built (REEL_BIN); alone, this builds one.
+reel="${REEL_BIN:-}"
+if [ -z "$reel" ]; then
+  cargo build --release --bin reel
+  reel="$CARGO_TARGET_DIR/release/reel"
+fi
 data=$(mktemp -d)
 log="$data/server.log"
 port=$((20000 + RANDOM % 20000))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use contract::SubmitError;
 use serde_json::json;
 use storage::{NewTask, TaskParams, TaskRecord};
-use tasks::TaskService;
+use tasks::{Subscription, TaskService};
 use warp::http::header::LOCATION;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -67,6 +67,18 @@ impl AppState {
             .get(id)?
             .filter(|r| caller.may_see(r))
             .ok_or_else(|| ApiError::task_not_found(id))
+    }
+
+    /// Watches a task the caller may see: its events while it runs, its record once ended;
+    /// a 404 (leaving nothing behind) for one that does not exist or is not the caller's.
+    pub async fn watch(&self, caller: Caller, id: u64) -> Result<Subscription, ApiError> {
+        self.blocking(move |st| {
+            st.record(&caller, id)?;
+            st.tasks
+                .subscribe(id)?
+                .ok_or_else(|| ApiError::task_not_found(id))
+        })
+        .await
     }
 
     /// The API's view of a record, with live progress while it runs.

@@ -36,9 +36,13 @@ fn pick_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> 
     let Some(Ok(parsed)) = header.map(http_range_header::parse_range_header) else {
         return Ok(None);
     };
+    if parsed.len() != 1 {
+        // Several ranges: the whole file instead (single ranges only), whether or not some
+        // of them fall outside it.
+        return Ok(None);
+    }
     match parsed.validate(len) {
-        Ok(ranges) if ranges.len() == 1 => Ok(Some((*ranges[0].start(), *ranges[0].end()))),
-        Ok(_) => Ok(None),
+        Ok(ranges) => Ok(ranges.first().map(|r| (*r.start(), *r.end()))),
         Err(_) => Err(()),
     }
 }

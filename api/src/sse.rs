@@ -18,7 +18,6 @@ use warp::sse::Event;
 use warp::{Rejection, Reply};
 
 use crate::auth::Caller;
-use crate::errors::ApiError;
 use crate::handlers::AppState;
 
 fn event(name: &str, data: serde_json::Value) -> Event {
@@ -57,14 +56,7 @@ fn to_event(id: u64, ev: TaskEvent) -> Event {
 /// `GET /api/tasks/{id}/events`. A task that does not exist (or is not the caller's) is a 404
 /// that leaves nothing behind; an ended one is answered from the store.
 pub async fn events(id: u64, caller: Caller, st: AppState) -> Result<Response, Rejection> {
-    let sub = st
-        .blocking(move |st| {
-            st.record(&caller, id)?;
-            st.tasks
-                .subscribe(id)?
-                .ok_or_else(|| ApiError::task_not_found(id))
-        })
-        .await?;
+    let sub = st.watch(caller, id).await?;
     let (tx, out) = mpsc::channel::<Result<Event, Infallible>>(64);
     match sub {
         Subscription::Live { record, events } => {

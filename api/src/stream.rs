@@ -48,14 +48,7 @@ fn closing() -> Bytes {
 
 /// `GET /api/tasks/{id}/stream`.
 pub async fn stream(id: u64, caller: Caller, st: AppState) -> Result<Response, Rejection> {
-    let sub = st
-        .blocking(move |st| {
-            st.record(&caller, id)?;
-            st.tasks
-                .subscribe(id)?
-                .ok_or_else(|| ApiError::task_not_found(id))
-        })
-        .await?;
+    let sub = st.watch(caller, id).await?;
     let (tx, out) = mpsc::channel::<Result<Bytes, Infallible>>(16);
     match sub {
         Subscription::Live { record, events } => {
