@@ -662,3 +662,143 @@ fn webhooks_are_signed_and_what_is_owed_is_delivered_after_a_restart() {
     assert_eq!(events["completed"], "completed");
     assert_eq!(events.len(), 2, "only the filtered events: {events:?}");
 }
+
+/// A tmpfs of `mb` MiB mounted on a fresh directory (unmounted on drop): a small filesystem
+/// that can really fill up. Mounting needs root, which CI and this project's machines have.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(name: &str, mb: u64) -> SmallDisk {
+        let dir = temp_dir(name);
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_running_tasks_refuses_new_ones_and_recovers_when_space_returns() {
+    let disk = SmallDisk::mount("small-disk", 64);
+    let data = disk.0.join("data");
+    let server = Server::start(&data, &["--min-free-disk-mb", "24"]);
+    let c = client();
+    // A long task: frames keep being written while the disk fills.
+    let mut body = small_task("a yellow star moving left", 8);
+    body["steps"] = json!(100);
+    body["num_scenes"] = json!(8);
+    body["size"] = json!(128);
+    let id = submit(&c, &server, &body)["id"].as_u64().unwrap();
+    // Fill the disk until less than the floor is free.
+    let filler = disk.0.join("filler");
+    let free = fs4::available_space(&disk.0).unwrap();
+    let fill = free.saturating_sub(8 << 20);
+    std::fs::write(&filler, vec![0u8; fill as usize]).unwrap();
+
+    let failed = wait_final(&c, &server, id);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    // Failed by the disk watch ("...for want of disk space...") or by a write that found no
+    // space ("No space left on device"): either way, with the reason.
+    assert!(
+        failed["error"].as_str().unwrap().contains("space"),
+        "{failed}"
+    );
+    let r = c
+        .post(server.url("/api/tasks"))
+        .json(&small_task("a dot", 1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    assert!(r.headers().contains_key("retry-after"));
+    let ready = c.get(server.url("/readyz")).send().unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+
+    // Space comes back: the server recovers without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c
+        .get(server.url("/readyz"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let next = submit(&c, &server, &small_task("a white dot", 4))["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(wait_final(&c, &server, next)["status"], "completed");
+    drop(server);
+}
+
+#[test]
+fn cors_is_off_unless_origins_are_named_and_metrics_can_have_their_own_address() {
+    let c = client();
+    let data = temp_dir("cors-off");
+    let plain = Server::start(&data, &[]);
+    let r = c
+        .get(plain.url("/api/tasks"))
+        .header("origin", "http://page.test")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    drop(plain);
+
+    let data = temp_dir("cors-on");
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let server = Server::start(
+        &data,
+        &[
+            "--cors-origin",
+            "http://page.test",
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+    );
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, server.url("/api/tasks"))
+        .header("origin", "http://page.test")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .unwrap();
+    assert_eq!(preflight.status().as_u16(), 200);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://page.test"
+    );
+    let other = c
+        .get(server.url("/api/tasks"))
+        .header("origin", "http://evil.test")
+        .send()
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 403);
+    assert_eq!(other.json::<Value>().unwrap()["code"], "cors_forbidden");
+    // /metrics is on its own listener only.
+    let text = c
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(text.contains("reel_live_tasks"), "{text}");
+    let r = c.get(server.url("/metrics")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
