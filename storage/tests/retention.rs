@@ -8,9 +8,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use storage::{Artifact, NewTask, Store, TaskParams, TaskRecord, TaskStatus};
+use storage::{now_ms, Artifact, NewTask, Store, TaskParams, TaskRecord, TaskStatus};
 
 fn params() -> NewTask {
     NewTask::anonymous(TaskParams {
@@ -25,12 +25,6 @@ fn params() -> NewTask {
     })
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// A finish time `ahead` from now: young until then.
 fn young_until(ahead: Duration) -> u64 {
