@@ -13,6 +13,8 @@
 //! The other binaries (`denoiser_throughput`, `post_throughput`, `evaluate`) measure the
 //! kernels and the pipeline in-process and need none of this.
 
+#![warn(missing_docs)]
+
 pub mod http_load;
 pub mod monitor;
 pub mod report;

@@ -21,6 +21,9 @@ pub struct ProcessProbe {
 }
 
 impl ProcessProbe {
+    /// A probe of the process `pid`; its first [`sample`](ProcessProbe::sample) has no CPU
+    /// figures yet. Fails only if sysinfo cannot read the system (a `pid` that does not
+    /// exist shows as `None` samples).
     pub fn new(pid: u32) -> Result<ProcessProbe> {
         Ok(ProcessProbe {
             system: System::new()?,
@@ -56,6 +59,7 @@ pub struct Reading {
     /// Percent of the whole machine busy since the previous read, every process counted
     /// (what else ran beside the server shows as the difference); `None` on the first read.
     pub machine_cpu_percent: Option<f32>,
+    /// Resident set size, in bytes.
     pub rss_bytes: u64,
     /// CPU time used since the process started, all threads.
     pub cpu_time_ms: u64,
@@ -68,6 +72,7 @@ pub struct UsageSample {
     pub t_s: f64,
     /// Percent of one core.
     pub cpu_percent: f32,
+    /// Resident set size, in bytes.
     pub rss_bytes: u64,
 }
 
@@ -78,10 +83,13 @@ pub struct ProcessUsage {
     pub cpu_mean_percent: f32,
     /// Highest per-sample reading.
     pub cpu_max_percent: f32,
+    /// Largest resident set size read, in bytes.
     pub rss_max_bytes: u64,
+    /// Resident set size at the last read, in bytes.
     pub rss_last_bytes: u64,
     /// Logical cores of the machine, to turn the CPU figures into a share of it.
     pub cores: usize,
+    /// Every read but the first (which has no CPU figure), in order.
     pub samples: Vec<UsageSample>,
 }
 
@@ -91,6 +99,8 @@ impl ProcessUsage {
         self.cpu_mean_percent as f64 / self.cores.max(1) as f64
     }
 
+    /// One printed line: mean and highest CPU (percent of one core), the cores, and the
+    /// largest RSS in MiB.
     pub fn line(&self) -> String {
         format!(
             "cpu mean {:.0}% max {:.0}% (of one core; {} cores), rss max {:.1} MiB",
@@ -102,6 +112,7 @@ impl ProcessUsage {
     }
 }
 
+/// Bytes in a MiB (2^20), as a divisor for byte counts.
 pub const MIB: f64 = (1 << 20) as f64;
 
 /// Samples a process every `every` on a thread of its own until [`Monitor::finish`].
@@ -111,6 +122,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
+    /// Starts sampling the process `pid` every `every`; fails as [`ProcessProbe::new`] does.
     pub fn start(pid: u32, every: Duration) -> Result<Monitor> {
         let mut probe = ProcessProbe::new(pid)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -150,6 +162,8 @@ impl Monitor {
         Ok(Monitor { stop, thread })
     }
 
+    /// Stops the sampling after one last read (waiting up to `every` for it) and returns what
+    /// was measured; an empty [`ProcessUsage`] if the sampling thread panicked.
     pub fn finish(self) -> ProcessUsage {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or_default()

@@ -71,14 +71,17 @@ impl Server {
         Ok(srv)
     }
 
+    /// The server process's id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The server's base URL, `http://127.0.0.1:{port}`, without a trailing slash.
     pub fn base(&self) -> &str {
         &self.base
     }
 
+    /// The URL of `path` (starting with `/`) on the server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

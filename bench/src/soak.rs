@@ -25,23 +25,30 @@ use crate::monitor::{ProcessProbe, MIB};
 use crate::server::Server;
 use crate::tally::{Percentiles, Summary, Tally};
 
+/// How long a soak runs and how often it posts a task and samples.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct SoakConfig {
+    /// How long the soak runs, in seconds.
     pub duration_s: f64,
+    /// Seconds between posted tasks (the first at the start).
     pub task_every_s: f64,
+    /// Seconds between samples.
     pub sample_every_s: f64,
     /// Samples before this are kept but left out of the analysis: the first tasks fill the
     /// allocator's arenas and the model's buffers, which is start-up, not a leak.
     pub warmup_s: f64,
     /// Scenes and denoising steps of each posted task (distinct seeds: no cache hits).
     pub scenes: usize,
+    /// Denoising steps per scene of each posted task.
     pub steps: usize,
 }
 
 /// One reading, `t_s` seconds into the soak.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SoakSample {
+    /// Seconds since the soak started.
     pub t_s: f64,
+    /// The server's resident set size, in bytes.
     pub rss_bytes: u64,
     /// Percent of one core since the previous sample.
     pub cpu_percent: f32,
@@ -53,6 +60,7 @@ pub struct SoakSample {
     /// The same requests repeated at once (the machine awake).
     #[serde(default)]
     pub warm_probe_ms: Vec<f64>,
+    /// Tasks the server accepted (202) since the soak started.
     pub tasks_posted: u64,
 }
 
@@ -61,38 +69,51 @@ pub struct SoakSample {
 pub struct SoakStats {
     /// Least-squares slope of RSS over time.
     pub memory_slope_mb_per_hour: f64,
+    /// Mean RSS over the first quarter of the samples after the warm-up, in MiB.
     pub rss_first_quarter_mb: f64,
+    /// Mean RSS over the last quarter of the samples after the warm-up, in MiB.
     pub rss_last_quarter_mb: f64,
     /// Last quarter's mean RSS against the first quarter's, in percent.
     pub rss_growth_percent: f64,
+    /// p99 of the first quarter's probes (the first of each pair), in ms.
     pub p99_first_quarter_ms: f64,
+    /// p99 of the last quarter's probes (the first of each pair), in ms.
     pub p99_last_quarter_ms: f64,
     /// Last quarter's probe p99 over the first quarter's.
     pub latency_drift_ratio: f64,
     /// The back-to-back probes' p99 in the first and last quarters (0 in runs before them).
     #[serde(default)]
     pub warm_p99_first_quarter_ms: f64,
+    /// The back-to-back probes' p99 in the last quarter, in ms (0 in runs before them).
     #[serde(default)]
     pub warm_p99_last_quarter_ms: f64,
+    /// The server's mean CPU over the samples after the warm-up, in percent of one core.
     pub cpu_mean_percent: f64,
     /// Mean share of the whole machine busy (every process) in the first and last quarters:
     /// a probe drift that comes with a rise here came from outside the server.
     #[serde(default)]
     pub machine_cpu_first_quarter_percent: f64,
+    /// Mean share of the whole machine busy (every process) in the last quarter, in percent.
     #[serde(default)]
     pub machine_cpu_last_quarter_percent: f64,
 }
 
+/// Result of the `soak` scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SoakResult {
+    /// What the soak was asked to do.
     pub config: SoakConfig,
+    /// Seconds the soak took.
     pub wall_s: f64,
+    /// Every sample, the warm-up's included.
     pub samples: Vec<SoakSample>,
+    /// The analysis of the samples after the warm-up.
     pub stats: SoakStats,
     /// The probe requests, all together.
     pub probes: Summary,
     /// The task submissions.
     pub posts: Summary,
+    /// Tasks completed by the end, as the server's `/api/stats` counts them.
     pub tasks_completed: u64,
 }
 
@@ -186,6 +207,7 @@ impl SoakStats {
         ))
     }
 
+    /// One printed line: RSS, slope, probe p99s and drift, CPU and the machine's load.
     pub fn line(&self) -> String {
         format!(
             "rss {:.1} -> {:.1} MiB ({:+.2}%), slope {:+.2} MB/h; probe p99 {:.2} -> {:.2} ms (x{:.2}), back to back {:.2} -> {:.2} ms; cpu mean {:.0}% of one core; machine busy {:.0}% -> {:.0}%",

@@ -27,11 +27,15 @@ use storage::{NewTask, Store, StoreError, TaskParams, TaskStatus};
 use crate::monitor::{Monitor, ProcessUsage};
 use crate::tally::{Outcome, Summary, Tally};
 
+/// What the clients of a storage run do (see the module's description).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
+    /// Gets of stored tasks, list pages and result-cache lookups.
     Read,
+    /// Task creations, progress updates and status changes.
     Write,
+    /// 80% reads, 20% writes.
     Mixed,
 }
 
@@ -40,7 +44,9 @@ pub enum Workload {
 pub struct StorageConfig {
     /// Stored tasks at which the workloads run, in increasing order.
     pub sizes: Vec<usize>,
+    /// Client threads, each count a run of its own.
     pub clients: Vec<usize>,
+    /// Workloads, each a run of its own.
     pub workloads: Vec<Workload>,
     /// Operations per (size, workload, clients) run.
     pub ops: usize,
@@ -51,23 +57,37 @@ pub struct StorageConfig {
 /// How long filling the store up to `stored` tasks took.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Preload {
+    /// The size filled up to.
     pub stored: usize,
+    /// Seconds filling took, from the previous size.
     pub secs: f64,
+    /// Tasks added per second.
     pub tasks_per_s: f64,
 }
 
+/// One (size, workload, clients) run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StorageRun {
+    /// The size the store was filled to (earlier write and mixed runs added more tasks); the
+    /// ids read and updated are spread over `1..=stored`.
     pub stored: usize,
+    /// What the clients did.
     pub workload: Workload,
+    /// Client threads.
     pub clients: usize,
+    /// The operations: status 200 for success, 404 for a stored id not found, and
+    /// [`Outcome::Failed`] for a store error.
     pub summary: Summary,
+    /// This process's CPU and memory (the store and its clients) during the run.
     pub process: ProcessUsage,
 }
 
+/// Result of the `storage` scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StorageResult {
+    /// The filling up to each size, smallest first.
     pub preload: Vec<Preload>,
+    /// Every run, in the order run: by size, then workload, then clients.
     pub runs: Vec<StorageRun>,
 }
 

@@ -27,14 +27,30 @@ pub struct Tally {
 /// Latency percentiles in milliseconds (nearest-rank).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
+    /// The median, in ms.
     pub p50: f64,
+    /// The 95th percentile, in ms.
     pub p95: f64,
+    /// The 99th percentile, in ms.
     pub p99: f64,
+    /// The slowest, in ms.
     pub max: f64,
 }
 
 impl Percentiles {
     /// Nearest-rank percentiles of `ms` (sorted here); all zero when empty.
+    ///
+    /// The nearest rank of percentile `p` among `n` values is the `ceil(n * p)`-th smallest:
+    ///
+    /// ```
+    /// use bench::tally::Percentiles;
+    ///
+    /// let mut ms = [4.0, 1.0, 3.0, 2.0];
+    /// let p = Percentiles::of(&mut ms);
+    /// assert_eq!((p.p50, p.p95, p.p99, p.max), (2.0, 4.0, 4.0, 4.0));
+    /// assert_eq!(ms, [1.0, 2.0, 3.0, 4.0]);
+    /// assert_eq!(Percentiles::of(&mut []), Percentiles::default());
+    /// ```
     pub fn of(ms: &mut [f64]) -> Percentiles {
         ms.sort_by(f64::total_cmp);
         let pct = |p: f64| -> f64 {
@@ -54,18 +70,29 @@ impl Percentiles {
 /// back-pressure) is counted as `rejected_429`, neither ok nor an error.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
+    /// Operations recorded, whatever their outcome.
     pub requests: u64,
+    /// Operations answered with a 2xx status.
     pub ok: u64,
+    /// Operations answered 429.
     pub rejected_429: u64,
+    /// Every other operation: a status neither 2xx nor 429, or no answer at all (the
+    /// `transport_errors`).
     pub errors: u64,
+    /// `errors` over `requests`, as a fraction (0 to 1); 0 when nothing was recorded.
     pub error_rate: f64,
+    /// Operations by the status they were answered with (storage operations: 200 or 404).
     pub statuses: BTreeMap<u16, u64>,
+    /// Operations that got no answer ([`Outcome::Failed`]), also counted in `errors`.
     pub transport_errors: u64,
+    /// Operations (all outcomes) per second of the wall time.
     pub throughput_rps: f64,
+    /// Latency percentiles of every operation, whatever its outcome.
     pub latency_ms: Percentiles,
 }
 
 impl Tally {
+    /// Records one operation that took `took` and ended as `outcome`.
     pub fn record(&mut self, took: Duration, outcome: Outcome) {
         self.latencies.push(took);
         match outcome {
@@ -74,6 +101,7 @@ impl Tally {
         }
     }
 
+    /// Adds the operations of `other` (another user's or thread's) to this tally.
     pub fn merge(&mut self, other: Tally) {
         self.latencies.extend(other.latencies);
         for (s, n) in other.statuses {

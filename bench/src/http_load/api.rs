@@ -75,6 +75,7 @@ fn op_request(
 /// How the `api` scenario's users behave.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct ApiLoad {
+    /// Concurrent users, each sending one request at a time.
     pub users: usize,
     /// Requests in all, shared by the users.
     pub requests: usize,
@@ -121,9 +122,15 @@ pub fn parse_think_ms(s: &str) -> Result<[u64; 2], String> {
 /// Result of the `api` scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ApiResult {
+    /// Concurrent users.
     pub users: usize,
+    /// Seconds from the users' start to the last one's end (the small task completed
+    /// beforehand and the background tasks' head start not counted).
     pub wall_s: f64,
+    /// Every request together.
     pub total: Summary,
+    /// The requests of each endpoint, keyed by its [`OPS`] entry (e.g. `GET /healthz`); each
+    /// throughput is over the whole `wall_s`.
     pub by_op: BTreeMap<String, Summary>,
     /// Default 3-scene tasks kept in flight meanwhile.
     pub background_tasks: usize,

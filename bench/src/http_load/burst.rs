@@ -13,8 +13,11 @@ use crate::tally::{Summary, Tally};
 /// Result of the `burst` scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BurstResult {
+    /// Clients, each on its own connection with one request.
     pub connections: usize,
+    /// Seconds from the clients' start to the last answer.
     pub wall_s: f64,
+    /// The requests together.
     pub total: Summary,
 }
 

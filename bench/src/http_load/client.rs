@@ -25,7 +25,7 @@ pub async fn timed(
     (t.elapsed(), res)
 }
 
-/// The outcome of a [`timed`] request for a [`Tally`].
+/// The outcome of a [`timed`] request for a [`Tally`](crate::tally::Tally).
 pub fn outcome<T>(res: &Result<(u16, T), reqwest::Error>) -> Outcome {
     match res {
         Ok((s, _)) => Outcome::Status(*s),
@@ -33,6 +33,7 @@ pub fn outcome<T>(res: &Result<(u16, T), reqwest::Error>) -> Outcome {
     }
 }
 
+/// The prompt of the tasks the scenarios post.
 pub const PROMPT: &str = "a small red circle moving left on a black background";
 
 /// One small scene, one step, fixed seed: after the first, every such POST is a cache hit.

@@ -13,16 +13,25 @@ use crate::server::Server;
 /// When one task was first seen with a frame and when it ended, from its submission.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskRun {
+    /// The task's id.
     pub id: u64,
+    /// Its last status seen: `completed`, `failed` or `cancelled`, or an unfinished one if
+    /// the deadline came first.
     pub status: String,
+    /// Seconds from its group's submission to the first poll (about every 100 ms) that saw a frame
+    /// ready; `None` if none did.
     pub first_frame_s: Option<f64>,
+    /// Seconds from its group's submission to its last poll: the one that saw it final, or
+    /// the last before the deadline.
     pub wall_s: f64,
 }
 
 /// The size of the tasks of a `generate` run.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct TaskShape {
+    /// Scenes per task.
     pub scenes: usize,
+    /// Denoising steps per scene.
     pub steps: usize,
 }
 
@@ -74,10 +83,15 @@ async fn run_tasks(
 /// Tasks of one `generate` run: their makespan and scenes per second.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskGroup {
+    /// Tasks submitted together.
     pub tasks: usize,
+    /// Each task, in submission order.
     pub runs: Vec<TaskRun>,
+    /// The makespan: the longest of the tasks' `wall_s`, in seconds.
     pub wall_s: f64,
+    /// Scenes of the completed tasks per second of the makespan.
     pub scenes_per_s: f64,
+    /// Whether every task completed.
     pub all_completed: bool,
 }
 
@@ -105,7 +119,9 @@ impl TaskGroup {
 /// Result of the `generate` scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GenerateResult {
+    /// The size of every task of the run.
     pub shape: TaskShape,
+    /// One task alone.
     pub single: TaskGroup,
     /// One group per concurrency asked for, in that order.
     pub concurrent: Vec<TaskGroup>,

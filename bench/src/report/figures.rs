@@ -9,7 +9,9 @@ use crate::monitor::MIB;
 /// Which way a figure improves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Better {
+    /// Lower is better: latencies, times, errors, memory, growth.
     Lower,
+    /// Higher is better: throughputs.
     Higher,
 }
 
@@ -18,9 +20,14 @@ pub enum Better {
 pub struct Figure {
     /// Stable name in the baseline, e.g. `api.u100.p99_ms`.
     pub key: String,
+    /// Its name in the report, e.g. `API p99, 100 users`.
     pub label: String,
+    /// The number, in `unit`.
     pub value: f64,
+    /// `ms`, `s`, `MiB`, `%`, `x` (a ratio), `req/s`, `op/s`, `MB/h`, or empty for a count; it
+    /// sets the slack.
     pub unit: &'static str,
+    /// Which way it improves.
     pub better: Better,
     /// Absolute tolerance on top of the relative margin (see [`super::gate`]).
     pub slack: f64,

@@ -18,8 +18,12 @@ use super::figures::{Better, Figure};
 /// The stored baseline: when and where it was measured, and its figures by key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Baseline {
+    /// When the baseline run was measured (its [`Results::date`](super::results::Results::date)).
     pub date: String,
+    /// The machine it was measured on, as [`Machine::describe`](super::machine::Machine::describe)
+    /// words it.
     pub machine: String,
+    /// The values of its gated figures, by [`Figure::key`].
     pub figures: BTreeMap<String, f64>,
 }
 
@@ -37,12 +41,14 @@ impl Baseline {
         }
     }
 
+    /// Reads a baseline saved as JSON at `path`.
     pub fn load(path: &Path) -> Result<Baseline> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the baseline {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// Writes the baseline to `path` as pretty-printed JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")
             .with_context(|| format!("writing {}", path.display()))
@@ -52,32 +58,44 @@ impl Baseline {
 /// One figure against its baseline value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Comparison {
+    /// The figure's [`Figure::key`].
     pub key: String,
+    /// The figure's [`Figure::label`].
     pub label: String,
+    /// The figure's [`Figure::unit`].
     pub unit: String,
+    /// The baseline's value.
     pub baseline: f64,
+    /// Which way the figure improves.
     pub better: Better,
     /// The worst `now` that passes: the baseline with the margin and the figure's slack.
     pub limit: f64,
+    /// This run's value.
     pub now: f64,
+    /// Whether `now` is beyond `limit`, on the worse side.
     pub regressed: bool,
 }
 
 /// The gate's verdict on a run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GateResult {
+    /// The relative margin allowed, a fraction (e.g. 0.25).
     pub margin: f64,
+    /// When the baseline was measured.
     pub baseline_date: String,
+    /// Every gated figure of the run that the baseline has too, in report order.
     pub compared: Vec<Comparison>,
     /// Baseline figures this run did not measure.
     pub missing: Vec<String>,
 }
 
 impl GateResult {
+    /// The compared figures that regressed.
     pub fn regressions(&self) -> impl Iterator<Item = &Comparison> {
         self.compared.iter().filter(|c| c.regressed)
     }
 
+    /// Whether no figure regressed (a figure missing on either side never fails).
     pub fn passed(&self) -> bool {
         self.regressions().next().is_none()
     }

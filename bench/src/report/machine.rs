@@ -3,14 +3,20 @@
 use serde::{Deserialize, Serialize};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
+/// The machine a run was measured on, as sysinfo sees it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Machine {
+    /// The first CPU's brand string; empty if unknown.
     pub cpu_model: String,
     /// Logical cores.
     pub cores: usize,
+    /// Physical cores; `None` if sysinfo cannot tell.
     pub physical_cores: Option<usize>,
+    /// Total memory, in GiB.
     pub memory_gib: f64,
+    /// The operating system's long name and version; empty if unknown.
     pub os: String,
+    /// The kernel's long version; empty if unknown.
     pub kernel: String,
 }
 
@@ -36,6 +42,8 @@ impl Machine {
         })
     }
 
+    /// One line: CPU, cores, memory, OS and kernel. Two runs with the same line count as
+    /// measured on the same machine.
     pub fn describe(&self) -> String {
         let physical = self
             .physical_cores

@@ -8,11 +8,14 @@ use plotters::prelude::*;
 
 /// One named line.
 pub struct Series {
+    /// Its name in the legend.
     pub name: String,
+    /// Its `(x, y)` points, joined in this order.
     pub points: Vec<(f64, f64)>,
 }
 
 impl Series {
+    /// The line `name` through `points`.
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
         Series {
             name: name.into(),
@@ -23,14 +26,19 @@ impl Series {
 
 /// One panel: lines over a shared x axis.
 pub struct Panel {
+    /// The caption above the chart.
     pub title: String,
+    /// The x axis's description.
     pub x_label: String,
+    /// The y axis's description.
     pub y_label: String,
+    /// The lines, each in a colour of its own.
     pub series: Vec<Series>,
     /// How x values are written on the axis (e.g. `10^x` for a log-scaled axis).
     pub x_format: fn(&f64) -> String,
 }
 
+/// For plain axes: whole numbers without decimals, others with one.
 pub fn plain(x: &f64) -> String {
     if x.fract() == 0.0 {
         format!("{x:.0}")

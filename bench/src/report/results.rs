@@ -17,26 +17,37 @@ use crate::storage_load::{self, StorageConfig, StorageResult};
 /// A scenario's result with the server's CPU and memory meanwhile.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Measured<T> {
+    /// The scenario's result.
     pub result: T,
+    /// The server's CPU and memory while it ran (for `storage`, this process's: the store and
+    /// its clients).
     pub server: ProcessUsage,
 }
 
 /// Everything one report run measured; absent parts were not asked for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Results {
+    /// When the run started, RFC 3339 in UTC to the second.
     pub date: String,
     /// How the run was started (empty in runs saved before it was recorded), so that a report
     /// rewritten from the saved results still names the command that measured them.
     #[serde(default)]
     pub command: String,
+    /// The machine it ran on.
     pub machine: Machine,
+    /// Seconds the whole run took.
     pub wall_s: f64,
+    /// The `api` scenario, one per `(users, requests)` of [`Plan::api`], in that order.
     pub api: Vec<Measured<ApiResult>>,
     /// The API while default tasks keep the compute busy.
     pub api_busy: Option<Measured<ApiResult>>,
+    /// The `burst` scenario.
     pub burst: Option<Measured<BurstResult>>,
+    /// The `generate` scenario, one per entry of [`Plan::generate_scenes`], in that order.
     pub generate: Vec<Measured<GenerateResult>>,
+    /// The `storage` scenario.
     pub storage: Option<Measured<StorageResult>>,
+    /// The `soak` scenario.
     pub soak: Option<Measured<SoakResult>>,
     /// Parts taken from other runs on the same machine (see [`Results::keep_unmeasured`]),
     /// each as "part (date)".
@@ -62,6 +73,7 @@ impl Results {
         }
     }
 
+    /// Reads results saved as JSON at `path`.
     pub fn load(path: &Path) -> Result<Results> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -104,6 +116,7 @@ impl Results {
         Ok(())
     }
 
+    /// Writes the results to `path` as pretty-printed JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", path.display()))
@@ -113,17 +126,24 @@ impl Results {
 /// Which scenarios to run, at which sizes. Empty lists and `None` skip a scenario.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The reel binary to serve with; `None` finds the one of this build
+    /// ([`find_reel`](crate::server::find_reel)) when a scenario needs a server.
     pub reel_bin: Option<PathBuf>,
     /// `(users, requests)` pairs.
     pub api: Vec<(usize, usize)>,
     /// The API while generation runs.
     pub api_busy: Option<ApiLoad>,
+    /// Connections of the `burst` scenario.
     pub burst: Option<usize>,
     /// Scenes per task of each generate run, and the concurrencies of each.
     pub generate_scenes: Vec<usize>,
+    /// Concurrencies of each generate run: `k` tasks together, after one alone.
     pub generate_tasks: Vec<usize>,
+    /// Denoising steps per scene of the generate tasks.
     pub generate_steps: usize,
+    /// The `storage` scenario's sizes and bounds.
     pub storage: Option<StorageConfig>,
+    /// The `soak` scenario's duration and pace.
     pub soak: Option<SoakConfig>,
     /// Bound on each HTTP scenario.
     pub max_secs: u64,

@@ -16,8 +16,12 @@ use crate::tally::Summary;
 /// A target or goal with its verdict; `pass` is `None` when the run did not measure it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Verdict {
+    /// The target or goal, as the report words it.
     pub target: String,
+    /// What the run measured for it, as printed, or why there is no verdict (e.g. "not
+    /// measured in this run").
     pub measured: String,
+    /// Whether it was met; `None` when the run did not measure what it asks.
     pub pass: Option<bool>,
 }
 
