@@ -79,6 +79,11 @@ impl Server {
         &self.base
     }
 
+    /// The server's data dir (sled and artifacts).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
