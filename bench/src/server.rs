@@ -81,6 +81,11 @@ impl Server {
         &self.base
     }
 
+    /// The server's data dir (sled and artifacts).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
     /// The URL of `path` (starting with `/`) on the server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

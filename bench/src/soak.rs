@@ -62,6 +62,10 @@ pub struct SoakSample {
     pub warm_probe_ms: Vec<f64>,
     /// Tasks the server accepted (202) since the soak started.
     pub tasks_posted: u64,
+    /// Bytes of every file under the server's data dir (sled and artifacts): what retention
+    /// must keep bounded. 0 in runs from before it was recorded.
+    #[serde(default)]
+    pub store_bytes: u64,
 }
 
 /// What the samples say about leaks and drift.
@@ -96,6 +100,14 @@ pub struct SoakStats {
     /// Mean share of the whole machine busy (every process) in the last quarter, in percent.
     #[serde(default)]
     pub machine_cpu_last_quarter_percent: f64,
+    /// Mean size of the data dir (sled and artifacts) in the first and last quarters, and its
+    /// largest sample, MiB: bounded when retention keeps up (0 in runs before it was recorded).
+    #[serde(default)]
+    pub store_first_quarter_mb: f64,
+    #[serde(default)]
+    pub store_last_quarter_mb: f64,
+    #[serde(default)]
+    pub store_max_mb: f64,
 }
 
 /// Result of the `soak` scenario.
@@ -136,9 +148,10 @@ impl SoakSample {
     /// One line of progress: time, RSS, tasks posted, slowest probe, machine CPU.
     pub fn progress_line(&self) -> String {
         format!(
-            "t={:.0}s rss={:.1} MiB posted={} probe max {:.2} ms, machine busy {:.0}%",
+            "t={:.0}s rss={:.1} MiB store={:.1} MiB posted={} probe max {:.2} ms, machine busy {:.0}%",
             self.t_s,
             self.rss_bytes as f64 / MIB,
+            self.store_bytes as f64 / MIB,
             self.tasks_posted,
             self.probe_ms.iter().copied().fold(0.0, f64::max),
             self.machine_cpu_percent,
@@ -179,6 +192,7 @@ impl SoakStats {
             Percentiles::of(&mut ms).p99
         };
         let machine = |s: &SoakSample| s.machine_cpu_percent as f64;
+        let store = |s: &SoakSample| s.store_bytes as f64 / MIB;
         let (rss0, rss1) = (mean(first, &mb), mean(last, &mb));
         let (p0, p1) = (p99(first, false), p99(last, false));
         Ok(SoakStats {
@@ -195,6 +209,9 @@ impl SoakStats {
                 / samples.len() as f64,
             machine_cpu_first_quarter_percent: mean(first, &machine),
             machine_cpu_last_quarter_percent: mean(last, &machine),
+            store_first_quarter_mb: mean(first, &store),
+            store_last_quarter_mb: mean(last, &store),
+            store_max_mb: samples.iter().map(store).fold(0.0, f64::max),
         })
     }
 
@@ -210,13 +227,29 @@ impl SoakStats {
     /// One printed line: RSS, slope, probe p99s and drift, CPU and the machine's load.
     pub fn line(&self) -> String {
         format!(
-            "rss {:.1} -> {:.1} MiB ({:+.2}%), slope {:+.2} MB/h; probe p99 {:.2} -> {:.2} ms (x{:.2}), back to back {:.2} -> {:.2} ms; cpu mean {:.0}% of one core; machine busy {:.0}% -> {:.0}%",
+            "rss {:.1} -> {:.1} MiB ({:+.2}%), slope {:+.2} MB/h; store {:.1} -> {:.1} MiB (max {:.1}); probe p99 {:.2} -> {:.2} ms (x{:.2}), back to back {:.2} -> {:.2} ms; cpu mean {:.0}% of one core; machine busy {:.0}% -> {:.0}%",
             self.rss_first_quarter_mb, self.rss_last_quarter_mb, self.rss_growth_percent,
-            self.memory_slope_mb_per_hour, self.p99_first_quarter_ms, self.p99_last_quarter_ms,
+            self.memory_slope_mb_per_hour, self.store_first_quarter_mb, self.store_last_quarter_mb, self.store_max_mb, self.p99_first_quarter_ms, self.p99_last_quarter_ms,
             self.latency_drift_ratio, self.warm_p99_first_quarter_ms, self.warm_p99_last_quarter_ms,
             self.cpu_mean_percent, self.machine_cpu_first_quarter_percent, self.machine_cpu_last_quarter_percent,
         )
     }
+}
+
+/// Bytes of every file under `dir`, recursively (0 for what cannot be read: files come and go
+/// while the server runs).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Runs the soak against `srv` for `cfg.duration_s`; `each` sees every sample (for printing).
@@ -268,6 +301,7 @@ pub async fn run(
             anyhow::bail!("the server exited during the soak:\n{}", srv.log_tail());
         };
         let sample = SoakSample {
+            store_bytes: dir_bytes(&srv.data_dir()),
             t_s: now.as_secs_f64(),
             rss_bytes: reading.rss_bytes,
             cpu_percent: reading.cpu_percent.unwrap_or(0.0),
@@ -305,6 +339,7 @@ mod tests {
             probe_ms: vec![probe],
             warm_probe_ms: vec![probe / 2.0],
             tasks_posted: 0,
+            store_bytes: 0,
         }
     }
 
