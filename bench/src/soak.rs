@@ -100,12 +100,14 @@ pub struct SoakStats {
     /// Mean share of the whole machine busy (every process) in the last quarter, in percent.
     #[serde(default)]
     pub machine_cpu_last_quarter_percent: f64,
-    /// Mean size of the data dir (sled and artifacts) in the first and last quarters, and its
-    /// largest sample, MiB: bounded when retention keeps up (0 in runs before it was recorded).
+    /// Mean size of the data dir (sled and artifacts) in the first quarter, MiB: bounded when
+    /// retention keeps up (0 in runs before it was recorded, as the two below).
     #[serde(default)]
     pub store_first_quarter_mb: f64,
+    /// The same in the last quarter, MiB.
     #[serde(default)]
     pub store_last_quarter_mb: f64,
+    /// The data dir's largest sample, MiB.
     #[serde(default)]
     pub store_max_mb: f64,
 }

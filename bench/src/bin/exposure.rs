@@ -11,7 +11,7 @@
 //!
 //! `cargo build --release && cargo run --release -p bench --bin exposure -- --scenario auth`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _, Result};
@@ -131,7 +131,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn auth(bin: &PathBuf, args: &Args) -> Result<()> {
+async fn auth(bin: &Path, args: &Args) -> Result<()> {
     let http = reqwest::Client::new();
     let open = Server::start_ready(bin, &[]).await?;
     let keyed = Server::start_ready(bin, &[]).await?;
@@ -172,7 +172,7 @@ async fn auth(bin: &PathBuf, args: &Args) -> Result<()> {
     Ok(())
 }
 
-async fn fairness(bin: &PathBuf, args: &Args) -> Result<()> {
+async fn fairness(bin: &Path, args: &Args) -> Result<()> {
     let http = reqwest::Client::new();
     let limit = (args.a_tasks + 10).to_string();
     let srv = Server::start_ready(
