@@ -1,4 +1,5 @@
-//! Single RGB8 frames as PNG (png crate) or JPEG (jpeg-encoder).
+//! Single RGB8 frames as PNG (png crate): the stored frames, which `/frames/{n}` and the live
+//! stream serve as they are.
 
 use anyhow::{ensure, Context as _, Result};
 
@@ -23,17 +24,5 @@ pub fn png_rgb(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>> {
     let mut writer = encoder.write_header().context("writing PNG header")?;
     writer.write_image_data(rgb).context("writing PNG data")?;
     writer.finish().context("finishing PNG")?;
-    Ok(out)
-}
-
-/// A `width` x `height` RGB8 image as baseline JPEG of `quality` (1-100).
-pub fn jpeg_rgb(width: u32, height: u32, rgb: &[u8], quality: u8) -> Result<Vec<u8>> {
-    check(width, height, rgb)?;
-    let w = u16::try_from(width).context("JPEG width over 65535")?;
-    let h = u16::try_from(height).context("JPEG height over 65535")?;
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100))
-        .encode(rgb, w, h, jpeg_encoder::ColorType::Rgb)
-        .context("encoding JPEG")?;
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //!
 //! Input is a [`kernels::Clip`] (a few low-resolution frames spanning a whole scene, frame i at
 //! progress i/(frames-1)); output is a [`Processed`] scene of `out_frames` frames of
-//! `out_size` x `out_size`, as RGB8 (PNG/JPEG for watchers) and as YUV 4:2:0 for the H.264
+//! `out_size` x `out_size`, as RGB8 (the stored PNG frames) and as YUV 4:2:0 for the H.264
 //! encoder of [`crate::encode`]. The stages, each written twice, as a WGSL compute shader
 //! (`*.wgsl` here) and as a CPU twin (rayon) that agrees with it within 1/255:
 //!
