@@ -34,7 +34,7 @@ pub const OPS: [&str; 13] = [
     "DELETE /api/tasks/{id}",
 ];
 
-/// [`OPS`] whose answer is timed to its head only: the MJPEG stream replays a finished task
+/// [`OPS`] whose answer is timed to its head only: the live frame stream replays a finished task
 /// at its frame rate, so its body takes as long as the video.
 const HEAD_ONLY: &str = "GET /api/tasks/{done}/stream";
 

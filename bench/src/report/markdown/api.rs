@@ -28,7 +28,7 @@ pub fn section<'a>(
     let ops: Vec<String> = OPS.iter().map(|op| format!("`{op}`")).collect();
     let _ = write!(
         o,
-        "## API\n\nEach user cycles through every endpoint: {} (`{{id}}` a task of its own, `{{done}}` a finished one; the POST is a cached one-scene task, the MJPEG stream is timed to its head).",
+        "## API\n\nEach user cycles through every endpoint: {} (`{{id}}` a task of its own, `{{done}}` a finished one; the POST is a cached one-scene task, the live frame stream is timed to its head).",
         ops.join(", ")
     );
     o.push_str(" The user counts alone send back to back (a closed-loop stress, whose latency is mostly queueing: users / throughput); the run while generating paces its users like Locust users, arriving spread over one pause, while the bench keeps default tasks unfinished so that generation saturates the compute throughout.\n\n");
@@ -69,7 +69,7 @@ pub fn section<'a>(
 fn by_endpoint(o: &mut String, r: &ApiResult) {
     let _ = writeln!(
         o,
-        "By endpoint, while generating ({:.0}% of the run had a task in generation; the MJPEG stream is timed to its head, since it replays the video at its frame rate):\n\n| endpoint | requests | p50 ms | p95 ms | p99 ms | max ms | req/s | errors | 429 |\n|---|---|---|---|---|---|---|---|---|",
+        "By endpoint, while generating ({:.0}% of the run had a task in generation; the live frame stream is timed to its head, since it replays the video at its frame rate):\n\n| endpoint | requests | p50 ms | p95 ms | p99 ms | max ms | req/s | errors | 429 |\n|---|---|---|---|---|---|---|---|---|",
         r.generation_busy_share * 100.0
     );
     for (op, s) in &r.by_op {
