@@ -802,3 +802,36 @@ fn cors_is_off_unless_origins_are_named_and_metrics_can_have_their_own_address()
     let r = c.get(server.url("/metrics")).send().unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+#[test]
+fn asking_about_tasks_that_do_not_exist_leaves_nothing_behind() {
+    let data = temp_dir("ghosts");
+    let server = Server::start(&data, &[]);
+    let c = client();
+    let stats = |c: &Client| -> Value {
+        c.get(server.url("/api/stats"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let before = stats(&c);
+    for n in 100_000..110_000u64 {
+        let r = c
+            .get(server.url(&format!("/api/tasks/{n}/events")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+    }
+    let after = stats(&c);
+    assert_eq!(after["live_tasks"], 0, "{after}");
+    assert_eq!(before["live_tasks"], 0);
+    // Memory: nothing kept per request (the issue saw +117 MB over 3000 requests before).
+    let rss = |v: &Value| v["memory"]["rss_bytes"].as_u64().unwrap();
+    assert!(
+        rss(&after) < rss(&before) + (16 << 20),
+        "{} -> {}",
+        rss(&before),
+        rss(&after)
+    );
+}

@@ -25,7 +25,6 @@ fn params() -> NewTask {
     })
 }
 
-
 /// A finish time `ahead` from now: young until then.
 fn young_until(ahead: Duration) -> u64 {
     now_ms() + ahead.as_millis() as u64
