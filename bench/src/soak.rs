@@ -299,7 +299,9 @@ pub async fn run(
                 probes.record(took, outcome(&res));
             }
         }
-        let Some(reading) = probe.sample() else {
+        // A server that died is still listed until it is reaped, as a zombie with no memory:
+        // a live process always has some resident memory.
+        let Some(reading) = probe.sample().filter(|r| r.rss_bytes > 0) else {
             anyhow::bail!("the server exited during the soak:\n{}", srv.log_tail());
         };
         let sample = SoakSample {
