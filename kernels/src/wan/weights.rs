@@ -221,7 +221,7 @@ fn locate(dir: &Path) -> Result<(PathBuf, Option<PathBuf>), WanLoadError> {
         ([index], _) => Ok((index.clone(), Some(index.clone()))),
         ([], [file]) => Ok((file.clone(), None)),
         ([], []) => Err(WanLoadError::Io {
-            path: dir.join("diffusion_pytorch_model.safetensors"),
+            path: dir.to_path_buf(),
             source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "no *.safetensors or *.safetensors.index.json in the component directory",
