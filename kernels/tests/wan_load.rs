@@ -1010,3 +1010,22 @@ fn tokenizer_that_is_not_one() {
         Err(WanLoadError::Tokenizer { .. })
     ));
 }
+
+#[test]
+fn shard_index_that_disagrees_with_its_shards() {
+    let tiny = Tiny::new(Dtype::F32, true);
+    let path = tiny.path("transformer/diffusion_pytorch_model.safetensors.index.json");
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    // proj_out.bias is in the second shard; the index now says the first.
+    index["weight_map"]["proj_out.bias"] =
+        json!("diffusion_pytorch_model-00001-of-00002.safetensors");
+    write_json(&path, &index);
+    assert_names(
+        &tiny.error(),
+        &[
+            "transformer/diffusion_pytorch_model.safetensors.index.json",
+            "proj_out.bias",
+        ],
+    );
+}

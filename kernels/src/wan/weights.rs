@@ -140,10 +140,9 @@ fn weights_error(path: &Path, message: String) -> WanLoadError {
     }
 }
 
-/// Maps one safetensors file and lists its tensors, refusing unsupported types.
-fn map_shard(
-    path: &Path,
-) -> Result<(Mmap, Vec<(String, Dtype, Vec<usize>, usize, usize)>), WanLoadError> {
+/// Maps one safetensors file (shard number `shard` of its component) and lists its tensors,
+/// refusing unsupported types.
+fn map_shard(path: &Path, shard: usize) -> Result<(Mmap, Vec<(String, Entry)>), WanLoadError> {
     let io = |source| WanLoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -157,20 +156,18 @@ fn map_shard(
         SafeTensors::read_metadata(&map).map_err(|e| weights_error(path, e.to_string()))?;
     // Data offsets in the header count from the end of the 8-byte length and the header.
     let base = 8 + header;
-    let tensors = metadata
-        .tensors()
-        .into_iter()
-        .map(|(name, info)| {
-            let (start, end) = info.data_offsets;
-            (
-                name,
-                info.dtype,
-                info.shape.clone(),
-                base + start,
-                base + end,
-            )
-        })
-        .collect();
+    let mut tensors = Vec::new();
+    for (name, info) in metadata.tensors() {
+        let (start, end) = info.data_offsets;
+        let entry = Entry {
+            shard,
+            dtype: supported(path, &name, info.dtype)?,
+            shape: info.shape.clone(),
+            start: base + start,
+            end: base + end,
+        };
+        tensors.push((name, entry));
+    }
     Ok((map, tensors))
 }
 
@@ -257,9 +254,8 @@ impl WanWeights {
         let mut shards = Vec::with_capacity(shard_paths.len());
         let mut all: HashMap<String, Entry> = HashMap::new();
         for (shard, path) in shard_paths.into_iter().enumerate() {
-            let (map, tensors) = map_shard(&path)?;
-            for (name, dtype, shape, start, end) in tensors {
-                let dtype = supported(&path, &name, dtype)?;
+            let (map, tensors) = map_shard(&path, shard)?;
+            for (name, entry) in tensors {
                 if let Some(map) = &weight_map {
                     let listed = map.get(&name).map(|f| dir.join(f));
                     if listed.as_deref() != Some(path.as_path()) {
@@ -272,13 +268,6 @@ impl WanWeights {
                         ));
                     }
                 }
-                let entry = Entry {
-                    shard,
-                    dtype,
-                    shape,
-                    start,
-                    end,
-                };
                 all.insert(name, entry);
             }
             shards.push(Shard { path, map });
