@@ -1029,3 +1029,31 @@ fn shard_index_that_disagrees_with_its_shards() {
         ],
     );
 }
+
+#[test]
+fn aliases_and_encoder_are_optional() {
+    // transformers 5 writes only `shared.weight` for the tied umT5 embedding; a decoder-only
+    // VAE export has no encoder. Both load, with nothing ignored.
+    let tiny = Tiny::new(Dtype::F32, false);
+    write_safetensors(
+        &tiny.path("text_encoder/model.safetensors"),
+        &text_encoder_tensors(),
+        Dtype::F32,
+        &[],
+    );
+    write_safetensors(
+        &tiny.path("vae/diffusion_pytorch_model.safetensors"),
+        &vae_decoder_tensors(),
+        Dtype::F32,
+        &[],
+    );
+    let summary = WanCheckpoint::open(&tiny.dir).expect("loads").describe();
+    for c in &summary.components {
+        assert_eq!(c.weights.ignored_tensors, 0, "{}", c.name);
+        assert_eq!(c.weights.ignored_bytes, 0, "{}", c.name);
+    }
+    assert_eq!(
+        summary.components[0].weights.parameters,
+        parameters(&text_encoder_tensors())
+    );
+}

@@ -242,9 +242,6 @@ pub struct Umt5Config {
     pub layer_norm_epsilon: f64,
     /// Must be `gated-gelu`.
     pub feed_forward_proj: String,
-    /// Whether the encoder's token embedding is the shared one (true for umT5).
-    #[serde(default = "default_true")]
-    pub tie_word_embeddings: bool,
 }
 
 fn default_true() -> bool {

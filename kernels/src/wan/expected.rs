@@ -67,8 +67,8 @@ pub(crate) fn transformer(c: &WanTransformerConfig) -> Expected {
 }
 
 /// `UMT5EncoderModel`: unlike T5, every layer has its own relative position bias. The token
-/// embedding is `shared.weight`; with tied embeddings transformers may also write its alias
-/// `encoder.embed_tokens.weight`, which is then checked for shape and otherwise ignored.
+/// embedding is `shared.weight`; a file may also hold its alias `encoder.embed_tokens.weight`
+/// (or, as transformers 5 saves it, not), which is then checked for shape and ignored.
 pub(crate) fn text_encoder(c: &Umt5Config) -> Expected {
     let inner = c.num_heads * c.d_kv;
     let mut l = List(Vec::new());
@@ -102,14 +102,12 @@ pub(crate) fn text_encoder(c: &Umt5Config) -> Expected {
         l.add(format!("{b}.1.layer_norm.weight"), &[c.d_model]);
     }
     l.add("encoder.final_layer_norm.weight", &[c.d_model]);
-    let optional = if c.tie_word_embeddings {
-        vec![(
-            "encoder.embed_tokens.weight".to_string(),
-            vec![c.vocab_size, c.d_model],
-        )]
-    } else {
-        Vec::new()
-    };
+    // The encoder's embedding is `shared` itself in UMT5EncoderModel whatever
+    // tie_word_embeddings says (that flag is about the LM head, which this model lacks).
+    let optional = vec![(
+        "encoder.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, c.d_model],
+    )];
     Expected {
         required: l.0,
         optional,
