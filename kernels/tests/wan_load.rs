@@ -1057,3 +1057,15 @@ fn aliases_and_encoder_are_optional() {
         parameters(&text_encoder_tensors())
     );
 }
+
+#[test]
+fn tokenizer_larger_than_the_embedding() {
+    let tiny = Tiny::new(Dtype::F32, false);
+    let mut config = text_encoder_config();
+    config["vocab_size"] = json!(10);
+    write_json(&tiny.path("text_encoder/config.json"), &config);
+    assert_names(
+        &tiny.error(),
+        &["tokenizer/tokenizer.json", "11 tokens", "vocab_size 10"],
+    );
+}

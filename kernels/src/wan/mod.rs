@@ -106,6 +106,19 @@ impl WanCheckpoint {
                 message: e.to_string(),
             })?;
 
+        // Every id the tokenizer can produce indexes umT5's embedding; a tokenizer from
+        // another model would otherwise fail (or read garbage) at the first prompt.
+        let tokens = tokenizer.get_vocab_size(true);
+        if tokens > text_encoder_config.vocab_size {
+            return Err(WanLoadError::Config {
+                path,
+                message: format!(
+                    "{tokens} tokens, but text_encoder/config.json has vocab_size {}",
+                    text_encoder_config.vocab_size
+                ),
+            });
+        }
+
         let transformer = WanWeights::open(
             &dir.join("transformer"),
             &expected::transformer(&transformer_config),
