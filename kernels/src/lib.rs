@@ -12,6 +12,8 @@
 //! - `Model` / `SceneState` / `Clip`: what the pipeline drives: `Model::load` a checkpoint
 //!   written by model/export.py, `start` scenes, `step` any set of them together in one batched
 //!   forward pass, `decode` to frames.
+//! - `wan`: Wan2.1 text-to-video checkpoints in the diffusers layout: loading and validation
+//!   (the model math is not there yet).
 //! - `GpuMonitor`: utilisation and memory of the CUDA backend's GPU (NVML), for monitoring.
 
 #![warn(missing_docs)]
@@ -32,6 +34,7 @@ mod scene;
 mod shapes;
 mod tensor;
 mod tokenizer;
+pub mod wan;
 
 pub use backend::{Backend, Norm};
 pub use config::{ModelConfig, SamplerDefaults};
