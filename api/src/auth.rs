@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use storage::{ApiKey, Store, TaskRecord};
+use storage::{ApiKey, Store, TaskParams, TaskRecord};
 use warp::http::StatusCode;
 
 use crate::errors::ApiError;
@@ -45,6 +45,23 @@ impl Caller {
     /// Whether this caller may see the task at all (others get a 404, not a 403).
     pub fn may_see(&self, record: &TaskRecord) -> bool {
         self.is_admin() || record.owner == self.owner()
+    }
+
+    /// The priority of this caller's tasks that name none: its key's own (default 5).
+    pub fn default_priority(&self) -> u8 {
+        self.key()
+            .and_then(|k| k.priority)
+            .unwrap_or(TaskParams::DEFAULT_PRIORITY)
+    }
+
+    /// The most a request of this caller may ask for: its key's own, or the top for the open
+    /// server's user and admin keys.
+    pub fn priority_ceiling(&self) -> u8 {
+        if self.is_admin() {
+            TaskParams::PRIORITY.1
+        } else {
+            self.default_priority()
+        }
     }
 
     /// The key, when there is one.

@@ -145,6 +145,9 @@ pub fn allow_on_405(path: warp::path::FullPath, mut res: Response) -> Response {
 /// several routes: a body or query error of the route that matched the path and method wins
 /// over "wrong method" from its siblings on the same path, which wins over "no such route".
 pub async fn recover(err: Rejection) -> Result<Response, Infallible> {
+    if let Some(e) = err.find::<crate::openai::OpenAiError>() {
+        return Ok(e.response());
+    }
     let e = if let Some(e) = err.find::<ApiError>() {
         e.clone()
     } else if let Some(e) = err.find::<BodyDeserializeError>() {

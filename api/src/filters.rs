@@ -23,7 +23,7 @@ use crate::models::MAX_BODY_BYTES;
 use crate::quota::{Limits, Quotas};
 use crate::routes::Access;
 use crate::stats::Probe;
-use crate::{errors, media, metrics, openapi, sse, stats, stream};
+use crate::{errors, media, metrics, openai, openapi, sse, stats, stream};
 
 /// Everything the API is built from.
 pub struct ApiConfig {
@@ -97,6 +97,17 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
         })
     };
     let key = || caller(Access::Key);
+    // The same check for the OpenAI-style routes, whose errors take OpenAI's shape.
+    let v1_key = || {
+        let st = st.clone();
+        warp::header::optional::<String>("authorization").and_then(move |h: Option<String>| {
+            let auth = st.auth.clone();
+            async move {
+                auth.check(h.as_deref(), Access::Key)
+                    .map_err(|e| warp::reject::custom(openai::OpenAiError::from(e)))
+            }
+        })
+    };
     let admin = || caller(Access::Admin);
 
     let create = warp::path!("api" / "tasks")
@@ -158,6 +169,37 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
         .and(admin())
         .and(state.clone())
         .and_then(handlers::revoke_key);
+    let v1_create = warp::path!("v1" / "videos")
+        .and(warp::post())
+        .and(v1_key())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
+        .and(warp::body::bytes())
+        .and(state.clone())
+        .and_then(openai::create);
+    let v1_list = warp::path!("v1" / "videos")
+        .and(warp::get())
+        .and(v1_key())
+        .and(warp::query())
+        .and(state.clone())
+        .and_then(openai::list);
+    let v1_get = warp::path!("v1" / "videos" / String)
+        .and(warp::get())
+        .and(v1_key())
+        .and(state.clone())
+        .and_then(openai::retrieve);
+    let v1_delete = warp::path!("v1" / "videos" / String)
+        .and(warp::delete())
+        .and(v1_key())
+        .and(state.clone())
+        .and_then(openai::delete);
+    let v1_content = warp::path!("v1" / "videos" / String / "content")
+        .and(warp::get())
+        .and(v1_key())
+        .and(warp::query())
+        .and(warp::header::optional::<String>("range"))
+        .and(state.clone())
+        .and_then(openai::content);
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .and_then(handlers::healthz);
@@ -185,6 +227,11 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
         live.boxed(),
         video.boxed(),
         frame.boxed(),
+        v1_create.boxed(),
+        v1_list.boxed(),
+        v1_get.boxed(),
+        v1_delete.boxed(),
+        v1_content.boxed(),
         create_key.boxed(),
         list_keys.boxed(),
         revoke_key.boxed(),

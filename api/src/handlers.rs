@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use contract::SubmitError;
 use serde_json::json;
-use storage::{NewTask, TaskParams, TaskRecord};
+use storage::{NewTask, TaskParams, TaskRecord, Webhook};
 use tasks::{Subscription, TaskService};
 use warp::http::header::LOCATION;
 use warp::http::StatusCode;
@@ -114,78 +114,88 @@ fn json_with(status: StatusCode, body: &impl serde::Serialize) -> Response {
 /// The priority a caller's request gets: keys have their own (default 5) as default and
 /// ceiling; the open server's user and admin keys may ask up to the top.
 fn priority_of(caller: &Caller, body: &CreateTask) -> Result<u8, ApiError> {
-    let own = caller
-        .key()
-        .and_then(|k| k.priority)
-        .unwrap_or(TaskParams::DEFAULT_PRIORITY);
-    let ceiling = if caller.is_admin() {
-        TaskParams::PRIORITY.1
-    } else {
-        own
-    };
-    body.priority(own.min(ceiling), ceiling)
+    body.priority(caller.default_priority(), caller.priority_ceiling())
 }
 
-/// `POST /api/tasks`: validate, refuse (storing nothing) when over a limit, the queue is
-/// full or the engine or disk cannot take it; persist, hand to the engine, answer 202.
+/// `POST /api/tasks`: validate, then [`AppState::admit`]; 202 with the task.
 pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Response, Rejection> {
     let params = body.validate()?;
-    st.limits.check_size(&params)?;
     let priority = priority_of(&caller, &body)?;
     let webhook = body.webhook()?;
-    st.ensure_available()?;
-    let depth = st.backend.queue_depth();
-    if depth >= st.backend.queue_bound() {
-        return Err(ApiError::queue_full(depth, QUEUE_RETRY_AFTER_SECS).into());
-    }
-    let owner = caller.owner();
-    if let Some(key) = &owner {
-        st.quotas.admit(key, || st.tasks.live_of(key), &st.limits)?;
-    }
-    let new = NewTask {
-        params,
-        owner: owner.clone(),
-        priority,
-        webhook,
-    };
-    let created = st.blocking(move |st| Ok(st.tasks.create(new)?)).await;
-    if let Some(key) = &owner {
-        st.quotas.stored(key);
-    }
-    let record = match created {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(key) = &owner {
-                st.quotas.refund(key);
-            }
-            return Err(e.into());
-        }
-    };
+    let record = st.admit(&caller, params, priority, webhook).await?;
     let id = record.id;
-    if let Err(e) = st.backend.submit(&record) {
-        // Stored but not taken (the engine died or the queue filled since the checks): end
-        // it rather than leave it queued forever, and give the hourly count back.
-        if let Some(key) = &owner {
-            st.quotas.refund(key);
-        }
-        let reason = format!("not accepted: {e}");
-        st.blocking(move |st| Ok(st.tasks.fail(id, &reason)))
-            .await?;
-        return Err(match e {
-            SubmitError::QueueFull(depth) => ApiError::queue_full(depth, QUEUE_RETRY_AFTER_SECS),
-            SubmitError::Unavailable(why) => ApiError::unavailable(
-                "engine_unavailable",
-                format!("the engine is recovering: {why}"),
-                UNAVAILABLE_RETRY_AFTER_SECS,
-            ),
-        }
-        .into());
-    }
     let mut res = json_with(StatusCode::ACCEPTED, &st.view(record));
     if let Ok(loc) = format!("/api/tasks/{id}").parse() {
         res.headers_mut().insert(LOCATION, loc);
     }
     Ok(res)
+}
+
+impl AppState {
+    /// Takes a validated task for `caller`: refuses it, storing nothing, when over the pixel
+    /// budget or a quota, the queue is full or the engine or disk cannot take it; otherwise
+    /// persists it and hands it to the engine. Shared by `POST /api/tasks` and
+    /// `POST /v1/videos`.
+    pub async fn admit(
+        &self,
+        caller: &Caller,
+        params: TaskParams,
+        priority: u8,
+        webhook: Option<Webhook>,
+    ) -> Result<TaskRecord, ApiError> {
+        let st = self;
+        st.limits.check_size(&params)?;
+        st.ensure_available()?;
+        let depth = st.backend.queue_depth();
+        if depth >= st.backend.queue_bound() {
+            return Err(ApiError::queue_full(depth, QUEUE_RETRY_AFTER_SECS));
+        }
+        let owner = caller.owner();
+        if let Some(key) = &owner {
+            st.quotas.admit(key, || st.tasks.live_of(key), &st.limits)?;
+        }
+        let new = NewTask {
+            params,
+            owner: owner.clone(),
+            priority,
+            webhook,
+        };
+        let created = st.blocking(move |st| Ok(st.tasks.create(new)?)).await;
+        if let Some(key) = &owner {
+            st.quotas.stored(key);
+        }
+        let record = match created {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(key) = &owner {
+                    st.quotas.refund(key);
+                }
+                return Err(e);
+            }
+        };
+        let id = record.id;
+        if let Err(e) = st.backend.submit(&record) {
+            // Stored but not taken (the engine died or the queue filled since the checks):
+            // end it rather than leave it queued forever, and give the hourly count back.
+            if let Some(key) = &owner {
+                st.quotas.refund(key);
+            }
+            let reason = format!("not accepted: {e}");
+            st.blocking(move |st| Ok(st.tasks.fail(id, &reason)))
+                .await?;
+            return Err(match e {
+                SubmitError::QueueFull(depth) => {
+                    ApiError::queue_full(depth, QUEUE_RETRY_AFTER_SECS)
+                }
+                SubmitError::Unavailable(why) => ApiError::unavailable(
+                    "engine_unavailable",
+                    format!("the engine is recovering: {why}"),
+                    UNAVAILABLE_RETRY_AFTER_SECS,
+                ),
+            });
+        }
+        Ok(record)
+    }
 }
 
 /// `GET /api/tasks/{id}`.

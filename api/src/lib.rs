@@ -12,6 +12,7 @@
 //! ([`sse`]) and a live multipart PNG stream ([`stream`]); videos and frames are files under
 //! the data dir ([`media`]). Every rejection, warp's own included, becomes one JSON shape
 //! `{"code", "message"}` in [`errors::recover`], which never leaks paths or debug text.
+//! The OpenAI-style video API (`/v1/videos`, [`openai`]) maps onto the same tasks.
 //! Operators get Prometheus metrics at `/metrics` ([`metrics`]) and a JSON summary at
 //! `/api/stats` ([`stats`]), both for admin keys (or `/metrics` on a listener of its own,
 //! [`metrics_only`]).
@@ -33,6 +34,7 @@ mod handlers;
 mod media;
 pub mod metrics;
 pub mod models;
+pub mod openai;
 pub mod openapi;
 pub mod quota;
 pub mod routes;

@@ -38,6 +38,14 @@ fn task_response(description: &str) -> Value {
     json_response(description, "Task")
 }
 
+fn oa_response(description: &str, schema: &str) -> Value {
+    json_response(description, schema)
+}
+
+fn video_param() -> Value {
+    json!({"name": "video_id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^video_[0-9]+$"}})
+}
+
 fn id_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}})
 }
@@ -110,6 +118,55 @@ fn operation(r: &Route) -> Option<Value> {
         ("GET", "/api/tasks/{id}/frames/{n}") => json!({
             "parameters": [id_param(), {"name": "n", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}],
             "responses": {"200": binary("image/png"), "404": error_response("No such task or frame")}
+        }),
+        ("POST", "/v1/videos") => json!({
+            "requestBody": {
+                "required": true,
+                "content": {
+                    "multipart/form-data": {"schema": {"$ref": "#/components/schemas/CreateVideo"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/CreateVideo"}}
+                }
+            },
+            "responses": {
+                "200": oa_response("The video job, queued", "Video"),
+                "400": oa_response("A field is missing or out of range (error.param names it)", "OpenAiError"),
+                "429": oa_response("The queue is full or a quota is reached", "OpenAiError"),
+                "503": oa_response("The engine is recovering", "OpenAiError"),
+                "507": oa_response("Free disk space is below the floor", "OpenAiError")
+            }
+        }),
+        ("GET", "/v1/videos") => json!({
+            "parameters": [
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["desc"]}}
+            ],
+            "responses": {"200": oa_response("One page", "VideoList"), "400": oa_response("Bad after, limit or order", "OpenAiError")}
+        }),
+        ("GET", "/v1/videos/{video_id}") => json!({
+            "parameters": [video_param()],
+            "responses": {"200": oa_response("The video job", "Video"), "404": oa_response("No such video (or not yours)", "OpenAiError")}
+        }),
+        ("DELETE", "/v1/videos/{video_id}") => json!({
+            "parameters": [video_param()],
+            "responses": {
+                "200": {"description": "Deleted", "content": {"application/json": {"schema": {"type": "object", "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "deleted": {"type": "boolean"}}}}}},
+                "404": oa_response("No such video (or not yours)", "OpenAiError")
+            }
+        }),
+        ("GET", "/v1/videos/{video_id}/content") => json!({
+            "parameters": [
+                video_param(),
+                {"name": "variant", "in": "query", "schema": {"type": "string", "enum": ["video"]}},
+                {"name": "Range", "in": "header", "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": binary("video/mp4"),
+                "206": binary("video/mp4"),
+                "400": oa_response("An unsupported variant", "OpenAiError"),
+                "404": oa_response("No such video, or not finished", "OpenAiError"),
+                "416": oa_response("Range outside the file", "OpenAiError")
+            }
         }),
         ("POST", "/api/keys") => json!({
             "requestBody": body("CreateKey"),
@@ -191,6 +248,44 @@ fn schemas() -> Value {
                 "admin": {"type": "boolean", "default": false},
                 "priority": {"nullable": true, "type": "integer", "minimum": TaskParams::PRIORITY.0, "maximum": TaskParams::PRIORITY.1}
             }
+        },
+        "CreateVideo": {
+            "type": "object",
+            "required": ["prompt"],
+            "properties": {
+                "prompt": {"type": "string", "minLength": 1, "maxLength": TaskParams::PROMPT_MAX_CHARS},
+                "model": {"type": "string", "enum": [crate::openai::MODEL]},
+                "seconds": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "description": "0.5 to 80; split into scenes of at most 4 s"},
+                "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$", "description": "Square WxH, 64 to 512, a multiple of 16"}
+            }
+        },
+        "Video": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"}, "object": {"type": "string"}, "created_at": {"type": "integer"},
+                "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed"]},
+                "model": {"type": "string"}, "progress": {"type": "integer"}, "seconds": {"type": "string"},
+                "size": {"type": "string"}, "completed_at": {"type": "integer", "nullable": true},
+                "expires_at": {"type": "integer", "nullable": true},
+                "error": {"type": "object", "nullable": true, "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                "remixed_from_video_id": {"type": "string", "nullable": true}
+            }
+        },
+        "VideoList": {
+            "type": "object",
+            "properties": {
+                "object": {"type": "string"}, "data": {"type": "array", "items": {"$ref": "#/components/schemas/Video"}},
+                "first_id": {"type": "string", "nullable": true}, "last_id": {"type": "string", "nullable": true},
+                "has_more": {"type": "boolean"}
+            }
+        },
+        "OpenAiError": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "object", "properties": {
+                "message": {"type": "string"}, "type": {"type": "string"},
+                "param": {"type": "string", "nullable": true}, "code": {"type": "string"}
+            }}}
         },
         "Key": {
             "type": "object",

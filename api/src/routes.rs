@@ -51,6 +51,11 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/tasks/{id}/stream", Access::Key, "The frames as they are made (multipart PNG, shown live by an <img>); a finished task's frames replayed"),
     route("GET", "/api/tasks/{id}/video", Access::Key, "The finished MP4 (H.264)"),
     route("GET", "/api/tasks/{id}/frames/{n}", Access::Key, "Frame n as PNG, once stored"),
+    route("POST", "/v1/videos", Access::Key, "OpenAI-style: make a video (multipart or JSON: prompt, model, seconds, size)"),
+    route("GET", "/v1/videos", Access::Key, "OpenAI-style: list your videos, newest first"),
+    route("GET", "/v1/videos/{video_id}", Access::Key, "OpenAI-style: one video job"),
+    route("DELETE", "/v1/videos/{video_id}", Access::Key, "OpenAI-style: cancel a video if it runs, then delete it"),
+    route("GET", "/v1/videos/{video_id}/content", Access::Key, "OpenAI-style: the video's MP4"),
     route("POST", "/api/keys", Access::Admin, "Make an API key; its token is in this answer only"),
     route("GET", "/api/keys", Access::Admin, "List API keys (never their tokens)"),
     route("DELETE", "/api/keys/{key}", Access::Admin, "Revoke an API key, at once"),
@@ -68,8 +73,9 @@ fn matches(template: &str, path: &str) -> bool {
         match (t.next(), p.next()) {
             (None, None) => return true,
             (Some(ts), Some(ps)) if ts.starts_with('{') => {
-                // A key id is any segment (as its route takes it); the rest are numbers.
-                let ok = ts == "{key}" || ps.parse::<u64>().is_ok();
+                // Key and video ids are any segment (as their routes take them); the rest are
+                // numbers.
+                let ok = matches!(ts, "{key}" | "{video_id}") || ps.parse::<u64>().is_ok();
                 if !ok {
                     return false;
                 }
@@ -111,6 +117,10 @@ mod tests {
             "/api/tasks/{id}/frames/{n}"
         );
         assert_eq!(template_of("/api/keys/key_0a1b"), "/api/keys/{key}");
+        assert_eq!(
+            template_of("/v1/videos/video_3/content"),
+            "/v1/videos/{video_id}/content"
+        );
         assert_eq!(template_of("/api/tasks/abc"), "unmatched");
         assert_eq!(template_of("/api/tasks/1/frames/x"), "unmatched");
         assert_eq!(template_of("/nope"), "unmatched");

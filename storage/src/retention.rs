@@ -163,6 +163,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes one finished task now, as retention would once it expired: its files (unless
+    /// another task shares them), record, indexes, count and cache keys. `Ok(false)` when no
+    /// such task is stored, or it has not ended (cancel it first); an error when its files
+    /// cannot be deleted (then it stays, whole).
+    pub fn delete_finished(&self, data_dir: &Path, id: u64) -> Result<bool> {
+        let Some(ms) = self.retention.get(finished_at_key(id))? else {
+            return Ok(false);
+        };
+        let mut out = Removed::default();
+        self.expire(data_dir, decode_u64(&ms)?, id, &mut out)?;
+        if let Some((_, e)) = out.failed.pop() {
+            return Err(e);
+        }
+        Ok(out.tasks == 1)
+    }
+
     /// Deletes one expired task (see [`Store::remove_expired`]) under the write lock.
     fn expire(&self, data_dir: &Path, finished_ms: u64, id: u64, out: &mut Removed) -> Result<()> {
         let _guard = self.lock();

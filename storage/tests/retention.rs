@@ -480,3 +480,29 @@ fn the_database_stays_bounded_while_tasks_come_and_go() {
         "size on disk grew from {early} to {last} bytes: {sizes:?}"
     );
 }
+
+#[test]
+fn a_finished_task_can_be_deleted_at_once_and_a_live_one_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(dir.path()).unwrap();
+    for _ in 0..2 {
+        store.create_task(params()).unwrap();
+    }
+    set(
+        &store,
+        1,
+        TaskStatus::Completed,
+        Some(write_artifact(&data, 1)),
+    );
+    assert!(
+        !store.delete_finished(&data, 2).unwrap(),
+        "task 2 is still queued"
+    );
+    assert!(!store.delete_finished(&data, 9).unwrap(), "no task 9");
+    assert!(store.delete_finished(&data, 1).unwrap());
+    assert_eq!(store.get(1).unwrap(), None);
+    assert!(!data.join("artifacts/1").exists());
+    assert_eq!(count(&store, TaskStatus::Completed), 0);
+    assert!(store.get(2).unwrap().is_some());
+}
