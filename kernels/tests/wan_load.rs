@@ -363,8 +363,13 @@ fn tokenizer_json() -> Value {
         "padding": null,
         "added_tokens": [special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")],
         "normalizer": null,
-        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}",
-                          "prepend_scheme": "always", "split": true},
+        // As transformers 5 writes it (model/wan/tiny/tokenizer/tokenizer.json), less the
+        // Precompiled nmt_nfkc normaliser.
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always",
+             "split": true}
+        ]},
         "post_processor": {
             "type": "TemplateProcessing",
             "single": [{"Sequence": {"id": "A", "type_id": 0}},
