@@ -137,7 +137,7 @@ fn operation(r: &Route) -> Option<Value> {
         }),
         ("GET", "/v1/videos") => json!({
             "parameters": [
-                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {"name": "after", "in": "query", "description": "The last id of the previous page (empty: the first page)", "schema": {"type": "string", "pattern": "^(video_[0-9]+)?$"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
                 {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["desc"]}}
             ],
@@ -206,10 +206,15 @@ fn paths() -> Value {
         op["summary"] = json!(r.summary);
         if r.access != Access::Public {
             op["security"] = json!([{"bearer": []}]);
+            // The OpenAI-style routes answer in OpenAI's error shape.
+            let error = |d: &str| match r.path.starts_with("/v1/") {
+                true => json_response(d, "OpenAiError"),
+                false => error_response(d),
+            };
             let responses = &mut op["responses"];
-            responses["401"] = error_response("No valid API key (when the server has keys)");
+            responses["401"] = error("No valid API key (when the server has keys)");
             if r.access == Access::Admin {
-                responses["403"] = error_response("The key is not an admin key");
+                responses["403"] = error("The key is not an admin key");
             }
         }
         let path = paths.entry(r.path).or_insert_with(|| json!({}));
@@ -251,12 +256,13 @@ fn schemas() -> Value {
         },
         "CreateVideo": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["prompt"],
             "properties": {
                 "prompt": {"type": "string", "minLength": 1, "maxLength": TaskParams::PROMPT_MAX_CHARS},
                 "model": {"type": "string", "enum": [crate::openai::MODEL]},
-                "seconds": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "description": "0.5 to 80; split into scenes of at most 4 s"},
-                "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$", "description": "Square WxH, 64 to 512, a multiple of 16"}
+                "seconds": {"type": "string", "enum": (1..=crate::openai::MAX_SECONDS).map(|n| n.to_string()).collect::<Vec<_>>(), "description": "Split into scenes of at most 4 s"},
+                "size": {"type": "string", "enum": crate::openai::sizes(), "description": "Square: reel's frames are"}
             }
         },
         "Video": {

@@ -12,7 +12,6 @@ mod models;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -22,7 +21,7 @@ use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::handlers::AppState;
 use crate::media;
-pub use models::{task_id, video_id, CreateVideo, OpenAiError, Video, MODEL};
+pub use models::{sizes, task_id, video_id, CreateVideo, OpenAiError, Video, MAX_SECONDS, MODEL};
 
 fn ok(body: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(body), StatusCode::OK).into_response()
@@ -114,31 +113,28 @@ pub async fn retrieve(video: String, caller: Caller, st: AppState) -> Result<Res
     Ok(ok(&Video::of(&r, overall)))
 }
 
-/// `GET /v1/videos` query.
-#[derive(Debug, Deserialize)]
-pub struct ListVideos {
-    /// The last id of the previous page.
-    pub after: Option<String>,
-    /// Page size, 1 to 100 (default 20).
-    pub limit: Option<usize>,
-    /// Only `desc` (newest first).
-    pub order: Option<String>,
-}
+/// A query string as a map: parsed by the handlers, so that its errors take OpenAI's shape.
+pub type Query = HashMap<String, String>;
 
-/// `GET /v1/videos`: newest first, the caller's own (all, for an admin key).
-pub async fn list(caller: Caller, q: ListVideos, st: AppState) -> Result<Response, Rejection> {
-    if q.order.as_deref().is_some_and(|o| o != "desc") {
+/// `GET /v1/videos?after=&limit=&order=`: newest first, the caller's own (all, for an admin
+/// key).
+pub async fn list(caller: Caller, q: Query, st: AppState) -> Result<Response, Rejection> {
+    if q.get("order").is_some_and(|o| o != "desc") {
         return Err(reject(models::invalid(
             "order",
             "only order=desc (newest first) is supported",
         )));
     }
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(reject(models::invalid("limit", "limit must be 1 to 100")));
-    }
+    let limit = match q.get("limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| reject(models::invalid("limit", "limit must be 1 to 100")))?,
+    };
     let cursor =
-        match &q.after {
+        match q.get("after").filter(|a| !a.is_empty()) {
             None => None,
             Some(a) => Some(task_id(a).ok_or_else(|| {
                 reject(models::invalid("after", format!("{a:?} is not a video id")))
@@ -183,22 +179,15 @@ pub async fn delete(video: String, caller: Caller, st: AppState) -> Result<Respo
     ))
 }
 
-/// `GET /v1/videos/{video_id}/content` query.
-#[derive(Debug, Deserialize)]
-pub struct ContentQuery {
-    /// Only `video` (the MP4).
-    pub variant: Option<String>,
-}
-
 /// `GET /v1/videos/{video_id}/content`: the MP4 (byte ranges as `/api/tasks/{id}/video`).
 pub async fn content(
     video: String,
     caller: Caller,
-    q: ContentQuery,
+    q: Query,
     range: Option<String>,
     st: AppState,
 ) -> Result<Response, Rejection> {
-    if q.variant.as_deref().is_some_and(|v| v != "video") {
+    if q.get("variant").is_some_and(|v| v != "video") {
         return Err(reject(models::invalid(
             "variant",
             "only variant=video (the MP4) is served",

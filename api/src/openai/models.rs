@@ -15,6 +15,21 @@ use crate::errors::ApiError;
 /// The model name these endpoints answer to (and accept, besides the loaded model's own id).
 pub const MODEL: &str = "reel";
 
+/// Seconds per scene at most: a video of `seconds` is split into scenes no longer than this.
+pub const SCENE_SECONDS: u32 = 4;
+
+/// The longest video: as many scenes as a task may have.
+pub const MAX_SECONDS: u32 = SCENE_SECONDS * TaskParams::NUM_SCENES.1 as u32;
+
+/// The sizes reel makes, `NxN`, for the document.
+pub fn sizes() -> Vec<String> {
+    let (lo, hi) = TaskParams::SIZE;
+    (lo..=hi)
+        .step_by(TaskParams::SIZE_MULTIPLE as usize)
+        .map(|n| format!("{n}x{n}"))
+        .collect()
+}
+
 /// An error in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with the
 /// status and `Retry-After` of the reel error it carries.
 #[derive(Debug)]
@@ -122,7 +137,7 @@ impl CreateVideo {
         CreateVideo::from_fields(fields)
     }
 
-    /// The task these fields ask for: `seconds` becomes scenes of at most 4 s (up to 8), `size`
+    /// The task these fields ask for: `seconds` becomes scenes of at most [`SCENE_SECONDS`], `size`
     /// the square frame side; the rest takes reel's defaults (the seed drawn at random).
     pub fn params(&self, model_id: &str) -> Result<TaskParams, OpenAiError> {
         if let Some(m) = &self.model {
@@ -137,31 +152,24 @@ impl CreateVideo {
             .prompt
             .as_deref()
             .ok_or_else(|| invalid("prompt", "prompt is required"))?;
-        let seconds: f32 = match &self.seconds {
-            None => 4.0,
+        let seconds = match &self.seconds {
+            None => 4,
             Some(s) => s
                 .trim()
-                .parse()
+                .parse::<u32>()
                 .ok()
-                .filter(|v: &f32| v.is_finite() && *v > 0.0)
+                .filter(|v| (1..=MAX_SECONDS).contains(v))
                 .ok_or_else(|| {
                     invalid(
                         "seconds",
-                        format!("seconds must be a positive number, got {s:?}"),
+                        format!(
+                            "seconds must be a whole number from 1 to {MAX_SECONDS}, got {s:?}"
+                        ),
                     )
                 })?,
-        };
-        let (min, max) = (
-            TaskParams::SECONDS_PER_SCENE.0,
-            TaskParams::SECONDS_PER_SCENE.1 * TaskParams::NUM_SCENES.1 as f32,
-        );
-        if !(min..=max).contains(&seconds) {
-            return Err(invalid(
-                "seconds",
-                format!("seconds must be between {min} and {max}, got {seconds}"),
-            ));
-        }
-        let scenes = ((seconds / 4.0).ceil() as usize).clamp(1, TaskParams::NUM_SCENES.1);
+        } as f32;
+        let scenes =
+            ((seconds / SCENE_SECONDS as f32).ceil() as usize).clamp(1, TaskParams::NUM_SCENES.1);
         let size = match &self.size {
             None => TaskParams::DEFAULT_SIZE,
             Some(s) => parse_size(s)?,
