@@ -1,11 +1,13 @@
-//! `reel generate` (one task in-process, with a progress bar) and `reel plan`.
+//! `reel generate` (one task in-process, with a bar per scene on a terminal, plain progress
+//! lines otherwise) and `reel plan`.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
 use contract::TaskEvent;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipeline::plan::Planner;
 use pipeline::planner::RulePlanner;
 use storage::{NewTask, TaskParams, TaskStatus};
@@ -87,15 +89,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     rt.engine.submit(&task)?;
 
-    let bar = ProgressBar::new(1000);
-    bar.set_style(ProgressStyle::with_template(
-        "{spinner} {msg:16} [{bar:40}] {percent:>3}% {elapsed}",
-    )?);
-    bar.set_message("queued");
+    let mut shown = Shown::new(task.params.num_scenes);
     let status = loop {
         match events.blocking_recv() {
-            Ok(TaskEvent::Status(s)) => bar.set_message(s.name()),
-            Ok(TaskEvent::Step { overall, .. }) => bar.set_position((overall * 1000.0) as u64),
+            Ok(TaskEvent::Status(s)) => shown.status(s),
+            Ok(TaskEvent::Step {
+                scene, step, steps, ..
+            }) => shown.step(scene, step, steps),
             Ok(TaskEvent::Frame { .. }) => {}
             Ok(TaskEvent::Done(s)) => break s,
             Err(RecvError::Lagged(_)) => {}
@@ -108,7 +108,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             }
         }
     };
-    bar.finish_with_message(status.name());
+    shown.finish(status);
     let record = rt
         .tasks
         .store()
@@ -132,4 +132,75 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         serde_json::to_string(&record.timings_ms)?
     );
     Ok(())
+}
+
+/// How a running task is shown: on a terminal, a status line and one bar per scene (steps);
+/// otherwise plain lines: each status, and each scene at every quarter of its steps.
+enum Shown {
+    Bars {
+        status: ProgressBar,
+        scenes: Vec<ProgressBar>,
+    },
+    Lines {
+        /// Per scene, the last quarter reported.
+        quarters: Vec<usize>,
+    },
+}
+
+impl Shown {
+    fn new(scenes: usize) -> Shown {
+        if !std::io::stderr().is_terminal() {
+            return Shown::Lines {
+                quarters: vec![0; scenes],
+            };
+        }
+        let multi = MultiProgress::new();
+        let status = multi.add(ProgressBar::new_spinner());
+        status.set_message("queued");
+        let style = ProgressStyle::with_template("scene {prefix:>2} [{bar:40}] {pos}/{len} steps")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let scenes = (0..scenes)
+            .map(|i| {
+                let bar = multi.add(ProgressBar::new(1).with_style(style.clone()));
+                bar.set_prefix((i + 1).to_string());
+                bar
+            })
+            .collect();
+        Shown::Bars { status, scenes }
+    }
+
+    fn status(&mut self, s: TaskStatus) {
+        match self {
+            Shown::Bars { status, .. } => status.set_message(s.name()),
+            Shown::Lines { .. } => eprintln!("status: {}", s.name()),
+        }
+    }
+
+    fn step(&mut self, scene: usize, step: usize, steps: usize) {
+        match self {
+            Shown::Bars { scenes, .. } => {
+                if let Some(bar) = scenes.get(scene) {
+                    bar.set_length(steps as u64);
+                    bar.set_position(step as u64);
+                }
+            }
+            Shown::Lines { quarters } => {
+                let q = step * 4 / steps.max(1);
+                if let Some(last) = quarters.get_mut(scene).filter(|last| q > **last) {
+                    *last = q;
+                    eprintln!("scene {}: {step}/{steps} steps", scene + 1);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, s: TaskStatus) {
+        match self {
+            Shown::Bars { status, scenes } => {
+                scenes.iter().for_each(ProgressBar::finish);
+                status.finish_with_message(s.name());
+            }
+            Shown::Lines { .. } => eprintln!("status: {}", s.name()),
+        }
+    }
 }
