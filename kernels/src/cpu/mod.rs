@@ -5,7 +5,7 @@
 //! picks the thread count (work is split over images, clips and frames, never inside a GEMM).
 
 mod conv;
-mod gemm;
+pub(crate) mod gemm;
 mod math;
 mod pointwise;
 mod tensor;

@@ -8,13 +8,17 @@
 //! checkpoint fails at start-up with a message naming the file and tensor instead of
 //! producing garbage later. [`WanCheckpoint::describe`] summarises it for logs and readiness.
 //!
-//! Not yet here: the model math (umT5 encoder, the Wan transformer, the VAE decoder, the
-//! schedulers) and any wiring into the server; the loaded weights are only exposed through
-//! [`WanWeights::tensor`] for that work to build on.
+//! Model math: the umT5 text encoder on the CPU in f32 ([`Umt5Encoder`], and
+//! [`prompt_embeds`] for the pipeline's zeroing of rows past the prompt).
+//!
+//! Not yet here: the Wan transformer, the VAE decoder, the schedulers and any wiring into
+//! the server; their weights are only exposed through [`WanWeights::tensor`] for that work
+//! to build on.
 
 mod config;
 mod error;
 mod expected;
+mod umt5;
 mod weights;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +30,7 @@ pub use config::{
     WanTransformerConfig, WanVaeConfig,
 };
 pub use error::WanLoadError;
+pub use umt5::{prompt_embeds, relative_position_bucket, Umt5Encoder};
 pub use weights::{WanDtype, WanTensor, WanWeights, WeightsSummary};
 
 use config::read_json;

@@ -1,0 +1,416 @@
+//! The umT5 text encoder (transformers' `UMT5EncoderModel`) on the CPU in f32, and the rule
+//! `WanPipeline` applies to its output before the transformer sees it.
+//!
+//! The math, layer by layer (dropout is off at inference):
+//!
+//! - `x = shared[ids]` (the encoder's embedding is the shared one; no scaling).
+//! - Each block: `x += o(attn(rms(x)))`, then `x += wo(gelu_tanh(wi_0(rms(x))) * wi_1(rms(x)))`.
+//! - Self-attention per head: scores `q . k` with no `1/sqrt(d_kv)` scaling, plus the block's
+//!   own relative position bias (umT5 has one in every block; T5 only in the first), keys
+//!   whose mask is 0 left out. The bias of query `i` and key `j` is
+//!   `relative_attention_bias[bucket(j - i), head]`, the bidirectional T5 bucketing.
+//! - After the last block, the final RMS norm.
+//!
+//! RMS norms are T5's: `x * w / sqrt(mean(x^2) + eps)`, no mean subtraction, no bias.
+//!
+//! Attention runs in tiles of queries against tiles of keys with an online softmax, so no
+//! `seq x seq` score matrix is held; with the bias looked up per relative offset it is
+//! `O(seq^2 d)` time and `O(seq d)` memory. The projections go through the CPU backend's
+//! GEMM over weights packed once at load. Work is split over rows with rayon (the current
+//! pool: run inside `ThreadPool::install` to choose the threads).
+
+use rayon::prelude::*;
+
+use super::{Umt5Config, WanCheckpoint, WanLoadError};
+use crate::cpu::gemm::{gemm, PackedB};
+
+/// Queries per attention tile.
+const TILE_Q: usize = 32;
+/// Keys per attention tile.
+const TILE_K: usize = 64;
+/// Rows per parallel GEMM task.
+const ROWS_PER_TASK: usize = 64;
+
+/// One encoder block's weights, f32, projections packed for the GEMM.
+struct Block {
+    attn_norm: Vec<f32>,
+    /// q, k and v side by side: `[d_model, 3 * inner]`.
+    qkv: PackedB,
+    /// `[inner, d_model]`.
+    o: PackedB,
+    /// `[buckets, heads]`, as stored.
+    relative_bias: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    /// wi_0 and wi_1 side by side: `[d_model, 2 * d_ff]`.
+    wi: PackedB,
+    /// `[d_ff, d_model]`.
+    wo: PackedB,
+}
+
+/// The umT5 encoder of a Wan2.1 checkpoint, weights widened to f32 once at load.
+pub struct Umt5Encoder {
+    vocab_size: usize,
+    d_model: usize,
+    heads: usize,
+    d_kv: usize,
+    d_ff: usize,
+    eps: f32,
+    num_buckets: usize,
+    max_distance: usize,
+    /// `[vocab, d_model]`.
+    embed: Vec<f32>,
+    blocks: Vec<Block>,
+    final_norm: Vec<f32>,
+}
+
+impl std::fmt::Debug for Umt5Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Umt5Encoder")
+            .field("vocab_size", &self.vocab_size)
+            .field("d_model", &self.d_model)
+            .field("heads", &self.heads)
+            .field("d_kv", &self.d_kv)
+            .field("d_ff", &self.d_ff)
+            .field("layers", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Packs the nn.Linear weights `ws` (each `[out_i, in]`, row-major) side by side as one
+/// `[in, sum(out_i)]` right-hand matrix, so that `x @ packed` computes them all at once.
+fn pack_linears(input: usize, ws: &[(&[f32], usize)]) -> PackedB {
+    let total: usize = ws.iter().map(|(_, out)| out).sum();
+    let mut dense = vec![0.0f32; input * total];
+    let mut col0 = 0;
+    for (w, out) in ws {
+        debug_assert_eq!(w.len(), out * input);
+        for o in 0..*out {
+            for i in 0..input {
+                dense[i * total + col0 + o] = w[o * input + i];
+            }
+        }
+        col0 += out;
+    }
+    PackedB::row_major(input, total, &dense)
+}
+
+/// `c[m, :] (+)= a[m, k] @ b`, rows split over the rayon pool. Rows of `c` are `ldc` apart,
+/// `ldc >= b.padded_n()`.
+fn linear(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize, acc: bool) {
+    c[..m * ldc]
+        .par_chunks_mut(ROWS_PER_TASK * ldc)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            let r0 = t * ROWS_PER_TASK;
+            let rows = chunk.len() / ldc;
+            gemm(rows, &a[r0 * lda..], lda, b, chunk, ldc, acc);
+        });
+}
+
+/// T5's RMS norm of each `d`-wide row of `x` (rows `ldx` apart) into `out` (rows `d` apart).
+fn rms_norm(x: &[f32], ldx: usize, d: usize, w: &[f32], eps: f32, out: &mut [f32]) {
+    out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+        let row = &x[r * ldx..r * ldx + d];
+        let ss: f32 = row.iter().map(|v| v * v).sum();
+        let inv = 1.0 / (ss / d as f32 + eps).sqrt();
+        for ((o, v), w) in o.iter_mut().zip(row).zip(w) {
+            *o = w * (v * inv);
+        }
+    });
+}
+
+/// `gelu_new`: the tanh approximation of GELU.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// The bucket of relative position `rel = key - query` in umT5's bidirectional bucketing:
+/// half the buckets for keys after the query, half for the rest; in each half, distances
+/// below a quarter of the buckets get their own bucket, longer ones share log-spaced buckets
+/// up to `max_distance`, and everything past it the last one. Computed in f32 as
+/// transformers does, so that distances on a bucket boundary land where they do there.
+pub fn relative_position_bucket(rel: i64, num_buckets: usize, max_distance: usize) -> usize {
+    let half = num_buckets / 2;
+    let base = if rel > 0 { half } else { 0 };
+    let n = rel.unsigned_abs() as usize;
+    let max_exact = half / 2;
+    if n < max_exact {
+        return base + n;
+    }
+    let denom = (max_distance as f64 / max_exact as f64).ln() as f32;
+    let log_ratio = (n as f32 / max_exact as f32).ln() / denom * (half - max_exact) as f32;
+    base + (max_exact + log_ratio as usize).min(half - 1)
+}
+
+/// What `WanPipeline` hands the transformer: `hidden` (`seq x d`, as
+/// [`Umt5Encoder::encode`] returns it) with every row from the prompt's length on zeroed,
+/// the length being the number of nonzero entries of `mask` (the pipeline keeps the first
+/// that many rows; its masks are ones then zeros).
+pub fn prompt_embeds(mut hidden: Vec<f32>, d: usize, mask: &[u32]) -> Vec<f32> {
+    let len = mask.iter().filter(|&&m| m != 0).count();
+    let start = (len * d).min(hidden.len());
+    hidden[start..].fill(0.0);
+    hidden
+}
+
+impl Umt5Encoder {
+    /// Reads the text encoder's weights from `ckpt`, widened to f32 and packed once.
+    pub fn from_checkpoint(ckpt: &WanCheckpoint) -> Result<Umt5Encoder, WanLoadError> {
+        let c: &Umt5Config = ckpt.text_encoder_config();
+        let config_path = ckpt.dir.join("text_encoder/config.json");
+        let half = c.relative_attention_num_buckets / 2;
+        if half / 2 == 0 || c.relative_attention_max_distance <= half / 2 {
+            return Err(WanLoadError::Config {
+                path: config_path,
+                message: format!(
+                    "relative_attention_num_buckets {} and relative_attention_max_distance {} \
+                     leave no log-spaced buckets (need at least 4 buckets and a distance \
+                     past a quarter of them)",
+                    c.relative_attention_num_buckets, c.relative_attention_max_distance
+                ),
+            });
+        }
+        let weights = ckpt.text_encoder();
+        let path = ckpt.dir.join("text_encoder");
+        let get = |name: String, shape: &[usize]| -> Result<Vec<f32>, WanLoadError> {
+            match weights.tensor(&name) {
+                Some(t) if t.shape == shape => Ok(t.to_f32()),
+                Some(t) => Err(WanLoadError::WrongShape {
+                    path: path.clone(),
+                    tensor: name,
+                    expected: shape.to_vec(),
+                    found: t.shape.to_vec(),
+                }),
+                None => Err(WanLoadError::MissingTensor {
+                    path: path.clone(),
+                    tensor: name,
+                    expected: shape.to_vec(),
+                }),
+            }
+        };
+        let (d, inner, ff) = (c.d_model, c.num_heads * c.d_kv, c.d_ff);
+        let embed = get("shared.weight".into(), &[c.vocab_size, d])?;
+        let mut blocks = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let b = format!("encoder.block.{i}.layer");
+            let attn = |p: &str| format!("{b}.0.SelfAttention.{p}.weight");
+            let q = get(attn("q"), &[inner, d])?;
+            let k = get(attn("k"), &[inner, d])?;
+            let v = get(attn("v"), &[inner, d])?;
+            let o = get(attn("o"), &[d, inner])?;
+            let wi_0 = get(format!("{b}.1.DenseReluDense.wi_0.weight"), &[ff, d])?;
+            let wi_1 = get(format!("{b}.1.DenseReluDense.wi_1.weight"), &[ff, d])?;
+            let wo = get(format!("{b}.1.DenseReluDense.wo.weight"), &[d, ff])?;
+            blocks.push(Block {
+                attn_norm: get(format!("{b}.0.layer_norm.weight"), &[d])?,
+                qkv: pack_linears(d, &[(&q, inner), (&k, inner), (&v, inner)]),
+                o: pack_linears(inner, &[(&o, d)]),
+                relative_bias: get(
+                    attn("relative_attention_bias"),
+                    &[c.relative_attention_num_buckets, c.num_heads],
+                )?,
+                ffn_norm: get(format!("{b}.1.layer_norm.weight"), &[d])?,
+                wi: pack_linears(d, &[(&wi_0, ff), (&wi_1, ff)]),
+                wo: pack_linears(ff, &[(&wo, d)]),
+            });
+        }
+        let final_norm = get("encoder.final_layer_norm.weight".into(), &[d])?;
+        Ok(Umt5Encoder {
+            vocab_size: c.vocab_size,
+            d_model: d,
+            heads: c.num_heads,
+            d_kv: c.d_kv,
+            d_ff: ff,
+            eps: c.layer_norm_epsilon as f32,
+            num_buckets: c.relative_attention_num_buckets,
+            max_distance: c.relative_attention_max_distance,
+            embed,
+            blocks,
+            final_norm,
+        })
+    }
+
+    /// Width of the encoder's output rows.
+    pub fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    /// Test knob: zeroes block `layer`'s relative position bias, to show that a test
+    /// comparing against the reference notices a missing per-block bias.
+    #[doc(hidden)]
+    pub fn zero_relative_bias(&mut self, layer: usize) {
+        self.blocks[layer].relative_bias.fill(0.0);
+    }
+
+    /// The encoder's last hidden state for token `ids` under attention `mask` (1: attend to
+    /// this key, 0: a padding key; same length as `ids`), `ids.len() x d_model` row-major.
+    /// Every row is computed, padding rows included, as `UMT5EncoderModel` does; see
+    /// [`prompt_embeds`] for what the pipeline keeps.
+    ///
+    /// Panics if the lengths differ or an id is outside the vocabulary (the checkpoint's
+    /// tokenizer is checked at load to produce none).
+    pub fn encode(&self, ids: &[u32], mask: &[u32]) -> Vec<f32> {
+        assert_eq!(ids.len(), mask.len(), "umT5: ids and mask lengths differ");
+        let s = ids.len();
+        let d = self.d_model;
+        let inner = self.heads * self.d_kv;
+        if s == 0 {
+            return Vec::new();
+        }
+        // The residual stream, rows padded to whole GEMM panels so that the output
+        // projections accumulate straight into it.
+        let ldx = self.blocks.first().map_or(d, |b| b.o.padded_n());
+        let mut x = vec![0.0f32; s * ldx];
+        for (row, &id) in x.chunks_exact_mut(ldx).zip(ids) {
+            let id = id as usize;
+            assert!(
+                id < self.vocab_size,
+                "umT5: token id {id} outside the vocabulary"
+            );
+            row[..d].copy_from_slice(&self.embed[id * d..(id + 1) * d]);
+        }
+
+        // Bucket of every relative offset j - i, indexed by j - i + s - 1.
+        let buckets: Vec<usize> = (0..2 * s - 1)
+            .map(|r| {
+                relative_position_bucket(
+                    r as i64 - (s as i64 - 1),
+                    self.num_buckets,
+                    self.max_distance,
+                )
+            })
+            .collect();
+        let keep: Vec<bool> = mask.iter().map(|&m| m != 0).collect();
+
+        let mut normed = vec![0.0f32; s * d];
+        let mut ctx = vec![0.0f32; s * inner];
+        let mut bias = vec![0.0f32; self.heads * (2 * s - 1)];
+        for block in &self.blocks {
+            rms_norm(&x, ldx, d, &block.attn_norm, self.eps, &mut normed);
+            let ldqkv = block.qkv.padded_n();
+            let mut qkv = vec![0.0f32; s * ldqkv];
+            linear(s, &normed, d, &block.qkv, &mut qkv, ldqkv, false);
+            for (h, row) in bias.chunks_exact_mut(2 * s - 1).enumerate() {
+                for (b, &bucket) in row.iter_mut().zip(&buckets) {
+                    *b = block.relative_bias[bucket * self.heads + h];
+                }
+            }
+            self.attention(s, &qkv, ldqkv, &bias, &keep, &mut ctx);
+            linear(s, &ctx, inner, &block.o, &mut x, ldx, true);
+
+            rms_norm(&x, ldx, d, &block.ffn_norm, self.eps, &mut normed);
+            let ldh = block.wi.padded_n();
+            let mut hidden = vec![0.0f32; s * ldh];
+            linear(s, &normed, d, &block.wi, &mut hidden, ldh, false);
+            let ff = self.d_ff;
+            let mut gated = vec![0.0f32; s * ff];
+            gated
+                .par_chunks_mut(ff)
+                .zip(hidden.par_chunks(ldh))
+                .for_each(|(g, h)| {
+                    for ((g, a), b) in g.iter_mut().zip(&h[..ff]).zip(&h[ff..2 * ff]) {
+                        *g = gelu_tanh(*a) * b;
+                    }
+                });
+            linear(s, &gated, ff, &block.wo, &mut x, ldx, true);
+        }
+        rms_norm(&x, ldx, d, &self.final_norm, self.eps, &mut normed);
+        normed
+    }
+
+    /// Self-attention of every head: `qkv` rows hold q, k and v (`inner` each, heads
+    /// `d_kv` apart), `bias[h * (2s - 1) + j - i + s - 1]` is head h's bias for query i and
+    /// key j; writes each query's heads side by side into `ctx` (`s x inner`).
+    ///
+    /// Flash-style: per head, a tile of `TILE_Q` queries meets one tile of `TILE_K` keys at
+    /// a time (their scores in a `TILE_Q x TILE_K` scratch), and each query keeps a running
+    /// max, sum and weighted sum of values (online softmax), rescaled when the max grows.
+    fn attention(
+        &self,
+        s: usize,
+        qkv: &[f32],
+        ldqkv: usize,
+        bias: &[f32],
+        keep: &[bool],
+        ctx: &mut [f32],
+    ) {
+        let (heads, dk) = (self.heads, self.d_kv);
+        let inner = heads * dk;
+        let any_kept = keep.iter().any(|&k| k);
+        ctx.par_chunks_mut(TILE_Q * inner)
+            .enumerate()
+            .for_each(|(t, out)| {
+                let q0 = t * TILE_Q;
+                let tq = out.len() / inner;
+                let mut scores = vec![0.0f32; TILE_Q * TILE_K];
+                let mut max = [f32::NEG_INFINITY; TILE_Q];
+                let mut sum = [0.0f32; TILE_Q];
+                let mut acc = vec![0.0f32; TILE_Q * dk];
+                for h in 0..heads {
+                    let bias_h = &bias[h * (2 * s - 1)..(h + 1) * (2 * s - 1)];
+                    max.fill(f32::NEG_INFINITY);
+                    sum.fill(0.0);
+                    acc.fill(0.0);
+                    for k0 in (0..s).step_by(TILE_K) {
+                        let tk = TILE_K.min(s - k0);
+                        // Scores of the tile: q . k + bias, or -inf for a masked key.
+                        for qi in 0..tq {
+                            let i = q0 + qi;
+                            let q = &qkv[i * ldqkv + h * dk..][..dk];
+                            let row = &mut scores[qi * TILE_K..qi * TILE_K + tk];
+                            for (kj, score) in row.iter_mut().enumerate() {
+                                let j = k0 + kj;
+                                *score = if !any_kept {
+                                    // No key to attend to: the reference's large negative
+                                    // swamps every score alike, so it averages all values.
+                                    0.0
+                                } else if !keep[j] {
+                                    f32::NEG_INFINITY
+                                } else {
+                                    let k = &qkv[j * ldqkv + inner + h * dk..][..dk];
+                                    let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
+                                    dot + bias_h[j + s - 1 - i]
+                                };
+                            }
+                        }
+                        // Online softmax update of each query's running state.
+                        for qi in 0..tq {
+                            let row = &scores[qi * TILE_K..qi * TILE_K + tk];
+                            let tile_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                            if tile_max == f32::NEG_INFINITY {
+                                continue;
+                            }
+                            let a = &mut acc[qi * dk..(qi + 1) * dk];
+                            if tile_max > max[qi] {
+                                let rescale = (max[qi] - tile_max).exp();
+                                sum[qi] *= rescale;
+                                for v in a.iter_mut() {
+                                    *v *= rescale;
+                                }
+                                max[qi] = tile_max;
+                            }
+                            for (kj, &score) in row.iter().enumerate() {
+                                if score == f32::NEG_INFINITY {
+                                    continue;
+                                }
+                                let p = (score - max[qi]).exp();
+                                sum[qi] += p;
+                                let j = k0 + kj;
+                                let v = &qkv[j * ldqkv + 2 * inner + h * dk..][..dk];
+                                for (a, v) in a.iter_mut().zip(v) {
+                                    *a += p * v;
+                                }
+                            }
+                        }
+                    }
+                    for qi in 0..tq {
+                        let o = &mut out[qi * inner + h * dk..][..dk];
+                        for (o, a) in o.iter_mut().zip(&acc[qi * dk..(qi + 1) * dk]) {
+                            *o = a / sum[qi];
+                        }
+                    }
+                }
+            });
+    }
+}
