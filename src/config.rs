@@ -99,7 +99,7 @@ pub struct Settings {
     #[arg(long, env = "REEL_KEY_MAX_PER_HOUR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_max_per_hour: Option<usize>,
-    /// Most pixels one task may deliver, frames x width x height [default: 134217728]
+    /// Most pixels one task may deliver, frames x width x height [default: 201326592, 768 frames of 512 x 512]
     #[arg(long, env = "REEL_MAX_TASK_PIXELS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_task_pixels: Option<u64>,

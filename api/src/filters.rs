@@ -197,7 +197,6 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(v1_key())
         .and(warp::query())
-        .and(warp::header::optional::<String>("range"))
         .and(state.clone())
         .and_then(openai::content);
     let healthz = warp::path!("healthz")

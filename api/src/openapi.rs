@@ -157,15 +157,12 @@ fn operation(r: &Route) -> Option<Value> {
         ("GET", "/v1/videos/{video_id}/content") => json!({
             "parameters": [
                 video_param(),
-                {"name": "variant", "in": "query", "schema": {"type": "string", "enum": ["video"]}},
-                {"name": "Range", "in": "header", "schema": {"type": "string"}}
+                {"name": "variant", "in": "query", "schema": {"type": "string", "enum": ["video"]}}
             ],
             "responses": {
                 "200": binary("video/mp4"),
-                "206": binary("video/mp4"),
                 "400": oa_response("An unsupported variant", "OpenAiError"),
-                "404": oa_response("No such video, or not finished", "OpenAiError"),
-                "416": oa_response("Range outside the file", "OpenAiError")
+                "404": oa_response("No such video, or not finished", "OpenAiError")
             }
         }),
         ("POST", "/api/keys") => json!({

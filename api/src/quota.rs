@@ -30,8 +30,10 @@ impl Default for Limits {
         Limits {
             in_flight_per_key: 16,
             per_hour_per_key: 500,
-            // 512 frames at 512 x 512; the default task (3 x 48 frames at 256 px) is 9.4 M.
-            max_task_pixels: 512 * 512 * 512,
+            // 768 frames at 512 x 512: the longest OpenAI-style video (8 scenes of 4 s at 24
+            // fps) at the largest size fits; the default task (3 x 48 frames at 256 px) is
+            // 9.4 M; the largest /api/tasks request (8 x 10 s x 60 fps at 512 px) is 6x over.
+            max_task_pixels: 768 * 512 * 512,
         }
     }
 }

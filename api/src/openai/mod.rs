@@ -113,6 +113,12 @@ pub async fn retrieve(video: String, caller: Caller, st: AppState) -> Result<Res
     Ok(ok(&Video::of(&r, overall)))
 }
 
+/// `u64::MAX` for a `video_<digits>` too large for a task id: after it comes every task.
+fn past_any(video: &str) -> Option<u64> {
+    let digits = video.strip_prefix("video_")?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(u64::MAX)
+}
+
 /// A query string as a map: parsed by the handlers, so that its errors take OpenAI's shape.
 pub type Query = HashMap<String, String>;
 
@@ -136,7 +142,8 @@ pub async fn list(caller: Caller, q: Query, st: AppState) -> Result<Response, Re
     let cursor =
         match q.get("after").filter(|a| !a.is_empty()) {
             None => None,
-            Some(a) => Some(task_id(a).ok_or_else(|| {
+            // An id past any task's (too large for one) pages from the newest.
+            Some(a) => Some(task_id(a).or_else(|| past_any(a)).ok_or_else(|| {
                 reject(models::invalid("after", format!("{a:?} is not a video id")))
             })?),
         };
@@ -179,12 +186,12 @@ pub async fn delete(video: String, caller: Caller, st: AppState) -> Result<Respo
     ))
 }
 
-/// `GET /v1/videos/{video_id}/content`: the MP4 (byte ranges as `/api/tasks/{id}/video`).
+/// `GET /v1/videos/{video_id}/content`: the whole MP4 (byte ranges are
+/// `/api/tasks/{id}/video`'s).
 pub async fn content(
     video: String,
     caller: Caller,
     q: Query,
-    range: Option<String>,
     st: AppState,
 ) -> Result<Response, Rejection> {
     if q.get("variant").is_some_and(|v| v != "video") {
@@ -194,10 +201,23 @@ pub async fn content(
         )));
     }
     let r = visible(&st, caller.clone(), &video).await?;
-    media::video(r.id, caller, range, st)
+    media::video(r.id, caller, None, st)
         .await
         .map_err(|rej| match rej.find::<ApiError>() {
             Some(e) => reject(e.clone()),
             None => rej,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::past_any;
+
+    #[test]
+    fn an_id_too_large_for_a_task_pages_from_the_newest() {
+        assert_eq!(past_any("video_49882051017753701540907"), Some(u64::MAX));
+        assert_eq!(past_any("video_"), None);
+        assert_eq!(past_any("video_1x"), None);
+        assert_eq!(past_any("task_1"), None);
+    }
 }

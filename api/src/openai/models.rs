@@ -119,20 +119,18 @@ impl CreateVideo {
         Ok(out)
     }
 
-    /// From a JSON object of string (or number, for `seconds`) values.
+    /// From a JSON object of string values.
     pub fn from_json(v: &Value) -> Result<CreateVideo, OpenAiError> {
         let obj = v
             .as_object()
             .ok_or_else(|| invalid("body", "the body must be a JSON object"))?;
         let mut fields = HashMap::new();
         for (k, v) in obj {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Null => continue,
-                _ => return Err(invalid("body", format!("{k} must be a string"))),
+            // Every field is a string, as the form sends it (`seconds` included: "4").
+            let Value::String(text) = v else {
+                return Err(invalid("body", format!("{k} must be a string")));
             };
-            fields.insert(k.clone(), text);
+            fields.insert(k.clone(), text.clone());
         }
         CreateVideo::from_fields(fields)
     }
