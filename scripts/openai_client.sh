@@ -11,22 +11,6 @@ if [ ! -e "$PY_DIR/openai/__init__.py" ]; then
   python3 -m pip install --quiet --target "$PY_DIR" "openai==2.*"
 fi
 
-reel="${REEL_BIN:-}"
-if [ -z "$reel" ]; then
-  cargo build --release --bin reel
-  reel="$CARGO_TARGET_DIR/release/reel"
-fi
-data=$(mktemp -d)
-log="$data/server.log"
-port=$((20000 + RANDOM % 20000))
-token=$("$reel" keys create --name openai-client --data-dir "$data" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-"$reel" serve --port "$port" --data-dir "$data" --post cpu >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do
-  grep -q "reel is serving" "$log" && break
-  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.2
-done
-PYTHONPATH="$PY_DIR" python3 scripts/openai_client.py "http://127.0.0.1:$port" "$token"
+source scripts/keyed_server.sh
+reel_keyed_server openai-client
+PYTHONPATH="$PY_DIR" python3 scripts/openai_client.py "$base" "$token"

@@ -1,0 +1,27 @@
+# Starts a real `reel serve` on loopback with a fresh data dir and one API key, for the
+# scripts that drive it from outside (schemathesis.sh, openai_client.sh). Sourced after
+# scripts/deps.sh; `reel_keyed_server NAME [--admin]` sets $base and $token, and stops the
+# server and removes its data dir on exit. The binary is $REEL_BIN (.ci/run passes the one
+# its tests just built); unset, it is built here.
+# shellcheck shell=bash
+
+reel_keyed_server() {
+  local reel="${REEL_BIN:-}"
+  if [ -z "$reel" ]; then
+    cargo build --release --bin reel
+    reel="$CARGO_TARGET_DIR/release/reel"
+  fi
+  reel_data=$(mktemp -d)
+  local log="$reel_data/server.log" port=$((20000 + RANDOM % 20000))
+  token=$("$reel" keys create --name "$1" "${@:2}" --data-dir "$reel_data" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  "$reel" serve --port "$port" --data-dir "$reel_data" --post cpu >"$log" 2>&1 &
+  reel_server=$!
+  trap 'kill $reel_server 2>/dev/null || true; wait $reel_server 2>/dev/null || true; rm -rf "$reel_data"' EXIT
+  for _ in $(seq 1 100); do
+    grep -q "reel is serving" "$log" && break
+    kill -0 "$reel_server" 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.2
+  done
+  base="http://127.0.0.1:$port"
+}
