@@ -12,15 +12,20 @@ reel_keyed_server() {
     reel="$CARGO_TARGET_DIR/release/reel"
   fi
   reel_data=$(mktemp -d)
-  local log="$reel_data/server.log" port=$((20000 + RANDOM % 20000))
+  reel_log="$reel_data/server.log"
+  local port=$((20000 + RANDOM % 20000))
   token=$("$reel" keys create --name "$1" "${@:2}" --data-dir "$reel_data" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  "$reel" serve --port "$port" --data-dir "$reel_data" --post cpu >"$log" 2>&1 &
+  "$reel" serve --port "$port" --data-dir "$reel_data" --post cpu >"$reel_log" 2>&1 &
   reel_server=$!
-  trap 'kill $reel_server 2>/dev/null || true; wait $reel_server 2>/dev/null || true; rm -rf "$reel_data"' EXIT
+  # On a failure the server's own errors go to the output: a 5xx says only "the server has
+  # logged it".
+  trap 'rc=$?; kill $reel_server 2>/dev/null || true; wait $reel_server 2>/dev/null || true
+        [ $rc -eq 0 ] || { echo "--- reel serve: errors"; grep -a "ERROR" "$reel_log" | tail -40; }
+        rm -rf "$reel_data"' EXIT
   for _ in $(seq 1 100); do
-    grep -q "reel is serving" "$log" && break
-    kill -0 "$reel_server" 2>/dev/null || { cat "$log"; exit 1; }
+    grep -q "reel is serving" "$reel_log" && break
+    kill -0 "$reel_server" 2>/dev/null || { cat "$reel_log"; exit 1; }
     sleep 0.2
   done
   base="http://127.0.0.1:$port"

@@ -835,3 +835,65 @@ fn asking_about_tasks_that_do_not_exist_leaves_nothing_behind() {
         rss(&after)
     );
 }
+
+#[test]
+fn videos_deleted_while_their_frames_are_written_are_gone_whole() {
+    let data = temp_dir("delete-running");
+    let server = Server::start(&data, &[]);
+    let c = client();
+    // Scenes of 90 frames of 384x384: their PNGs take a while to write, and each video is
+    // deleted while that goes on, at a different frame.
+    let body = |seed: u64| {
+        json!({"prompt": "a red ball bounces", "num_scenes": 2, "seed": seed, "steps": 2,
+               "seconds_per_scene": 3.0, "fps": 30, "size": 384})
+    };
+    let mut ids = Vec::new();
+    for i in 0..10u64 {
+        let id = submit(&c, &server, &body(800 + i))["id"].as_u64().unwrap();
+        ids.push(id);
+        let frames = data.join(format!("artifacts/{id}/frames"));
+        let at = 1 + (i as usize * 17) % 90;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_dir(&frames).map_or(0, |d| d.count()) < at && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let r = c
+            .delete(server.url(&format!("/v1/videos/video_{id}")))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().unwrap();
+        assert_eq!(status, 200, "video_{id} at frame {at}: {body}");
+        assert_eq!(body["deleted"], true, "{body}");
+        let r = c
+            .get(server.url(&format!("/api/tasks/{id}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+    }
+    // Once every task has left the engine, no file of a deleted one is left, nor written later.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats: Value = c
+            .get(server.url("/api/stats"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if stats["queue"]["depth"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not drain: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = ids
+        .iter()
+        .map(|id| data.join(format!("artifacts/{id}")))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "files of deleted videos remain: {left:?}");
+}

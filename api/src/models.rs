@@ -65,8 +65,8 @@ impl CreateTask {
     /// drawn at random and recorded, so the task can be reproduced.
     pub fn validate(&self) -> Result<TaskParams, ApiError> {
         // f64 -> f32 saturates to infinity, which the range check then rejects.
-        let params = TaskParams {
-            prompt: self.prompt.trim().to_owned(),
+        let mut params = TaskParams {
+            prompt: self.prompt.clone(),
             num_scenes: narrow(
                 "num_scenes",
                 self.num_scenes,
@@ -84,6 +84,8 @@ impl CreateTask {
             size: narrow("size", self.size, TaskParams::DEFAULT_SIZE)?,
         };
         params.validate().map_err(invalid)?;
+        // Stored trimmed; checked as sent (the schema's maxLength counts every character).
+        params.prompt = params.prompt.trim().to_owned();
         Ok(params)
     }
 

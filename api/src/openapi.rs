@@ -228,7 +228,7 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "required": ["prompt"],
             "properties": {
-                "prompt": {"type": "string", "minLength": 1, "maxLength": TaskParams::PROMPT_MAX_CHARS, "description": "English or Chinese; trimmed"},
+                "prompt": {"type": "string", "minLength": 1, "maxLength": TaskParams::PROMPT_MAX_CHARS, "pattern": TaskParams::prompt_pattern(), "description": "English or Chinese; trimmed, and not blank"},
                 "num_scenes": {"nullable": true, "type": "integer", "minimum": TaskParams::NUM_SCENES.0, "maximum": TaskParams::NUM_SCENES.1, "default": TaskParams::DEFAULT_NUM_SCENES},
                 "seed": {"nullable": true, "type": "integer", "minimum": 0, "maximum": u64::MAX, "description": "Random when omitted (and recorded); any 64-bit unsigned value"},
                 "steps": {"nullable": true, "type": "integer", "minimum": TaskParams::STEPS.0, "maximum": TaskParams::STEPS.1, "default": TaskParams::DEFAULT_STEPS},
@@ -256,7 +256,7 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "required": ["prompt"],
             "properties": {
-                "prompt": {"type": "string", "minLength": 1, "maxLength": TaskParams::PROMPT_MAX_CHARS},
+                "prompt": {"type": "string", "minLength": 1, "maxLength": TaskParams::PROMPT_MAX_CHARS, "pattern": TaskParams::prompt_pattern()},
                 "model": {"type": "string", "enum": [crate::openai::MODEL]},
                 "seconds": {"type": "string", "enum": (1..=crate::openai::MAX_SECONDS).map(|n| n.to_string()).collect::<Vec<_>>(), "description": "Split into scenes of at most 4 s"},
                 "size": {"type": "string", "enum": crate::openai::sizes(), "description": "Square: reel's frames are"}

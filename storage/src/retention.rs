@@ -80,29 +80,53 @@ pub(crate) fn follow(
     Ok(())
 }
 
+/// How often [`remove_tree`] lists a directory again when a file appeared in it while it was
+/// being emptied.
+const RELIST: usize = 8;
+
 /// Deletes `path`, a file or a directory with everything in it, tallying the files. Symlinks
 /// are deleted, not followed, so nothing outside `path` goes. A missing path is no error: a
-/// crash may have come between deleting the files and deleting the record.
+/// crash may have come between deleting the files and deleting the record, and a task cancelled
+/// just before its deletion may still have a frame write in flight (its temporary file renamed
+/// away, or a new file added, under the walk), so vanished entries are skipped and a directory
+/// that filled again is listed again.
 fn remove_tree(path: &Path, out: &mut Removed) -> std::io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         meta => meta?,
     };
-    if meta.is_dir() {
-        for entry in fs::read_dir(path)? {
-            remove_tree(&entry?.path(), out)?;
+    if !meta.is_dir() {
+        return match fs::remove_file(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => {
+                out.files += 1;
+                out.bytes += meta.len();
+                Ok(())
+            }
+        };
+    }
+    let mut listed = 0;
+    loop {
+        let entries = match fs::read_dir(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            entries => entries?,
+        };
+        for entry in entries {
+            match entry {
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                entry => remove_tree(&entry?.path(), out)?,
+            }
         }
-        fs::remove_dir(path)
-    } else {
-        fs::remove_file(path)?;
-        out.files += 1;
-        out.bytes += meta.len();
-        Ok(())
+        listed += 1;
+        match fs::remove_dir(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty && listed < RELIST => {}
+            done => return done,
+        }
     }
 }
 
-/// Deletes an artifact's video and frames, then the directory holding the video (the task's
-/// artifact directory, `artifacts/<id>`) if that left it empty.
 /// Deletes what a task that ended without an artifact (failed, cancelled) may have stored:
 /// its own directory, `storage::task_dir`.
 fn remove_partial(data_dir: &Path, id: u64, out: &mut Removed) -> std::io::Result<()> {
@@ -112,6 +136,8 @@ fn remove_partial(data_dir: &Path, id: u64, out: &mut Removed) -> std::io::Resul
     }
 }
 
+/// Deletes an artifact's video and frames, then the directory holding the video (the task's
+/// own directory, `storage::task_dir`) if that left it empty.
 fn remove_artifact(data_dir: &Path, a: &Artifact, out: &mut Removed) -> std::io::Result<()> {
     for rel in [&a.video, &a.frames_dir] {
         if let Some(path) = inside(data_dir, rel) {

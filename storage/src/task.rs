@@ -210,6 +210,20 @@ impl TaskParams {
 
     /// Accepted ranges, shared by the HTTP API and the command line.
     pub const PROMPT_MAX_CHARS: usize = 2000;
+    /// The characters a prompt is trimmed of: Unicode White_Space, what `str::trim` removes,
+    /// as inclusive ranges. A prompt of nothing else is empty.
+    pub const PROMPT_BLANKS: &'static [(char, char)] = &[
+        ('\u{9}', '\u{d}'),
+        (' ', ' '),
+        ('\u{85}', '\u{85}'),
+        ('\u{a0}', '\u{a0}'),
+        ('\u{1680}', '\u{1680}'),
+        ('\u{2000}', '\u{200a}'),
+        ('\u{2028}', '\u{2029}'),
+        ('\u{202f}', '\u{202f}'),
+        ('\u{205f}', '\u{205f}'),
+        ('\u{3000}', '\u{3000}'),
+    ];
     /// Accepted scene counts, inclusive.
     pub const NUM_SCENES: (usize, usize) = (1, 8);
     /// Accepted step counts, inclusive.
@@ -228,6 +242,25 @@ impl TaskParams {
     pub const PRIORITY: (u8, u8) = (0, 9);
     /// The priority of a request that names none, under a key that names none.
     pub const DEFAULT_PRIORITY: u8 = 5;
+
+    /// A regular expression (JSON Schema's dialect; Python's reads it the same) that a
+    /// prompt matches when it is not empty once trimmed: one character outside
+    /// [`TaskParams::PROMPT_BLANKS`]. The API's schema publishes it, so that generated clients
+    /// and fuzzers know which prompts are blank.
+    pub fn prompt_pattern() -> String {
+        let ranges: String = Self::PROMPT_BLANKS
+            .iter()
+            .map(|&(lo, hi)| {
+                let (lo, hi) = (lo as u32, hi as u32);
+                if lo == hi {
+                    format!("\\u{lo:04x}")
+                } else {
+                    format!("\\u{lo:04x}-\\u{hi:04x}")
+                }
+            })
+            .collect();
+        format!("[^{ranges}]")
+    }
 
     /// Frames the task delivers: per scene, its duration at its rate (at least 2).
     pub fn frames_per_scene(&self) -> usize {
@@ -253,11 +286,15 @@ impl TaskParams {
                 Err(format!("{name} must be between {lo} and {hi}, got {v}"))
             }
         }
-        let chars = self.prompt.trim().chars().count();
-        if chars == 0 {
+        if self.prompt.trim().is_empty() {
             return Err("prompt must not be empty".into());
         }
-        within("prompt length", chars, (1, Self::PROMPT_MAX_CHARS))?;
+        // Counted before trimming, as the schema's maxLength counts.
+        within(
+            "prompt length",
+            self.prompt.chars().count(),
+            (1, Self::PROMPT_MAX_CHARS),
+        )?;
         within("num_scenes", self.num_scenes, Self::NUM_SCENES)?;
         within("steps", self.steps, Self::STEPS)?;
         within("guidance", self.guidance, Self::GUIDANCE)?;
@@ -276,5 +313,23 @@ impl TaskParams {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskParams;
+
+    #[test]
+    fn prompt_blanks_are_exactly_what_trim_removes() {
+        let blank = |c: char| {
+            TaskParams::PROMPT_BLANKS
+                .iter()
+                .any(|&(lo, hi)| (lo..=hi).contains(&c))
+        };
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            assert_eq!(blank(c), c.is_whitespace(), "U+{:04X}", c as u32);
+        }
+        assert!(TaskParams::prompt_pattern().starts_with(r"[^\u0009-\u000d\u0020\u0085"));
     }
 }

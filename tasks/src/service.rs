@@ -141,13 +141,20 @@ impl TaskService {
     /// Fails a live task with `reason` (shown to its client). False when it was not live (it
     /// had ended already, or the failure could not be stored: then it is logged).
     pub fn fail(&self, id: u64, reason: &str) -> bool {
-        tracing::error!(task = id, reason, "task failed");
-        metrics::counter!("reel_errors_total", "kind" => "task_failed").increment(1);
-        matches!(
+        let failed = matches!(
             self.advance(id, TaskStatus::Failed, |r| r.error =
                 Some(reason.to_owned())),
             Ok(Some(_))
-        )
+        );
+        if failed {
+            tracing::error!(task = id, reason, "task failed");
+            metrics::counter!("reel_errors_total", "kind" => "task_failed").increment(1);
+        } else {
+            // Usually it had ended already (cancelled, deleted) and the error is its
+            // cleanup racing that; the refusal itself is logged by `advance`.
+            tracing::debug!(task = id, reason, "failure of a task that was not live");
+        }
+        failed
     }
 
     /// Cancels a task that has not ended; an ended one is answered as it is, so repeating

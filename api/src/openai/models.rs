@@ -172,8 +172,8 @@ impl CreateVideo {
             None => TaskParams::DEFAULT_SIZE,
             Some(s) => parse_size(s)?,
         };
-        let params = TaskParams {
-            prompt: prompt.trim().to_owned(),
+        let mut params = TaskParams {
+            prompt: prompt.to_owned(),
             num_scenes: scenes,
             seed: rand::random(),
             steps: TaskParams::DEFAULT_STEPS,
@@ -192,6 +192,8 @@ impl CreateVideo {
             };
             invalid(param, m)
         })?;
+        // Stored trimmed; checked as sent (the schema's maxLength counts every character).
+        params.prompt = params.prompt.trim().to_owned();
         Ok(params)
     }
 }

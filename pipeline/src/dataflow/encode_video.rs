@@ -20,7 +20,7 @@ use storage::{now_ms, task_dir, Artifact, TaskStatus};
 
 use super::context::Context;
 use super::messages::ProcessedScene;
-use super::post_process::write_atomically;
+use super::post_process::{discard_written, write_atomically};
 use crate::encode::Mp4Encoder;
 
 /// The `encode_video` operator on a stream of processed scenes.
@@ -110,9 +110,11 @@ fn accept(
     let t = Instant::now();
     let mp4 = done.encoder.finish()?;
     let dir = task_dir(task);
-    fs::create_dir_all(ctx.data_dir.join(&dir))?;
+    let task_root = ctx.data_dir.join(&dir);
+    fs::create_dir_all(&task_root)?;
     let video = format!("{dir}/video.mp4");
-    write_atomically(&ctx.data_dir.join(&video), &mp4)?;
+    let video_path = ctx.data_dir.join(&video);
+    write_atomically(&video_path, &mp4)?;
     let artifact = Artifact {
         video,
         frames_dir: format!("{dir}/frames"),
@@ -130,7 +132,9 @@ fn accept(
         r.artifact = Some(artifact);
     });
     let Ok(Some(r)) = stored else {
-        // Cancelled meanwhile, or the record could not be written: not a result to cache.
+        // Cancelled (perhaps deleted) meanwhile, or the record could not be written: no record
+        // names the video, so nothing else would delete it; and not a result to cache.
+        discard_written(&[video_path], &[&task_root.join("frames"), &task_root]);
         return Ok(false);
     };
     tracing::info!(task, timings_ms = ?r.timings_ms, "task completed");

@@ -35,7 +35,7 @@ use storage::{frame_file, task_dir};
 
 use super::context::Context;
 use super::messages::{DenoisedScene, ProcessedScene};
-use super::post_process::write_atomically;
+use super::post_process::{discard_written, write_atomically};
 use crate::encode::png_rgb;
 use crate::health::panic_message;
 
@@ -173,19 +173,30 @@ fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Option<Proces
     }
 
     let t = Instant::now();
-    let dir = ctx.data_dir.join(task_dir(job.task)).join("frames");
+    let task_root = ctx.data_dir.join(task_dir(job.task));
+    let dir = task_root.join("frames");
     fs::create_dir_all(&dir)?;
     let first = job.index * job.out_frames();
     let side = size as u32;
+    let paths: Vec<_> = (0..frames.rgb.len())
+        .map(|i| dir.join(frame_file(first + i)))
+        .collect();
     // Stored in parallel, announced in order once all of the scene's are on disk.
-    frames
-        .rgb
-        .par_iter()
-        .enumerate()
-        .try_for_each(|(i, rgb)| -> anyhow::Result<()> {
-            let path = dir.join(frame_file(first + i));
-            Ok(write_atomically(&path, &png_rgb(side, side, rgb)?)?)
-        })?;
+    let written =
+        frames
+            .rgb
+            .par_iter()
+            .zip(&paths)
+            .try_for_each(|(rgb, path)| -> anyhow::Result<()> {
+                Ok(write_atomically(path, &png_rgb(side, side, rgb)?)?)
+            });
+    // Ended while they were written (a deletion may have taken the directory from under
+    // the writes, failing them): nobody wants these frames, and no record names them.
+    if !ctx.live(job.task) {
+        discard_written(&paths, &[&dir, &task_root]);
+        return Ok(None);
+    }
+    written?;
     for i in 0..frames.rgb.len() {
         ctx.tasks.frame(job.task, first + i);
     }

@@ -105,3 +105,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path)
 }
+
+/// Takes back files written for a task that ended while they were being written (cancelled,
+/// or deleted through `DELETE /v1/videos/{id}`): the deletion may already have emptied the
+/// task's directory, and nothing would delete them later. Then removes `dirs`, innermost
+/// first, where that left them empty. Errors are ignored: a file the deletion got to first is
+/// already gone.
+pub fn discard_written(files: &[std::path::PathBuf], dirs: &[&Path]) {
+    for f in files {
+        let _ = fs::remove_file(f);
+    }
+    for d in dirs {
+        let _ = fs::remove_dir(d);
+    }
+}
