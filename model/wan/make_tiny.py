@@ -68,6 +68,19 @@ Goldens (f32 unless noted; "en" / "zh" are the two prompts in the metadata):
                             the denoised latent before the VAE (not de-normalised).
   pipeline.video            [1, 5, 32, 48, 3]: the same run with output_type "np" (frames,
                             height, width, RGB in [0, 1]).
+  transformer.patch_embed   [1, 8, 28]: inside the transformer.output call: the patch
+                            embedding's tokens (frame, row, column order),
+  transformer.temb          [1, 28]: the time embedding (the output head's modulation input),
+  transformer.timestep_proj [1, 168]: time_proj(silu(temb)), the blocks' 6 modulation rows,
+  transformer.text_embeds   [1, 512, 28]: the text embedder's output,
+  transformer.blocks        [3, 1, 8, 28]: each block's output.
+  unipc4.step_latents       [4, 1, 5, 2, 4, 6]: the pipeline.final_latents run's latents after
+                            each scheduler step (the last is pipeline.final_latents).
+  euler2.timesteps          [2]: FlowMatchEulerDiscreteScheduler(shift 3.0).set_timesteps(2).
+  euler2.sigmas             [3]: the matching sigmas, final 0 included.
+  euler2.final_latents      [1, 5, 2, 4, 6]: the pipeline.final_latents run with that
+                            scheduler and 2 steps.
+  euler2.step_latents       [2, 1, 5, 2, 4, 6]: its latents after each step.
 """
 
 import json
@@ -88,6 +101,7 @@ torch.set_num_threads(1)
 import sentencepiece as spm  # noqa: E402
 from diffusers import (  # noqa: E402
     AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
     UniPCMultistepScheduler,
     WanPipeline,
     WanTransformer3DModel,
@@ -323,6 +337,79 @@ def goldens(pipe: WanPipeline) -> tuple[dict, dict]:
 
     g["pipeline.final_latents"] = run("latent")
     g["pipeline.video"] = torch.from_numpy(np.asarray(run("np"), dtype=np.float32))
+
+    # Added after the goldens above, so that none of them changes: the transformer's
+    # intermediates for the transformer.output call, each step of the pipeline run, and the
+    # same run with FlowMatchEuler (2 steps).
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        pipe.transformer.patch_embedding.register_forward_hook(
+            lambda m, i, o: seen.__setitem__("patch_embed", o.flatten(2).transpose(1, 2))
+        ),
+        pipe.transformer.condition_embedder.register_forward_hook(
+            lambda m, i, o: seen.update(temb=o[0], timestep_proj=o[1], text_embeds=o[2])
+        ),
+    ]
+    for n, block in enumerate(pipe.transformer.blocks):
+        hooks.append(
+            block.register_forward_hook(
+                lambda m, i, o, n=n: seen.__setitem__(f"block{n}", o)
+            )
+        )
+    again = pipe.transformer(
+        hidden_states=latent,
+        timestep=timestep,
+        encoder_hidden_states=g["en.prompt_embeds"],
+        return_dict=False,
+    )[0]
+    for h in hooks:
+        h.remove()
+    assert torch.equal(again, g["transformer.output"])
+    g["transformer.patch_embed"] = seen["patch_embed"]
+    g["transformer.temb"] = seen["temb"]
+    g["transformer.timestep_proj"] = seen["timestep_proj"]
+    g["transformer.text_embeds"] = seen["text_embeds"]
+    g["transformer.blocks"] = torch.stack(
+        [seen[f"block{n}"] for n in range(len(pipe.transformer.blocks))]
+    )
+
+    def steps(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pipeline run above with `pipe.scheduler`, `n` steps: (final latents, the
+        latents after each step stacked)."""
+        after = []
+
+        def keep(p, i, t, kw):
+            after.append(kw["latents"].clone())
+            return {}
+
+        final = pipe(
+            prompt=PROMPT_EN,
+            negative_prompt="",
+            height=32,
+            width=48,
+            num_frames=5,
+            num_inference_steps=n,
+            guidance_scale=5.0,
+            latents=start.clone(),
+            max_sequence_length=MAX_SEQ,
+            output_type="latent",
+            callback_on_step_end=keep,
+            callback_on_step_end_tensor_inputs=["latents"],
+        ).frames
+        return final, torch.stack(after)
+
+    final, after = steps(4)
+    assert torch.equal(final, g["pipeline.final_latents"])
+    g["unipc4.step_latents"] = after
+
+    unipc = pipe.scheduler
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    sched = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    sched.set_timesteps(2)
+    g["euler2.timesteps"] = sched.timesteps.to(torch.float32)
+    g["euler2.sigmas"] = sched.sigmas.to(torch.float32)
+    g["euler2.final_latents"], g["euler2.step_latents"] = steps(2)
+    pipe.scheduler = unipc
 
     g = {k: v.detach().contiguous() for k, v in g.items()}
     for k, v in g.items():
