@@ -5,43 +5,11 @@
 //! regenerate them). Where `wan_load.rs` checks the loader against its own idea of the layout,
 //! this checks it against what diffusers actually writes.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
-use kernels::wan::{WanCheckpoint, WanDtype, WanScheduler};
-use safetensors::{Dtype, SafeTensors};
-
-fn tiny_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/wan/tiny"))
-}
-
-fn goldens_bytes() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../model/wan/tiny-goldens.safetensors"
-    );
-    std::fs::read(path).expect("model/wan/tiny-goldens.safetensors (run make_tiny.py)")
-}
-
-fn open() -> WanCheckpoint {
-    WanCheckpoint::open(&tiny_dir()).unwrap_or_else(|e| panic!("model/wan/tiny: {e}"))
-}
-
-/// An int64 golden as i64s, checking its shape.
-fn ids(goldens: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Vec<i64> {
-    let t = goldens.tensor(name).expect(name);
-    assert_eq!(t.dtype(), Dtype::I64, "{name}");
-    assert_eq!(t.shape(), shape, "{name}");
-    t.data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect()
-}
-
-fn metadata(bytes: &[u8]) -> HashMap<String, String> {
-    let (_, meta) = SafeTensors::read_metadata(bytes).expect("goldens header");
-    meta.metadata().clone().expect("goldens metadata")
-}
+use common::wan::{open_tiny as open, Goldens};
+use kernels::wan::{WanDtype, WanScheduler};
+use safetensors::Dtype;
 
 #[test]
 fn tiny_pipeline_loads_and_validates() {
@@ -144,26 +112,25 @@ fn tiny_configs_are_the_scripts() {
 #[test]
 fn tokenizer_matches_the_golden_ids() {
     let ckpt = open();
-    let bytes = goldens_bytes();
-    let meta = metadata(&bytes);
-    let goldens = SafeTensors::deserialize(&bytes).expect("goldens");
+    let goldens = Goldens::load();
+    let meta = goldens.metadata();
     let max_len: usize = meta["max_sequence_length"].parse().expect("a number");
     for key in ["en", "zh"] {
         let prompt = &meta[&format!("prompt.{key}")];
         let encoding = ckpt.tokenizer().encode(prompt.as_str(), true).expect(key);
         let got: Vec<i64> = encoding.get_ids().iter().map(|&i| i64::from(i)).collect();
         let n = got.len();
-        let want = ids(&goldens, &format!("{key}.ids"), &[n]);
+        let want = goldens.i64(&format!("{key}.ids"), &[n]);
         assert_eq!(got, want, "{key}: {prompt:?}");
         // Ends with </s> (1) and, on these prompts, is more than one token per word.
         assert_eq!(got.last(), Some(&1), "{key}");
         assert!(n > 10, "{key}: {n} tokens");
 
         // The pipeline's padded form: the same ids, then <pad> (0), mask 1 over the prompt.
-        let padded = ids(&goldens, &format!("{key}.input_ids"), &[1, max_len]);
+        let padded = goldens.i64(&format!("{key}.input_ids"), &[1, max_len]);
         assert_eq!(&padded[..n], &want[..], "{key}");
         assert!(padded[n..].iter().all(|&i| i == 0), "{key}");
-        let mask = ids(&goldens, &format!("{key}.attention_mask"), &[1, max_len]);
+        let mask = goldens.i64(&format!("{key}.attention_mask"), &[1, max_len]);
         assert!(mask[..n].iter().all(|&m| m == 1), "{key}");
         assert!(mask[n..].iter().all(|&m| m == 0), "{key}");
     }
@@ -178,8 +145,8 @@ fn tokenizer_matches_the_golden_ids() {
 #[test]
 fn goldens_fit_the_configs() {
     let ckpt = open();
-    let bytes = goldens_bytes();
-    let goldens = SafeTensors::deserialize(&bytes).expect("goldens");
+    let goldens = Goldens::load();
+    let tensors = goldens.tensors();
     let text_dim = ckpt.transformer_config().text_dim;
     assert_eq!(text_dim, ckpt.text_encoder_config().d_model);
     let z = ckpt.vae_config().z_dim;
@@ -198,15 +165,25 @@ fn goldens_fit_the_configs() {
         ("pipeline.latents", vec![1, z, 2, 4, 6]),
         ("pipeline.final_latents", vec![1, z, 2, 4, 6]),
         ("pipeline.video", vec![1, 5, 32, 48, 3]),
+        ("transformer.patch_embed", vec![1, 8, 28]),
+        ("transformer.temb", vec![1, 28]),
+        ("transformer.timestep_proj", vec![1, 6 * 28]),
+        ("transformer.text_embeds", vec![1, 512, 28]),
+        ("transformer.blocks", vec![3, 1, 8, 28]),
+        ("unipc4.step_latents", vec![4, 1, z, 2, 4, 6]),
+        ("euler2.timesteps", vec![2]),
+        ("euler2.sigmas", vec![3]),
+        ("euler2.final_latents", vec![1, z, 2, 4, 6]),
+        ("euler2.step_latents", vec![2, 1, z, 2, 4, 6]),
     ];
     for (name, shape) in shapes {
-        let t = goldens.tensor(name).expect(name);
+        let t = tensors.tensor(name).expect(name);
         assert_eq!(t.dtype(), Dtype::F32, "{name}");
         assert_eq!(t.shape(), shape.as_slice(), "{name}");
     }
     // diffusers 0.42.1's UniPC truncates to integers: 4 steps at shift 3.
     assert_eq!(
-        ids(&goldens, "unipc4.timesteps", &[4]),
+        goldens.i64("unipc4.timesteps", &[4]),
         vec![999, 900, 750, 500]
     );
 }

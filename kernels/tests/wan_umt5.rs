@@ -5,73 +5,26 @@
 //! `model/wan/make_tiny.py`. PyTorch's own CPU results move by up to ~5e-7 with where the
 //! weights lie in memory, so the tolerance is 1e-5 absolute.
 
-use std::path::PathBuf;
+mod common;
 
-use kernels::wan::{prompt_embeds, relative_position_bucket, Umt5Encoder, WanCheckpoint};
-use safetensors::{Dtype, SafeTensors};
+use common::wan::{max_abs_diff, open_tiny as open, Goldens};
+use kernels::wan::{prompt_embeds, relative_position_bucket, Umt5Encoder};
 
 const TOLERANCE: f32 = 1e-5;
-
-fn tiny_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/wan/tiny"))
-}
-
-fn goldens_bytes() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../model/wan/tiny-goldens.safetensors"
-    );
-    std::fs::read(path).expect("model/wan/tiny-goldens.safetensors (run make_tiny.py)")
-}
-
-fn open() -> WanCheckpoint {
-    WanCheckpoint::open(&tiny_dir()).unwrap_or_else(|e| panic!("model/wan/tiny: {e}"))
-}
-
-/// An int64 golden `[1, n]` as u32s.
-fn ids(goldens: &SafeTensors<'_>, name: &str) -> Vec<u32> {
-    let t = goldens.tensor(name).expect(name);
-    assert_eq!(t.dtype(), Dtype::I64, "{name}");
-    t.data()
-        .chunks_exact(8)
-        .map(|b| {
-            let v = i64::from_le_bytes(b.try_into().expect("8 bytes"));
-            u32::try_from(v).expect("an id")
-        })
-        .collect()
-}
-
-fn floats(goldens: &SafeTensors<'_>, name: &str) -> Vec<f32> {
-    let t = goldens.tensor(name).expect(name);
-    assert_eq!(t.dtype(), Dtype::F32, "{name}");
-    t.data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn encoder_matches_transformers_and_the_pipeline() {
     let ckpt = open();
     let encoder = Umt5Encoder::from_checkpoint(&ckpt).expect("encoder");
     let d = encoder.d_model();
-    let bytes = goldens_bytes();
-    let goldens = SafeTensors::deserialize(&bytes).expect("goldens");
+    let goldens = Goldens::load();
     for key in ["en", "zh"] {
-        let input = ids(&goldens, &format!("{key}.input_ids"));
-        let mask = ids(&goldens, &format!("{key}.attention_mask"));
+        let input = goldens.ids(&format!("{key}.input_ids"));
+        let mask = goldens.ids(&format!("{key}.attention_mask"));
         assert_eq!(input.len(), 512);
         let hidden = encoder.encode(&input, &mask);
         assert_eq!(hidden.len(), 512 * d);
-        let want = floats(&goldens, &format!("{key}.last_hidden_state"));
+        let want = goldens.f32(&format!("{key}.last_hidden_state"));
         // Padding rows are computed (and nonzero) in the reference too.
         assert!(want[want.len() - d..].iter().any(|&v| v != 0.0), "{key}");
         let err = max_abs_diff(&hidden, &want);
@@ -79,7 +32,7 @@ fn encoder_matches_transformers_and_the_pipeline() {
         assert!(err <= TOLERANCE, "{key}.last_hidden_state off by {err}");
 
         let embeds = prompt_embeds(hidden, d, &mask);
-        let want = floats(&goldens, &format!("{key}.prompt_embeds"));
+        let want = goldens.f32(&format!("{key}.prompt_embeds"));
         let err = max_abs_diff(&embeds, &want);
         eprintln!("{key}.prompt_embeds: max abs error {err:e}");
         assert!(err <= TOLERANCE, "{key}.prompt_embeds off by {err}");
@@ -105,9 +58,8 @@ fn negative_prompt_from_the_tokenizer_matches_the_pipeline() {
     input.resize(512, 0);
     mask.resize(512, 0);
     let embeds = prompt_embeds(encoder.encode(&input, &mask), encoder.d_model(), &mask);
-    let bytes = goldens_bytes();
-    let goldens = SafeTensors::deserialize(&bytes).expect("goldens");
-    let err = max_abs_diff(&embeds, &floats(&goldens, "negative.prompt_embeds"));
+    let goldens = Goldens::load();
+    let err = max_abs_diff(&embeds, &goldens.f32("negative.prompt_embeds"));
     eprintln!("negative.prompt_embeds: max abs error {err:e}");
     assert!(err <= TOLERANCE, "negative.prompt_embeds off by {err}");
 }
@@ -117,11 +69,10 @@ fn the_test_notices_a_missing_relative_bias() {
     // umT5 has a relative position bias in every block (T5 only in the first): dropping the
     // second block's moves the output far past the tolerance, as does dropping the mask.
     let ckpt = open();
-    let bytes = goldens_bytes();
-    let goldens = SafeTensors::deserialize(&bytes).expect("goldens");
-    let input = ids(&goldens, "en.input_ids");
-    let mask = ids(&goldens, "en.attention_mask");
-    let want = floats(&goldens, "en.last_hidden_state");
+    let goldens = Goldens::load();
+    let input = goldens.ids("en.input_ids");
+    let mask = goldens.ids("en.attention_mask");
+    let want = goldens.f32("en.last_hidden_state");
 
     let mut encoder = Umt5Encoder::from_checkpoint(&ckpt).expect("encoder");
     encoder.zero_relative_bias(1);

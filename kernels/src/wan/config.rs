@@ -203,6 +203,16 @@ impl WanTransformerConfig {
                 ),
             ));
         }
+        if !self.attention_head_dim.is_multiple_of(2) || self.freq_dim < 2 {
+            return Err(config_error(
+                path,
+                format!(
+                    "attention_head_dim {} must be even (RoPE rotates pairs) and freq_dim {} \
+                     at least 2",
+                    self.attention_head_dim, self.freq_dim
+                ),
+            ));
+        }
         if self.image_dim.is_some() || self.added_kv_proj_dim.is_some() {
             return Err(config_error(
                 path,
@@ -401,8 +411,17 @@ impl WanScheduler {
 
     /// Reads the file, refusing any other `_class_name` with a message that names it (serde's
     /// own "unknown variant" message does, and names the allowed ones).
+    /// Also refuses options the samplers here do not implement.
     pub(crate) fn read(path: &Path) -> Result<Self, WanLoadError> {
-        read_json(path)
+        let scheduler: WanScheduler = read_json(path)?;
+        let unsupported = match &scheduler {
+            WanScheduler::UniPc(c) => c.unsupported(),
+            WanScheduler::FlowMatchEuler(c) => c.unsupported(),
+        };
+        match unsupported {
+            Some(message) => Err(config_error(path, message)),
+            None => Ok(scheduler),
+        }
     }
 }
 
@@ -430,6 +449,76 @@ pub struct UniPcConfig {
     /// Whether the last steps drop to first order.
     #[serde(default = "default_true")]
     pub lower_order_final: bool,
+    /// Whether the solver works on data (x0) predictions (true for Wan; only true is served).
+    #[serde(default = "default_true")]
+    pub predict_x0: bool,
+    /// Steps (0-based) whose corrector is skipped.
+    #[serde(default)]
+    pub disable_corrector: Vec<usize>,
+    /// The sigma after the last step: `zero` (Wan) or `sigma_min` (the last step's sigma).
+    #[serde(default = "default_final_sigmas_type")]
+    pub final_sigmas_type: String,
+    /// Dynamic thresholding of x0 (not served).
+    #[serde(default)]
+    pub thresholding: bool,
+    /// Resolution-dependent shifting (not served).
+    #[serde(default)]
+    pub use_dynamic_shifting: bool,
+    /// Stretching the shifted sigmas to a terminal value (not served).
+    #[serde(default)]
+    pub shift_terminal: Option<f64>,
+    /// Karras sigmas (not served).
+    #[serde(default)]
+    pub use_karras_sigmas: bool,
+    /// Exponential sigmas (not served).
+    #[serde(default)]
+    pub use_exponential_sigmas: bool,
+    /// Beta sigmas (not served).
+    #[serde(default)]
+    pub use_beta_sigmas: bool,
+}
+
+impl UniPcConfig {
+    /// Why the sampler here cannot follow this config, if it cannot: it implements the flow
+    /// matching form Wan ships (flow sigmas with a fixed shift, flow prediction, data
+    /// prediction, bh1/bh2, final sigma zero or sigma_min).
+    pub fn unsupported(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.prediction_type != "flow_prediction" {
+            why.push(format!(
+                "prediction_type {:?} (only \"flow_prediction\")",
+                self.prediction_type
+            ));
+        }
+        if !self.use_flow_sigmas {
+            why.push("use_flow_sigmas false".into());
+        }
+        if !self.predict_x0 {
+            why.push("predict_x0 false".into());
+        }
+        if self.solver_order == 0 {
+            why.push("solver_order 0".into());
+        }
+        if !matches!(self.solver_type.as_str(), "bh1" | "bh2") {
+            why.push(format!("solver_type {:?}", self.solver_type));
+        }
+        if !matches!(self.final_sigmas_type.as_str(), "zero" | "sigma_min") {
+            why.push(format!("final_sigmas_type {:?}", self.final_sigmas_type));
+        }
+        for (set, name) in [
+            (self.thresholding, "thresholding"),
+            (self.use_dynamic_shifting, "use_dynamic_shifting"),
+            (self.shift_terminal.is_some(), "shift_terminal"),
+            (self.use_karras_sigmas, "use_karras_sigmas"),
+            (self.use_exponential_sigmas, "use_exponential_sigmas"),
+            (self.use_beta_sigmas, "use_beta_sigmas"),
+        ] {
+            if set {
+                why.push(name.into());
+            }
+        }
+        (!why.is_empty()).then(|| format!("UniPC options not served: {}", why.join(", ")))
+    }
 }
 
 /// The `FlowMatchEulerDiscreteScheduler` keys that shape Wan's sampling; defaults are
@@ -442,9 +531,47 @@ pub struct FlowMatchEulerConfig {
     /// The flow shift.
     #[serde(default = "default_shift")]
     pub shift: f64,
-    /// Resolution-dependent shifting (false for Wan).
+    /// Resolution-dependent shifting (false for Wan; not served).
     #[serde(default)]
     pub use_dynamic_shifting: bool,
+    /// Stretching the shifted sigmas to a terminal value (not served).
+    #[serde(default)]
+    pub shift_terminal: Option<f64>,
+    /// Sigmas running from 0 to 1 (not served).
+    #[serde(default)]
+    pub invert_sigmas: bool,
+    /// Re-noising each step (not served).
+    #[serde(default)]
+    pub stochastic_sampling: bool,
+    /// Karras sigmas (not served).
+    #[serde(default)]
+    pub use_karras_sigmas: bool,
+    /// Exponential sigmas (not served).
+    #[serde(default)]
+    pub use_exponential_sigmas: bool,
+    /// Beta sigmas (not served).
+    #[serde(default)]
+    pub use_beta_sigmas: bool,
+}
+
+impl FlowMatchEulerConfig {
+    /// Why the sampler here cannot follow this config, if it cannot: it implements the plain
+    /// deterministic Euler step over shifted flow sigmas.
+    pub fn unsupported(&self) -> Option<String> {
+        let why: Vec<&str> = [
+            (self.use_dynamic_shifting, "use_dynamic_shifting"),
+            (self.shift_terminal.is_some(), "shift_terminal"),
+            (self.invert_sigmas, "invert_sigmas"),
+            (self.stochastic_sampling, "stochastic_sampling"),
+            (self.use_karras_sigmas, "use_karras_sigmas"),
+            (self.use_exponential_sigmas, "use_exponential_sigmas"),
+            (self.use_beta_sigmas, "use_beta_sigmas"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        (!why.is_empty()).then(|| format!("FlowMatchEuler options not served: {}", why.join(", ")))
+    }
 }
 
 fn default_train_timesteps() -> usize {
@@ -461,6 +588,10 @@ fn default_prediction() -> String {
 
 fn default_shift() -> f64 {
     1.0
+}
+
+fn default_final_sigmas_type() -> String {
+    "zero".into()
 }
 
 fn default_solver_type() -> String {

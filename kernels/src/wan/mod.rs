@@ -8,17 +8,33 @@
 //! checkpoint fails at start-up with a message naming the file and tensor instead of
 //! producing garbage later. [`WanCheckpoint::describe`] summarises it for logs and readiness.
 //!
-//! Model math: the umT5 text encoder on the CPU in f32 ([`Umt5Encoder`], and
-//! [`prompt_embeds`] for the pipeline's zeroing of rows past the prompt).
+//! Model math, on the CPU in f32, at parity with diffusers / transformers:
+//! - the umT5 text encoder ([`Umt5Encoder`], and [`prompt_embeds`] for the pipeline's zeroing
+//!   of rows past the prompt);
+//! - the denoising transformer ([`WanTransformer`]; a prompt's cross-attention keys and
+//!   values made once as a [`WanTextContext`]), its weights kept in their stored precision
+//!   and widened per GEMM panel;
+//! - the samplers: UniPC multistep with its corrector ([`UniPcScheduler`]) and flow-matching
+//!   Euler ([`FlowMatchEulerScheduler`]), both as [`WanSampler`];
+//! - the denoising loop with classifier-free guidance ([`denoise`]).
 //!
-//! Not yet here: the Wan transformer, the VAE decoder, the schedulers and any wiring into
-//! the server; their weights are only exposed through [`WanWeights::tensor`] for that work
-//! to build on.
+//! Attention (umT5's and the transformer's) is tiled with an online softmax and never holds
+//! a score matrix.
+//!
+//! Not yet here: the VAE decoder and any wiring into the server; the VAE's weights are only
+//! exposed through [`WanWeights::tensor`].
 
+mod attention;
 mod config;
 mod error;
+mod euler;
 mod expected;
+mod linear;
+mod pipeline;
+mod rope;
+mod transformer;
 mod umt5;
+mod unipc;
 mod weights;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +46,11 @@ pub use config::{
     WanTransformerConfig, WanVaeConfig,
 };
 pub use error::WanLoadError;
+pub use euler::FlowMatchEulerScheduler;
+pub use pipeline::{denoise, Guidance, WanSampler};
+pub use transformer::{WanTextContext, WanTransformer};
 pub use umt5::{prompt_embeds, relative_position_bucket, Umt5Encoder};
+pub use unipc::UniPcScheduler;
 pub use weights::{WanDtype, WanTensor, WanWeights, WeightsSummary};
 
 use config::read_json;

@@ -13,21 +13,18 @@
 //!
 //! RMS norms are T5's: `x * w / sqrt(mean(x^2) + eps)`, no mean subtraction, no bias.
 //!
-//! Attention runs in tiles of queries against tiles of keys with an online softmax, so no
-//! `seq x seq` score matrix is held; with the bias looked up per relative offset it is
-//! `O(seq^2 d)` time and `O(seq d)` memory. The projections go through the CPU backend's
+//! Attention runs in tiles of queries against tiles of keys with an online softmax (the
+//! module shared with the transformer), so no `seq x seq` score matrix is held; with the bias
+//! looked up per relative offset it is `O(seq^2 d)` time and `O(seq d)` memory. The projections go through the CPU backend's
 //! GEMM over weights packed once at load. Work is split over rows with rayon (the current
 //! pool: run inside `ThreadPool::install` to choose the threads).
 
 use rayon::prelude::*;
 
+use super::attention::{attention, Rows, Shape};
 use super::{Umt5Config, WanCheckpoint, WanLoadError};
 use crate::cpu::gemm::{gemm, PackedB};
 
-/// Queries per attention tile.
-const TILE_Q: usize = 32;
-/// Keys per attention tile.
-const TILE_K: usize = 64;
 /// Rows per parallel GEMM task.
 const ROWS_PER_TASK: usize = 64;
 
@@ -120,7 +117,7 @@ fn rms_norm(x: &[f32], ldx: usize, d: usize, w: &[f32], eps: f32, out: &mut [f32
 }
 
 /// `gelu_new`: the tanh approximation of GELU.
-fn gelu_tanh(x: f32) -> f32 {
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
 }
@@ -296,7 +293,27 @@ impl Umt5Encoder {
                     *b = block.relative_bias[bucket * self.heads + h];
                 }
             }
-            self.attention(s, &qkv, ldqkv, &bias, &keep, &mut ctx);
+            let rows = |offset: usize| Rows {
+                data: &qkv[offset..],
+                ld: ldqkv,
+            };
+            let shape = Shape {
+                queries: s,
+                keys: s,
+                heads: self.heads,
+                dk: self.d_kv,
+                scale: 1.0,
+            };
+            let bias_of = |h: usize, i: usize, j: usize| bias[h * (2 * s - 1) + j + s - 1 - i];
+            attention(
+                rows(0),
+                rows(inner),
+                rows(2 * inner),
+                shape,
+                bias_of,
+                Some(&keep),
+                &mut ctx,
+            );
             linear(s, &ctx, inner, &block.o, &mut x, ldx, true);
 
             rms_norm(&x, ldx, d, &block.ffn_norm, self.eps, &mut normed);
@@ -317,100 +334,5 @@ impl Umt5Encoder {
         }
         rms_norm(&x, ldx, d, &self.final_norm, self.eps, &mut normed);
         normed
-    }
-
-    /// Self-attention of every head: `qkv` rows hold q, k and v (`inner` each, heads
-    /// `d_kv` apart), `bias[h * (2s - 1) + j - i + s - 1]` is head h's bias for query i and
-    /// key j; writes each query's heads side by side into `ctx` (`s x inner`).
-    ///
-    /// Flash-style: per head, a tile of `TILE_Q` queries meets one tile of `TILE_K` keys at
-    /// a time (their scores in a `TILE_Q x TILE_K` scratch), and each query keeps a running
-    /// max, sum and weighted sum of values (online softmax), rescaled when the max grows.
-    fn attention(
-        &self,
-        s: usize,
-        qkv: &[f32],
-        ldqkv: usize,
-        bias: &[f32],
-        keep: &[bool],
-        ctx: &mut [f32],
-    ) {
-        let (heads, dk) = (self.heads, self.d_kv);
-        let inner = heads * dk;
-        let any_kept = keep.iter().any(|&k| k);
-        ctx.par_chunks_mut(TILE_Q * inner)
-            .enumerate()
-            .for_each(|(t, out)| {
-                let q0 = t * TILE_Q;
-                let tq = out.len() / inner;
-                let mut scores = vec![0.0f32; TILE_Q * TILE_K];
-                let mut max = [f32::NEG_INFINITY; TILE_Q];
-                let mut sum = [0.0f32; TILE_Q];
-                let mut acc = vec![0.0f32; TILE_Q * dk];
-                for h in 0..heads {
-                    let bias_h = &bias[h * (2 * s - 1)..(h + 1) * (2 * s - 1)];
-                    max.fill(f32::NEG_INFINITY);
-                    sum.fill(0.0);
-                    acc.fill(0.0);
-                    for k0 in (0..s).step_by(TILE_K) {
-                        let tk = TILE_K.min(s - k0);
-                        // Scores of the tile: q . k + bias, or -inf for a masked key.
-                        for qi in 0..tq {
-                            let i = q0 + qi;
-                            let q = &qkv[i * ldqkv + h * dk..][..dk];
-                            let row = &mut scores[qi * TILE_K..qi * TILE_K + tk];
-                            for (kj, score) in row.iter_mut().enumerate() {
-                                let j = k0 + kj;
-                                *score = if !any_kept {
-                                    // No key to attend to: the reference's large negative
-                                    // swamps every score alike, so it averages all values.
-                                    0.0
-                                } else if !keep[j] {
-                                    f32::NEG_INFINITY
-                                } else {
-                                    let k = &qkv[j * ldqkv + inner + h * dk..][..dk];
-                                    let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
-                                    dot + bias_h[j + s - 1 - i]
-                                };
-                            }
-                        }
-                        // Online softmax update of each query's running state.
-                        for qi in 0..tq {
-                            let row = &scores[qi * TILE_K..qi * TILE_K + tk];
-                            let tile_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                            if tile_max == f32::NEG_INFINITY {
-                                continue;
-                            }
-                            let a = &mut acc[qi * dk..(qi + 1) * dk];
-                            if tile_max > max[qi] {
-                                let rescale = (max[qi] - tile_max).exp();
-                                sum[qi] *= rescale;
-                                for v in a.iter_mut() {
-                                    *v *= rescale;
-                                }
-                                max[qi] = tile_max;
-                            }
-                            for (kj, &score) in row.iter().enumerate() {
-                                if score == f32::NEG_INFINITY {
-                                    continue;
-                                }
-                                let p = (score - max[qi]).exp();
-                                sum[qi] += p;
-                                let j = k0 + kj;
-                                let v = &qkv[j * ldqkv + 2 * inner + h * dk..][..dk];
-                                for (a, v) in a.iter_mut().zip(v) {
-                                    *a += p * v;
-                                }
-                            }
-                        }
-                    }
-                    for qi in 0..tq {
-                        let o = &mut out[qi * inner + h * dk..][..dk];
-                        for (o, a) in o.iter_mut().zip(&acc[qi * dk..(qi + 1) * dk]) {
-                            *o = a / sum[qi];
-                        }
-                    }
-                }
-            });
     }
 }

@@ -4,6 +4,8 @@
 
 use kernels::{philox, Tensor};
 
+pub mod wan;
+
 /// max |actual - expected| / max |expected|, the parity metric against PyTorch.
 pub fn rel_err(actual: &[f32], expected: &[f32]) -> f64 {
     assert_eq!(

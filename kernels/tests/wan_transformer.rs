@@ -1,0 +1,155 @@
+//! The Wan transformer (`kernels::wan::WanTransformer`) against diffusers 0.42.1's
+//! `WanTransformer3DModel` on the tiny random-weight checkpoint in `model/wan/tiny/` (goldens
+//! computed in f32 on the CPU by `model/wan/make_tiny.py`): the time and text embeddings, the
+//! patch embedding, every block's output and the prediction. PyTorch's own CPU results move
+//! by up to ~5e-7 with where the weights lie in memory, so the tolerance is 1e-5 absolute.
+
+mod common;
+
+use std::time::Instant;
+
+use common::wan::{max_abs_diff, open_tiny, Goldens};
+use kernels::wan::{WanDtype, WanTransformer, WanTransformerConfig};
+
+const TOLERANCE: f32 = 1e-5;
+
+fn check(name: &str, got: &[f32], want: &[f32], tolerance: f32) -> f32 {
+    let err = max_abs_diff(got, want);
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    eprintln!("{name}: max abs error {err:e} (max |golden| {scale})");
+    assert!(err <= tolerance, "{name} off by {err}");
+    err
+}
+
+#[test]
+fn transformer_matches_diffusers() {
+    let ckpt = open_tiny();
+    let model = WanTransformer::from_checkpoint(&ckpt).expect("transformer");
+    let goldens = Goldens::load();
+    let d = model.config().inner_dim();
+
+    let t = goldens.f32("transformer.timestep")[0];
+    assert_eq!(t, 750.0);
+    let (temb, proj) = model.embed_time(t);
+    check("temb", &temb, &goldens.f32("transformer.temb"), TOLERANCE);
+    check(
+        "timestep_proj",
+        &proj,
+        &goldens.f32("transformer.timestep_proj"),
+        TOLERANCE,
+    );
+    let embeds = goldens.f32("en.prompt_embeds");
+    check(
+        "text_embeds",
+        &model.embed_text(&embeds),
+        &goldens.f32("transformer.text_embeds"),
+        TOLERANCE,
+    );
+
+    let context = model.text_context(&embeds);
+    assert_eq!(context.rows(), 512);
+    let latent = goldens.f32("transformer.latent");
+    let shape = [5, 2, 4, 6];
+    let blocks = goldens.f32("transformer.blocks");
+    let tokens = 2 * (4 / 2) * (6 / 3);
+    let mut traced = Vec::new();
+    let start = Instant::now();
+    let out = model.forward_traced(&latent, shape, t, &context, &mut |name, x| {
+        traced.push((name.to_string(), x.to_vec()))
+    });
+    eprintln!("forward: {:?}", start.elapsed());
+    for (name, x) in &traced {
+        let want = match name.strip_prefix("block") {
+            Some(i) => {
+                let i: usize = i.parse().expect("block number");
+                blocks[i * tokens * d..(i + 1) * tokens * d].to_vec()
+            }
+            None => goldens.f32(&format!("transformer.{name}")),
+        };
+        check(name, x, &want, TOLERANCE);
+    }
+    assert_eq!(traced.len(), 1 + model.config().num_layers);
+    check(
+        "transformer.output",
+        &out,
+        &goldens.f32("transformer.output"),
+        TOLERANCE,
+    );
+    // forward is forward_traced without the trace.
+    assert_eq!(model.forward(&latent, shape, t, &context), out);
+}
+
+#[test]
+fn the_test_notices_a_wrong_axis() {
+    // The latent read as [C, F, W, H]-shaped data, or at another timestep, is far off: the
+    // tolerance is tight enough to tell.
+    let ckpt = open_tiny();
+    let model = WanTransformer::from_checkpoint(&ckpt).expect("transformer");
+    let goldens = Goldens::load();
+    let context = model.text_context(&goldens.f32("en.prompt_embeds"));
+    let latent = goldens.f32("transformer.latent");
+    let want = goldens.f32("transformer.output");
+    let err = max_abs_diff(
+        &model.forward(&latent, [5, 2, 4, 6], 749.0, &context),
+        &want,
+    );
+    eprintln!("timestep 749 instead of 750: max abs error {err:e}");
+    assert!(err > 100.0 * TOLERANCE, "{err}");
+    let negative = model.text_context(&goldens.f32("negative.prompt_embeds"));
+    let err = max_abs_diff(
+        &model.forward(&latent, [5, 2, 4, 6], 750.0, &negative),
+        &want,
+    );
+    eprintln!("the negative prompt instead: max abs error {err:e}");
+    assert!(err > 100.0 * TOLERANCE, "{err}");
+}
+
+/// Wan2.1-T2V-1.3B's transformer config (FACTS.md; the published `transformer/config.json`).
+fn config_1_3b() -> WanTransformerConfig {
+    serde_json::from_value(serde_json::json!({
+        "_class_name": "WanTransformer3DModel",
+        "patch_size": [1, 2, 2],
+        "num_attention_heads": 12,
+        "attention_head_dim": 128,
+        "in_channels": 16,
+        "out_channels": 16,
+        "text_dim": 4096,
+        "freq_dim": 256,
+        "ffn_dim": 8960,
+        "num_layers": 30,
+        "cross_attn_norm": true,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+        "image_dim": null,
+        "added_kv_proj_dim": null,
+        "rope_max_seq_len": 1024
+    }))
+    .expect("config")
+}
+
+#[test]
+#[ignore = "sizing run: builds the 1.3B transformer (2.6 GiB of bf16 weights) and runs one \
+            forward; minutes on 2 cores"]
+fn wan_1_3b_shape_forward() {
+    let config = config_1_3b();
+    let start = Instant::now();
+    let model = WanTransformer::random(&config, WanDtype::Bf16, 7).expect("model");
+    eprintln!("built random 1.3B (bf16) in {:?}", start.elapsed());
+    // 1 latent frame of 16 x 16 (a 128 x 128 frame): 64 tokens; the full 512 text rows.
+    let text: Vec<f32> = (0..512 * 4096)
+        .map(|i| ((i % 97) as f32 - 48.0) / 100.0)
+        .collect();
+    let start = Instant::now();
+    let context = model.text_context(&text);
+    eprintln!("text context in {:?}", start.elapsed());
+    let shape = [16, 1, 16, 16];
+    let latent: Vec<f32> = (0..16 * 16 * 16)
+        .map(|i| ((i % 13) as f32 - 6.0) / 6.0)
+        .collect();
+    let start = Instant::now();
+    let out = model.forward(&latent, shape, 999.0, &context);
+    eprintln!("forward (64 tokens) in {:?}", start.elapsed());
+    assert_eq!(out.len(), latent.len());
+    assert!(out.iter().all(|v| v.is_finite()));
+    assert!(out.iter().any(|&v| v != 0.0));
+}
