@@ -10,6 +10,7 @@
 //! is ever held: `O(sq sk d)` time, `O(sq d)` memory. Query tiles run in parallel on the
 //! current rayon pool.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// Queries per attention tile.
@@ -84,6 +85,7 @@ pub(crate) fn attention<B>(
             let mut max = [f32::NEG_INFINITY; TILE_Q];
             let mut sum = [0.0f32; TILE_Q];
             let mut acc = vec![0.0f32; TILE_Q * dk];
+            let mut tile_acc = vec![0.0f32; dk];
             for h in 0..heads {
                 max.fill(f32::NEG_INFINITY);
                 sum.fill(0.0);
@@ -102,9 +104,7 @@ pub(crate) fn attention<B>(
                             } else if keep.is_some_and(|keep| !keep[j]) {
                                 f32::NEG_INFINITY
                             } else {
-                                let kv = k.head(j, h, dk);
-                                let dot: f32 = qv.iter().zip(kv).map(|(a, b)| a * b).sum();
-                                dot * scale + bias(h, i, j)
+                                dot(qv, k.head(j, h, dk)) * scale + bias(h, i, j)
                             };
                         }
                     }
@@ -124,15 +124,24 @@ pub(crate) fn attention<B>(
                             }
                             max[qi] = tile_max;
                         }
+                        // The tile's terms summed apart, then added to the running sums:
+                        // blocked summation, whose rounding grows with the tile length plus
+                        // the number of tiles rather than with the number of keys (512 text
+                        // rows in one f32 sum were 4x further from an f64 reference than
+                        // PyTorch).
+                        let mut tile_sum = 0.0f32;
+                        tile_acc.fill(0.0);
                         for (kj, &score) in row.iter().enumerate() {
                             if score == f32::NEG_INFINITY {
                                 continue;
                             }
                             let p = (score - max[qi]).exp();
-                            sum[qi] += p;
-                            for (a, v) in a.iter_mut().zip(v.head(k0 + kj, h, dk)) {
-                                *a += p * v;
-                            }
+                            tile_sum += p;
+                            axpy(p, v.head(k0 + kj, h, dk), &mut tile_acc);
+                        }
+                        sum[qi] += tile_sum;
+                        for (a, t) in a.iter_mut().zip(&tile_acc) {
+                            *a += t;
                         }
                     }
                 }
@@ -144,4 +153,33 @@ pub(crate) fn attention<B>(
                 }
             }
         });
+}
+
+/// `a . b` with 16 independent partial sums, so that it vectorises (a plain running sum
+/// keeps the additions in order and cannot).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `acc += p * v`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn axpy(p: f32, v: &[f32], acc: &mut [f32]) {
+    for (a, v) in acc.iter_mut().zip(v) {
+        *a += p * v;
+    }
 }
