@@ -242,10 +242,13 @@ impl WanVaeDecoder {
     /// returned: later latent frames do not change them.
     ///
     /// Work is split over the rayon pool (run inside `ThreadPool::install` to choose the
-    /// threads). Panics if `latent` has the wrong size.
+    /// threads). The state holds 2 frames of input per causal conv at that conv's resolution
+    /// and width, as diffusers' cache does. Panics if `latent` has the wrong size or `state`
+    /// did not come from this decoder's [`WanVaeDecoder::start`].
     pub fn decode_frame(&self, state: &mut WanVaeState, latent: &[f32]) -> Vec<f32> {
         let (h, w, z) = (state.height, state.width, self.z_dim);
         assert_eq!(latent.len(), z * h * w, "latent frame is not [z_dim, h, w]");
+        assert_eq!(state.slots.len(), self.slots, "a state of another decoder");
         // De-normalise and go channels-last.
         let mut x = Frames::zeros(1, h, w, z);
         for (p, px) in x.data.chunks_exact_mut(z).enumerate() {
@@ -282,9 +285,10 @@ impl WanVaeDecoder {
     }
 
     /// Decodes a whole normalised latent `[z_dim, frames, height, width]` (diffusers' layout
-    /// without the batch) frame by frame: the video `[video_frames(frames), H, W,
-    /// out_channels]` in `[-1, 1]`, as `AutoencoderKLWan.decode` after the pipeline's
-    /// de-normalisation, in frames-last-axis-RGB layout.
+    /// without the batch) with [`WanVaeDecoder::decode_frame`], frame by frame as diffusers
+    /// does: the video `[video_frames(frames), H, W, out_channels]` in `[-1, 1]`, the values of
+    /// `AutoencoderKLWan.decode` after the pipeline's de-normalisation (whose layout is
+    /// `[out_channels, F, H, W]`).
     pub fn decode(&self, latent: &[f32], frames: usize, height: usize, width: usize) -> Vec<f32> {
         let hw = height * width;
         assert_eq!(
