@@ -8,17 +8,21 @@
 //! checkpoint fails at start-up with a message naming the file and tensor instead of
 //! producing garbage later. [`WanCheckpoint::describe`] summarises it for logs and readiness.
 //!
-//! Model math: the umT5 text encoder on the CPU in f32 ([`Umt5Encoder`], and
-//! [`prompt_embeds`] for the pipeline's zeroing of rows past the prompt).
+//! Model math, on the CPU in f32: the umT5 text encoder ([`Umt5Encoder`], and
+//! [`prompt_embeds`] for the pipeline's zeroing of rows past the prompt); the VAE decoder
+//! ([`WanVaeDecoder`], one latent frame at a time with its feature cache in a
+//! [`WanVaeState`], and [`postprocess_video`] for the pipeline's frames in `[0, 1]`).
 //!
-//! Not yet here: the Wan transformer, the VAE decoder, the schedulers and any wiring into
-//! the server; their weights are only exposed through [`WanWeights::tensor`] for that work
-//! to build on.
+//! Not yet here: the Wan transformer, the schedulers and any wiring into the server; their
+//! weights are only exposed through [`WanWeights::tensor`] for that work to build on.
 
 mod config;
+mod conv3d;
 mod error;
 mod expected;
 mod umt5;
+mod vae;
+mod vae_blocks;
 mod weights;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +35,7 @@ pub use config::{
 };
 pub use error::WanLoadError;
 pub use umt5::{prompt_embeds, relative_position_bucket, Umt5Encoder};
+pub use vae::{postprocess_video, WanVaeDecoder, WanVaeState};
 pub use weights::{WanDtype, WanTensor, WanWeights, WeightsSummary};
 
 use config::read_json;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod golden_tensors;
+
 use kernels::{philox, Tensor};
 
 /// max |actual - expected| / max |expected|, the parity metric against PyTorch.
