@@ -79,6 +79,11 @@ pub struct Settings {
     #[arg(long, env = "REEL_INSECURE")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Let webhooks point at loopback, private and link-local addresses (receivers on this
+    /// machine or network); without it only public addresses receive them
+    #[arg(long, env = "REEL_WEBHOOK_PRIVATE")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub webhook_private: bool,
     /// An origin allowed by CORS (repeat for more); none: CORS off
     #[arg(long = "cors-origin", env = "REEL_CORS_ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -153,6 +158,8 @@ pub struct Resolved {
     pub slow_request_ms: u64,
     #[serde(default)]
     pub insecure: bool,
+    #[serde(default)]
+    pub webhook_private: bool,
     #[serde(default)]
     pub cors_origins: Vec<String>,
     #[serde(default)]

@@ -74,6 +74,7 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             in_flight_per_key: s.key_max_in_flight,
             per_hour_per_key: s.key_max_per_hour,
             max_task_pixels: s.max_task_pixels,
+            private_webhooks: s.webhook_private,
         },
         min_free_disk,
         cors_origins: s.cors_origins.clone(),
@@ -114,7 +115,10 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             s.data_dir.clone(),
             Duration::from_secs(s.retention_hours * 3600),
         ));
-        tokio::spawn(crate::webhooks::deliver(rt.tasks.store().clone()));
+        tokio::spawn(crate::webhooks::deliver(
+            rt.tasks.store().clone(),
+            s.webhook_private,
+        ));
         tokio::spawn(watch_disk(
             rt.tasks.clone(),
             DiskGuard::new(s.data_dir.clone(), min_free_disk),

@@ -6,11 +6,20 @@
 //! retried with exponential backoff (1 s doubling to 5 min, [`MAX_ATTEMPTS`] tries in all,
 //! about 17 minutes), then given up and logged. Owed deliveries live in sled, so a restart
 //! delivers what was owed.
+//!
+//! Unless the server allows private targets (`--webhook-private`), deliveries reach only
+//! public addresses (`api::webhook_target`): a URL naming another address is given up at
+//! once, a host name is resolved here and its other addresses dropped (so a name that comes
+//! to resolve to the private network still reaches nothing there), and no redirect is
+//! followed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use api::webhook_target::{is_public, refusal};
 use hmac::{Hmac, Mac};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 use storage::{now_ms, Delivery, Store};
 use tokio::task::JoinSet;
@@ -39,9 +48,50 @@ fn backoff(attempts: u32) -> Duration {
     Duration::from_secs((1u64 << attempts.min(16)).min(300))
 }
 
-/// Runs forever, delivering what is due.
-pub async fn deliver(store: Arc<Store>) {
-    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+/// Resolves host names to their public addresses only.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let public: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Why one try failed, and whether trying again could help.
+struct Failure {
+    why: String,
+    final_: bool,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            why: e.to_string(),
+            final_: false,
+        }
+    }
+}
+
+/// Runs forever, delivering what is due; `private` lets deliveries reach loopback, private
+/// and link-local addresses.
+pub async fn deliver(store: Arc<Store>, private: bool) {
+    let mut builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if !private {
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhooks disabled: no HTTP client");
@@ -63,15 +113,15 @@ pub async fn deliver(store: Arc<Store>) {
         let mut sends = JoinSet::new();
         for d in due {
             let (client, store) = (client.clone(), store.clone());
-            sends.spawn(async move { settle(&client, &store, d).await });
+            sends.spawn(async move { settle(&client, &store, d, private).await });
         }
         while sends.join_next().await.is_some() {}
     }
 }
 
 /// One try of one delivery, and its bookkeeping.
-async fn settle(client: &reqwest::Client, store: &Arc<Store>, d: Delivery) {
-    let outcome = send(client, store, &d).await;
+async fn settle(client: &reqwest::Client, store: &Arc<Store>, d: Delivery, private: bool) {
+    let outcome = send(client, store, &d, private).await;
     let store = store.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let result = match outcome {
@@ -80,13 +130,13 @@ async fn settle(client: &reqwest::Client, store: &Arc<Store>, d: Delivery) {
                     .increment(1);
                 store.delivery_done(&d)
             }
-            Err(why) if d.attempts + 1 >= MAX_ATTEMPTS => {
+            Err(Failure { why, final_ }) if final_ || d.attempts + 1 >= MAX_ATTEMPTS => {
                 tracing::warn!(seq = d.seq, url = %d.url, %why, "webhook given up");
                 metrics::counter!("reel_webhook_deliveries_total", "outcome" => "given_up")
                     .increment(1);
                 store.delivery_done(&d)
             }
-            Err(why) => {
+            Err(Failure { why, .. }) => {
                 tracing::debug!(seq = d.seq, url = %d.url, %why, "webhook will be retried");
                 metrics::counter!("reel_webhook_deliveries_total", "outcome" => "retried")
                     .increment(1);
@@ -101,13 +151,22 @@ async fn settle(client: &reqwest::Client, store: &Arc<Store>, d: Delivery) {
     .await;
 }
 
-async fn send(client: &reqwest::Client, store: &Arc<Store>, d: &Delivery) -> Result<(), String> {
+async fn send(
+    client: &reqwest::Client,
+    store: &Arc<Store>,
+    d: &Delivery,
+    private: bool,
+) -> Result<(), Failure> {
+    if !private {
+        // Tasks stored before the server stopped allowing private targets may name one.
+        let url = reqwest::Url::parse(&d.url)?;
+        if let Some(why) = refusal(&url) {
+            return Err(Failure { why, final_: true });
+        }
+    }
     let owner = d.owner.clone();
     let s = store.clone();
-    let secret = tokio::task::spawn_blocking(move || s.webhook_secret(owner.as_deref()))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let secret = tokio::task::spawn_blocking(move || s.webhook_secret(owner.as_deref())).await??;
     let res = client
         .post(&d.url)
         .header("content-type", "application/json")
@@ -116,12 +175,11 @@ async fn send(client: &reqwest::Client, store: &Arc<Store>, d: &Delivery) -> Res
         .header("x-reel-delivery", d.seq)
         .body(d.body.clone())
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if res.status().is_success() {
         Ok(())
     } else {
-        Err(format!("answered {}", res.status()))
+        Err(format!("answered {}", res.status()).into())
     }
 }
 

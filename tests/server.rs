@@ -234,7 +234,7 @@ fn accepted_tasks_survive_kill_9_and_complete_after_restart() {
     let data = temp_dir("restart");
     let c = client();
     let ids: Vec<u64> = {
-        let server = Server::start(&data, &[]);
+        let server = Server::start(&data, &["--webhook-private"]);
         let ids = (0..4)
             .map(|i| {
                 submit(
@@ -599,7 +599,7 @@ fn webhooks_are_signed_and_what_is_owed_is_delivered_after_a_restart() {
     let port = free_port(); // nobody listens there yet: every delivery fails at first
     let c = client();
     let id = {
-        let server = Server::start(&data, &[]);
+        let server = Server::start(&data, &["--webhook-private"]);
         let mut body = small_task("a blue square", 6);
         body["webhook"] = json!(format!("http://127.0.0.1:{port}/hook"));
         body["webhook_events_filter"] = json!(["start", "completed"]);
@@ -630,7 +630,7 @@ fn webhooks_are_signed_and_what_is_owed_is_delivered_after_a_restart() {
         // SIGKILL: the two deliveries are still owed
     };
     let got = webhook_receiver(port);
-    let _server = Server::start(&data, &[]);
+    let _server = Server::start(&data, &["--webhook-private"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut events = std::collections::BTreeMap::new();
     while events.len() < 2 {

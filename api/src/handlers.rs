@@ -121,7 +121,7 @@ fn priority_of(caller: &Caller, body: &CreateTask) -> Result<u8, ApiError> {
 pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Response, Rejection> {
     let params = body.validate()?;
     let priority = priority_of(&caller, &body)?;
-    let webhook = body.webhook()?;
+    let webhook = body.webhook(st.limits.private_webhooks)?;
     let record = st.admit(&caller, params, priority, webhook).await?;
     let id = record.id;
     let mut res = json_with(StatusCode::ACCEPTED, &st.view(record));

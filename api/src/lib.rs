@@ -41,6 +41,7 @@ pub mod routes;
 mod sse;
 pub mod stats;
 mod stream;
+pub mod webhook_target;
 
 pub use backend::Backend;
 pub use errors::ApiError;

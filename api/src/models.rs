@@ -90,9 +90,10 @@ impl CreateTask {
     }
 
     /// The task's webhook, if it asks for one, checked: an absolute http(s) URL of at most
-    /// 2048 characters, and known event names. A filter without a webhook filters nothing
-    /// (as Cog's does).
-    pub fn webhook(&self) -> Result<Option<Webhook>, ApiError> {
+    /// 2048 characters, whose host is a public address unless `private` allows others
+    /// ([`crate::webhook_target::refusal`]), and known event names. A filter without a webhook
+    /// filters nothing (as Cog's does).
+    pub fn webhook(&self, private: bool) -> Result<Option<Webhook>, ApiError> {
         let Some(raw) = &self.webhook else {
             return Ok(None);
         };
@@ -102,6 +103,12 @@ impl CreateTask {
             return Err(invalid(
                 "webhook must be an http or https URL with a host, at most 2048 characters",
             ));
+        }
+        if let Some(why) = (!private)
+            .then(|| crate::webhook_target::refusal(&parsed))
+            .flatten()
+        {
+            return Err(invalid(why));
         }
         let events = match &self.webhook_events_filter {
             None => WebhookEvent::ALL.to_vec(),

@@ -23,6 +23,9 @@ pub struct Limits {
     pub per_hour_per_key: usize,
     /// Most pixels one task may deliver (frames x width x height).
     pub max_task_pixels: u64,
+    /// Whether webhooks may point at loopback, private and link-local addresses
+    /// ([`crate::webhook_target`]); off, only public ones are accepted.
+    pub private_webhooks: bool,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             // fps) at the largest size fits; the default task (3 x 48 frames at 256 px) is
             // 9.4 M; the largest /api/tasks request (8 x 10 s x 60 fps at 512 px) is 6x over.
             max_task_pixels: 768 * 512 * 512,
+            private_webhooks: false,
         }
     }
 }

@@ -460,3 +460,48 @@ async fn thousand_list_requests_ten_at_a_time() {
     }
     assert_eq!(ok, 1000);
 }
+
+#[tokio::test]
+async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
+    let rig = start().await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://[::1]/hook",
+        "http://localhost:8000/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/hook",
+    ] {
+        let res = rig.post(json!({"prompt": "x", "webhook": url})).await;
+        let body = assert_error(res, 400, "invalid_field").await;
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a public address"),
+            "{body}"
+        );
+    }
+    // Nothing was stored or submitted.
+    assert!(rig.store.get(1).unwrap().is_none());
+    let (status, body) = json_of(
+        rig.post(json!({"prompt": "x", "webhook": "https://hooks.example.com/reel"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    let open = start_opts(Options {
+        limits: Some(Limits {
+            private_webhooks: true,
+            ..Limits::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = json_of(
+        open.post(json!({"prompt": "x", "webhook": "http://127.0.0.1:9/hook"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -5,8 +5,9 @@
 //! to this executable, so run `cargo build --release` first) on a free loopback port with a
 //! fresh data dir, wait for `/healthz`, run, and stop the server:
 //! - `api`: `--users` concurrent clients share `--requests` requests, cycling through every
-//!   endpoint (`bench::http_load::OPS`; the POST is one small scene, one step, fixed seed, so
-//!   repeats are cache hits), back to back or, with
+//!   endpoint (`bench::http_load::OPS`; `POST /api/tasks` is one small scene, one step, fixed
+//!   seed, so repeats are cache hits; `POST /v1/videos` a one-second 64x64 video, generated
+//!   each time, as `/v1` draws its seed), back to back or, with
 //!   `--think-ms MIN,MAX`, pausing like Locust users; `--background-tasks K` keeps K default
 //!   3-scene tasks unfinished throughout so that generation saturates the compute meanwhile;
 //! - `api-busy`: `api` while generating, so `--background-tasks K` (K > 0) is required;

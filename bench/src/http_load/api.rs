@@ -11,14 +11,14 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::client::{outcome, post_task, small_task, timed, wait_completed};
+use super::client::{outcome, post_task, small_task, small_video, timed, wait_completed};
 use super::feeder::{keep_generating, Feeder};
 use crate::server::Server;
 use crate::tally::{Summary, Tally};
 
 /// Every endpoint of the API, in the order the `api` scenario's users cycle through them.
 /// `{id}` is the task last created; `{done}` a small task completed before the load starts.
-pub const OPS: [&str; 13] = [
+pub const OPS: [&str; 17] = [
     "GET /api/tasks",
     "GET /api/tasks/{id}",
     "GET /healthz",
@@ -32,6 +32,10 @@ pub const OPS: [&str; 13] = [
     "GET /api/tasks/{done}/events",
     "GET /api/tasks/{done}/stream",
     "DELETE /api/tasks/{id}",
+    "GET /v1/videos",
+    "GET /v1/videos/video_{done}",
+    "GET /v1/videos/video_{done}/content",
+    "POST /v1/videos",
 ];
 
 /// [`OPS`] whose answer is timed to its head only: the live frame stream replays a finished task
@@ -66,6 +70,7 @@ fn op_request(
         .replace("{done}", &done.to_string());
     let url = format!("{base}{path}");
     match OPS[op].split(' ').next() {
+        Some("POST") if path.starts_with("/v1/") => http.post(url).json(&small_video()),
         Some("POST") => http.post(url).json(&small_task()),
         Some("DELETE") => http.delete(url),
         _ => http.get(url),

@@ -41,6 +41,12 @@ pub(super) fn small_task() -> Value {
     json!({"prompt": PROMPT, "num_scenes": 1, "steps": 1, "seed": 7, "size": 64, "seconds_per_scene": 0.5})
 }
 
+/// The smallest OpenAI-style video: one second at 64x64. `/v1/videos` draws its own seed, so
+/// unlike [`small_task`] each one is generated (20 steps, one scene).
+pub(super) fn small_video() -> Value {
+    json!({"prompt": PROMPT, "seconds": "1", "size": "64x64"})
+}
+
 /// Posts `body` and returns the new task's id (a 202 is required).
 pub(super) async fn post_task(http: &reqwest::Client, srv: &Server, body: &Value) -> Result<u64> {
     let r = http.post(srv.url("/api/tasks")).json(body).send().await?;

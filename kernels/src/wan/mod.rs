@@ -16,16 +16,18 @@
 //!   and widened per GEMM panel;
 //! - the samplers: UniPC multistep with its corrector ([`UniPcScheduler`]) and flow-matching
 //!   Euler ([`FlowMatchEulerScheduler`]), both as [`WanSampler`];
-//! - the denoising loop with classifier-free guidance ([`denoise`]).
+//! - the denoising loop with classifier-free guidance ([`denoise`]);
+//! - the VAE decoder ([`WanVaeDecoder`], one latent frame at a time with its feature cache in
+//!   a [`WanVaeState`], and [`postprocess_video`] for the pipeline's frames in `[0, 1]`).
 //!
 //! Attention (umT5's and the transformer's) is tiled with an online softmax and never holds
 //! a score matrix.
 //!
-//! Not yet here: the VAE decoder and any wiring into the server; the VAE's weights are only
-//! exposed through [`WanWeights::tensor`].
+//! Not yet here: any wiring into the server.
 
 mod attention;
 mod config;
+mod conv3d;
 mod error;
 mod euler;
 mod expected;
@@ -35,6 +37,8 @@ mod rope;
 mod transformer;
 mod umt5;
 mod unipc;
+mod vae;
+mod vae_blocks;
 mod weights;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +55,7 @@ pub use pipeline::{denoise, Guidance, WanSampler};
 pub use transformer::{WanTextContext, WanTransformer};
 pub use umt5::{prompt_embeds, relative_position_bucket, Umt5Encoder};
 pub use unipc::UniPcScheduler;
+pub use vae::{postprocess_video, WanVaeDecoder, WanVaeState};
 pub use weights::{WanDtype, WanTensor, WanWeights, WeightsSummary};
 
 use config::read_json;

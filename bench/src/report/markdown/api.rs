@@ -28,7 +28,7 @@ pub fn section<'a>(
     let ops: Vec<String> = OPS.iter().map(|op| format!("`{op}`")).collect();
     let _ = write!(
         o,
-        "## API\n\nEach user cycles through every endpoint: {} (`{{id}}` a task of its own, `{{done}}` a finished one; the POST is a cached one-scene task, the live frame stream is timed to its head).",
+        "## API\n\nEach user cycles through every endpoint: {} (`{{id}}` a task of its own, `{{done}}` a finished one; `POST /api/tasks` is a cached one-scene task, `POST /v1/videos` a one-second 64x64 video generated each time, the live frame stream is timed to its head).",
         ops.join(", ")
     );
     o.push_str(" The user counts alone send back to back (a closed-loop stress, whose latency is mostly queueing: users / throughput); the run while generating paces its users like Locust users, arriving spread over one pause, while the bench keeps default tasks unfinished so that generation saturates the compute throughout.\n\n");
