@@ -6,23 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::golden_tensors::{golden_f32, wan_goldens};
-use kernels::wan::{postprocess_video, WanCheckpoint, WanVaeDecoder};
+use common::wan::{max_abs_diff, open_tiny, Goldens};
+use kernels::wan::{postprocess_video, WanVaeDecoder};
 
 fn decoder() -> WanVaeDecoder {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/wan/tiny"));
-    let ckpt = WanCheckpoint::open(&dir).unwrap_or_else(|e| panic!("model/wan/tiny: {e}"));
-    WanVaeDecoder::from_checkpoint(&ckpt).expect("VAE decoder")
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    WanVaeDecoder::from_checkpoint(&open_tiny()).expect("VAE decoder")
 }
 
 /// `[C, F, H, W]` to the decoder's `[F, H, W, C]`.
@@ -43,9 +31,9 @@ fn decode_matches_diffusers() {
     let vae = decoder();
     assert_eq!((vae.spatial_scale(), vae.temporal_scale()), (8, 4));
     assert_eq!(vae.video_frames(2), 5);
-    let bytes = wan_goldens();
-    let latent = golden_f32(&bytes, "vae.latent", &[1, 5, 2, 4, 6]);
-    let want = golden_f32(&bytes, "vae.video", &[1, 3, 5, 32, 48]);
+    let goldens = Goldens::load();
+    let latent = goldens.f32_shaped("vae.latent", &[1, 5, 2, 4, 6]);
+    let want = goldens.f32_shaped("vae.video", &[1, 3, 5, 32, 48]);
     let want = channels_last(&want, 3, 5, 32 * 48);
     let video = vae.decode(&latent, 2, 4, 6);
     let err = max_abs_diff(&video, &want);
@@ -58,8 +46,8 @@ fn decode_matches_diffusers() {
 #[test]
 fn frame_by_frame_streams_the_same_video() {
     let vae = decoder();
-    let bytes = wan_goldens();
-    let latent = golden_f32(&bytes, "vae.latent", &[1, 5, 2, 4, 6]);
+    let goldens = Goldens::load();
+    let latent = goldens.f32_shaped("vae.latent", &[1, 5, 2, 4, 6]);
     let whole = vae.decode(&latent, 2, 4, 6);
     // Latent frame f as [C, H, W].
     let frame = |f: usize| -> Vec<f32> {
@@ -85,9 +73,9 @@ fn frame_by_frame_streams_the_same_video() {
 #[test]
 fn pipeline_latents_decode_to_the_pipelines_frames() {
     let vae = decoder();
-    let bytes = wan_goldens();
-    let latent = golden_f32(&bytes, "pipeline.final_latents", &[1, 5, 2, 4, 6]);
-    let want = golden_f32(&bytes, "pipeline.video", &[1, 5, 32, 48, 3]);
+    let goldens = Goldens::load();
+    let latent = goldens.f32_shaped("pipeline.final_latents", &[1, 5, 2, 4, 6]);
+    let want = goldens.f32_shaped("pipeline.video", &[1, 5, 32, 48, 3]);
     let mut video = vae.decode(&latent, 2, 4, 6);
     postprocess_video(&mut video);
     let err = max_abs_diff(&video, &want);

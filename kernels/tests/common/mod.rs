@@ -2,8 +2,6 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-pub mod golden_tensors;
-
 use kernels::{philox, Tensor};
 
 pub mod wan;

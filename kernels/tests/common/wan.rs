@@ -68,6 +68,12 @@ impl Goldens {
             .collect()
     }
 
+    /// An f32 golden, checking its shape.
+    pub fn f32_shaped(&self, name: &str, shape: &[usize]) -> Vec<f32> {
+        assert_eq!(self.shape(name), shape, "{name}");
+        self.f32(name)
+    }
+
     /// An int64 golden, checking its shape.
     pub fn i64(&self, name: &str, shape: &[usize]) -> Vec<i64> {
         let tensors = self.tensors();
