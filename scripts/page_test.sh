@@ -24,6 +24,10 @@ done
 page_apt_need=()
 [ -x /usr/bin/chromium ] || page_apt_need+=(chromium)
 command -v npm >/dev/null || page_apt_need+=(nodejs npm)
+# Screenshots show a Chinese prompt: a small CJK font (the test itself needs none).
+if [ -n "$screenshots" ] && ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+  page_apt_need+=(fonts-wqy-microhei)
+fi
 if [ ${#page_apt_need[@]} -gt 0 ]; then
   reel_sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive reel_sudo apt-get install -y -qq --no-install-recommends \

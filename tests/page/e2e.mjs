@@ -38,6 +38,7 @@ async function api(method, p, body, token) {
 
 async function shot(page, name) {
   if (!SHOTS) return;
+  await page.evaluate(() => window.scrollTo(0, 0)); // (the side column is sticky)
   await page.waitForTimeout(150); // let transitions settle
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   log('screenshot', name);
@@ -125,7 +126,7 @@ try {
   if (SHOTS) {
     await page.waitForFunction(() => {
       const p = parseInt(document.getElementById('task-pct').textContent, 10);
-      return p >= 30 && p < 100 && !document.getElementById('live').hidden;
+      return p >= 40 && p < 100;
     }, null, { timeout: 300_000, polling: 100 }).catch(() => log('no mid-run state caught for the screenshot'));
     await shot(page, '2-running');
   }
@@ -175,6 +176,11 @@ try {
   assert.equal(await page.locator('.scene-thumb img:not([hidden])').count(), running.scenes);
   await page.locator('#task').scrollIntoViewIfNeeded();
   await shot(page, '3-completed');
+  if (SHOTS) {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot(page, '3-completed-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+  }
 
   // ---- 4. The task list: a second task, cancelled from the list, then deleted; open the first.
   await page.waitForFunction((id) => {
@@ -261,6 +267,9 @@ try {
   await page.locator('#prompt').type('a green square moving up');
   for (const [f, v] of [['num_scenes', 1], ['seconds_per_scene', 1], ['size', 64], ['fps', 4], ['steps', 2]]) await page.locator('#' + f).fill(String(v));
   await page.locator('#submit').click();
+  await page.waitForFunction((id) => document.getElementById('task-title').textContent !== `Task #${id}`, id);
+  const third = Number((await page.locator('#task-title').textContent()).slice(6));
+  assert.equal((await api('GET', `/api/tasks/${third}`, undefined, made.body.token)).body.params.size, 64);
   await page.waitForFunction(() => {
     const v = document.getElementById('video');
     return document.getElementById('task-status').textContent === 'completed' && !v.hidden && v.readyState >= 3;

@@ -259,6 +259,7 @@
         const task = await api('POST', '/api/tasks', requestBody());
         openTask(task.id, task);
         refreshTasks();
+        refreshStats();
       } catch (e) {
         showError(e);
       } finally {
@@ -435,6 +436,12 @@
     const card = view.scenes[scene];
     if (!view.frames.has(d.index) && d.index % view.stride === 0) view.frames.set(d.index, null);
     view.frameCount = Math.max(view.frameCount, d.index + 1);
+    // The first frame goes on screen at once; the flipbook takes over from there.
+    if (!view.shownFrame) {
+      view.shownFrame = true;
+      const v = view;
+      frameSrc(d.index).then((src) => { if (view === v && !v.finished) showLive(src, `live · ${d.index + 1}/${v.total} frames`); }).catch(() => {});
+    }
     // The scene's thumbnail: its first frame (then the previews stop).
     if (card && !card.hasFrame) {
       card.hasFrame = true;
@@ -564,7 +571,7 @@
     const v = {
       id, task: null, abort: new AbortController(), scenes: [], planShown: false,
       frames: new Map(), urls: [], frameCount: 0, previews: 0, overall: 0,
-      flipTimer: null, busy: false, finished: false, stride: 1, total: 0,
+      flipTimer: null, busy: false, finished: false, stride: 1, total: 0, shownFrame: false,
     };
     view = v;
     history.replaceState(null, '', `#task-${id}`);
@@ -646,12 +653,15 @@
     const sb = el('span', {});
     badge(sb, t.status);
     return el('li', { class: 'task-item' + (view && view.id === t.id ? ' current' : ''), 'data-id': String(t.id) },
-      el('div', { class: 't-prompt', title: t.params.prompt, text: t.params.prompt }),
-      el('div', { class: 't-line' }, el('span', { text: `#${t.id}` }), sb, el('span', { text: ago(t.created_ms) })),
-      el('div', { class: 't-actions' },
-        el('button', { class: 'ghost', type: 'button', text: 'Open', onclick: () => openTask(t.id) }),
-        live ? el('button', { class: 'ghost', type: 'button', text: 'Cancel', onclick: () => cancelTask(t.id) }) : null,
-        del),
+      el('div', { class: 't-top' },
+        el('span', { class: 't-prompt', title: t.params.prompt, text: t.params.prompt }),
+        el('span', { class: 't-time', title: new Date(t.created_ms).toLocaleString(), text: ago(t.created_ms) })),
+      el('div', { class: 't-line' },
+        el('span', { text: `#${t.id}` }), sb,
+        el('span', { class: 't-actions' },
+          el('button', { class: 'ghost', type: 'button', text: 'Open', onclick: () => openTask(t.id) }),
+          live ? el('button', { class: 'ghost', type: 'button', text: 'Cancel', onclick: () => cancelTask(t.id) }) : null,
+          del)),
       live ? bar : null);
   }
 
