@@ -1,22 +1,24 @@
-# Starts a real `reel serve` on loopback with a fresh data dir and one API key, for the
-# scripts that drive it from outside (schemathesis.sh, openai_client.sh). Sourced after
-# scripts/deps.sh; `reel_keyed_server NAME [--admin]` sets $base and $token, and stops the
-# server and removes its data dir on exit. The binary is $REEL_BIN (.ci/run passes the one
-# its tests just built); unset, it is built here.
+# Starts a real `reel serve` on loopback with a fresh data dir, for the scripts that drive it
+# from outside (schemathesis.sh, openai_client.sh, page_test.sh). Sourced after
+# scripts/deps.sh. `reel_keyed_server NAME [--admin]` makes one API key first and sets $token;
+# `reel_open_server` starts it open (no key). Both set $base and $reel_server, and stop the
+# server and remove its data dir on exit. The binary is $REEL_BIN (.ci/run passes the one its
+# tests just built); unset, it is built here.
 # shellcheck shell=bash
 
-reel_keyed_server() {
-  local reel="${REEL_BIN:-}"
-  if [ -z "$reel" ]; then
+reel_bin_path() {
+  reel_bin="${REEL_BIN:-}"
+  if [ -z "$reel_bin" ]; then
     cargo build --release --bin reel
-    reel="$CARGO_TARGET_DIR/release/reel"
+    reel_bin="$CARGO_TARGET_DIR/release/reel"
   fi
-  reel_data=$(mktemp -d)
+}
+
+# Serves $reel_data (already made) on a free loopback port; any arguments go to `reel serve`.
+reel_serve_data() {
   reel_log="$reel_data/server.log"
   local port=$((20000 + RANDOM % 20000))
-  token=$("$reel" keys create --name "$1" "${@:2}" --data-dir "$reel_data" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  "$reel" serve --port "$port" --data-dir "$reel_data" --post cpu >"$reel_log" 2>&1 &
+  "$reel_bin" serve --port "$port" --data-dir "$reel_data" --post cpu "$@" >"$reel_log" 2>&1 &
   reel_server=$!
   # On a failure the server's own errors go to the output: a 5xx says only "the server has
   # logged it".
@@ -29,4 +31,18 @@ reel_keyed_server() {
     sleep 0.2
   done
   base="http://127.0.0.1:$port"
+}
+
+reel_keyed_server() {
+  reel_bin_path
+  reel_data=$(mktemp -d)
+  token=$("$reel_bin" keys create --name "$1" "${@:2}" --data-dir "$reel_data" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  reel_serve_data
+}
+
+reel_open_server() {
+  reel_bin_path
+  reel_data=$(mktemp -d)
+  reel_serve_data "$@"
 }

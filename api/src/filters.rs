@@ -23,7 +23,7 @@ use crate::models::MAX_BODY_BYTES;
 use crate::quota::{Limits, Quotas};
 use crate::routes::Access;
 use crate::stats::Probe;
-use crate::{errors, media, metrics, openai, openapi, sse, stats, stream};
+use crate::{errors, media, metrics, openai, openapi, page, sse, stats, stream};
 
 /// Everything the API is built from.
 pub struct ApiConfig {
@@ -215,6 +215,15 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
     let spec = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| warp::reply::json(openapi::spec()).into_response());
+    // The web page: public, read leniently (no request to it is refused).
+    let page_asset = |asset: &'static page::Asset| {
+        warp::get()
+            .and(warp::header::headers_cloned())
+            .map(move |h: warp::http::HeaderMap| page::serve(asset, &h))
+    };
+    let index = warp::path::end().and(page_asset(&page::INDEX));
+    let css = warp::path!("page.css").and(page_asset(&page::CSS));
+    let js = warp::path!("page.js").and(page_asset(&page::JS));
 
     // Boxed: keeps the combined type (and compile times) small.
     let mut rest: Vec<BoxedFilter<(Response,)>> = vec![
@@ -237,6 +246,9 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
         readyz.boxed(),
         spec.boxed(),
         host_stats.boxed(),
+        index.boxed(),
+        css.boxed(),
+        js.boxed(),
     ];
     if let Some(prometheus) = config.prometheus {
         let scraper = Arc::new(Scraper {

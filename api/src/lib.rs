@@ -15,7 +15,7 @@
 //! The OpenAI-style video API (`/v1/videos`, [`openai`]) maps onto the same tasks.
 //! Operators get Prometheus metrics at `/metrics` ([`metrics`]) and a JSON summary at
 //! `/api/stats` ([`stats`]), both for admin keys (or `/metrics` on a listener of its own,
-//! [`metrics_only`]).
+//! [`metrics_only`]). People get a web page at `/` ([`page`]), embedded in the binary.
 //!
 //! ```no_run
 //! # async fn serve(tasks: std::sync::Arc<tasks::TaskService>, engine: std::sync::Arc<dyn api::Backend>) {
@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod models;
 pub mod openai;
 pub mod openapi;
+pub mod page;
 pub mod quota;
 pub mod routes;
 mod sse;

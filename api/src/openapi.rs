@@ -1,8 +1,10 @@
 //! The API's contract as an OpenAPI 3 document, served at `/openapi.json`. Its paths,
 //! methods, summaries and security come from the route table ([`crate::routes::ROUTES`]);
 //! each operation's parameters and answers from [`operation`]; bounds and defaults from
-//! `storage::TaskParams` and [`crate::models`]. The tests check that every table entry is
-//! routed and documented, and schemathesis (`.ci/run`) calls every documented operation.
+//! `storage::TaskParams` and [`crate::models`]. The web page's files (`/`, `/page.css`,
+//! `/page.js`) are routes like any other, documented by their content types. The tests check
+//! that every table entry is routed and documented, and schemathesis (`.ci/run`) calls every
+//! documented operation.
 
 use std::sync::OnceLock;
 
@@ -192,7 +194,25 @@ fn operation(r: &Route) -> Option<Value> {
         ("GET", "/openapi.json") => {
             json!({"responses": {"200": {"description": "OpenAPI 3 JSON", "content": {"application/json": {"schema": {"type": "object"}}}}}})
         }
+        ("GET", "/") => page_operation("text/html"),
+        ("GET", "/page.css") => page_operation("text/css"),
+        ("GET", "/page.js") => page_operation("text/javascript"),
         _ => return None,
+    })
+}
+
+/// A file of the web page: 200 with its body, or 304 when `If-None-Match` names its ETag.
+fn page_operation(content_type: &str) -> Value {
+    let headers = json!({
+        "ETag": {"schema": {"type": "string"}},
+        "Cache-Control": {"schema": {"type": "string"}}
+    });
+    json!({
+        "parameters": [{"name": "If-None-Match", "in": "header", "description": "The ETag of the copy the browser holds", "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "The file", "headers": headers, "content": {content_type: {"schema": {"type": "string"}}}},
+            "304": {"description": "Not modified: the browser's copy is current", "headers": headers}
+        }
     })
 }
 

@@ -6,7 +6,7 @@
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (health, readiness, the document).
+    /// Anyone (health, readiness, the document, the web page).
     Public,
     /// Any valid API key (or anyone while the server runs open, with no keys).
     Key,
@@ -64,6 +64,9 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", Access::Public, "The process answers"),
     route("GET", "/readyz", Access::Public, "Ready to take tasks: storage answers, the engine runs, disk space is above its floor"),
     route("GET", "/openapi.json", Access::Public, "This document"),
+    route("GET", "/", Access::Public, "The web page: submit a prompt, watch the video form, play and manage tasks (its API calls send the key typed into it)"),
+    route("GET", "/page.css", Access::Public, "The web page's stylesheet"),
+    route("GET", "/page.js", Access::Public, "The web page's script"),
 ];
 
 fn matches(template: &str, path: &str) -> bool {
@@ -124,6 +127,9 @@ mod tests {
         assert_eq!(template_of("/api/tasks/abc"), "unmatched");
         assert_eq!(template_of("/api/tasks/1/frames/x"), "unmatched");
         assert_eq!(template_of("/nope"), "unmatched");
+        assert_eq!(template_of("/"), "/");
+        assert_eq!(template_of("/page.js"), "/page.js");
+        assert_eq!(template_of("/page.js/x"), "unmatched");
         assert_eq!(methods_of("/api/tasks/3"), ["GET", "DELETE"]);
         assert!(methods_of("/nope").is_empty());
     }

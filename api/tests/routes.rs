@@ -145,7 +145,8 @@ async fn paths_outside_the_table_are_unmatched() {
         "/api/tasks/1/frames/x",
         "/api/task",
         "/metrics/x",
-        "/",
+        "/index.html",
+        "/page.js/x",
     ] {
         assert_eq!(template_of(path), "unmatched", "{path}");
         common::assert_error(rig.get(path).await, 404, "route_not_found").await;

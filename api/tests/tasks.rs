@@ -423,10 +423,17 @@ async fn wrong_methods_and_unknown_routes() {
         "route_not_found",
     )
     .await;
+    // `/` is the web page; nothing else sits beside it.
     assert_error(
-        h.get(rig.url("/")).send().await.unwrap(),
+        h.get(rig.url("/index.html")).send().await.unwrap(),
         404,
         "route_not_found",
+    )
+    .await;
+    assert_error(
+        h.post(rig.url("/")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
     )
     .await;
 }

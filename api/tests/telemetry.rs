@@ -142,5 +142,6 @@ fn route_labels_are_the_documented_templates() {
     assert_eq!(template_of("/api/keys/nokey"), "/api/keys/{key}");
     assert_eq!(template_of("/api/keys/a/b"), "unmatched");
     assert_eq!(template_of("/api/stats"), "/api/stats");
-    assert_eq!(template_of("/"), "unmatched");
+    assert_eq!(template_of("/"), "/");
+    assert_eq!(template_of("/index.html"), "unmatched");
 }
