@@ -44,6 +44,25 @@ fn decode_matches_diffusers() {
 }
 
 #[test]
+fn three_latent_frames_reach_the_temporal_caches() {
+    // From the third latent frame on, each temporal upsampler's cache holds real frames rather
+    // than zeros or its 'Rep' marker.
+    let vae = decoder();
+    assert_eq!(vae.video_frames(3), 9);
+    let goldens = Goldens::load();
+    let latent = goldens.f32_shaped("vae3.latent", &[1, 5, 3, 4, 6]);
+    let want = goldens.f32_shaped("vae3.video", &[1, 3, 9, 32, 48]);
+    let want = channels_last(&want, 3, 9, 32 * 48);
+    let video = vae.decode(&latent, 3, 4, 6);
+    let err = max_abs_diff(&video, &want);
+    eprintln!("vae3.video: max abs error {err:e}");
+    assert!(err <= 3e-5, "vae3.video off by {err}");
+    // The last four frames are where the caches matter; they are not the first ones again.
+    let frame = 32 * 48 * 3;
+    assert!(max_abs_diff(&want[5 * frame..], &want[frame..5 * frame]) > 1e-2);
+}
+
+#[test]
 fn frame_by_frame_streams_the_same_video() {
     let vae = decoder();
     let goldens = Goldens::load();

@@ -62,6 +62,8 @@ Goldens (f32 unless noted; "en" / "zh" are the two prompts in the metadata):
   unipc4.sigmas             [5]: the matching sigmas, final 0 included.
   vae.latent                [1, 5, 2, 4, 6]: a fixed random (normalised) latent.
   vae.video                 [1, 3, 5, 32, 48]: vae.decode(latent / (1/std) + mean), in [-1, 1].
+  vae3.latent               [1, 5, 3, 4, 6]: a longer random latent (three latent frames).
+  vae3.video                [1, 3, 9, 32, 48]: its decode, as vae.video.
   pipeline.latents          [1, 5, 2, 4, 6]: the starting noise of the run below.
   pipeline.final_latents    [1, 5, 2, 4, 6]: WanPipeline(en, negative "", 32 x 48, 5 frames,
                             4 steps, guidance 5.0, latents given, output_type "latent"):
@@ -317,6 +319,12 @@ def goldens(pipe: WanPipeline) -> tuple[dict, dict]:
     inv_std = 1.0 / torch.tensor(pipe.vae.config.latents_std).view(1, 5, 1, 1, 1)
     g["vae.latent"] = vae_latent
     g["vae.video"] = pipe.vae.decode(vae_latent / inv_std + mean, return_dict=False)[0]
+    # Three latent frames: from the third on, the temporal upsamplers' caches hold real frames
+    # (the two-frame latent above only reaches their first-frame and 'Rep' cases). Its own
+    # generator, so the goldens drawn after it stay as they were.
+    long_latent = torch.randn(1, 5, 3, 4, 6, generator=torch.Generator().manual_seed(SEED + 3))
+    g["vae3.latent"] = long_latent
+    g["vae3.video"] = pipe.vae.decode(long_latent / inv_std + mean, return_dict=False)[0]
 
     start = torch.randn(1, 5, 2, 4, 6, generator=gen)
     g["pipeline.latents"] = start
