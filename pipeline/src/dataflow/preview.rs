@@ -2,7 +2,8 @@
 //! ([`render`]): the model's current estimate of the scene's clean frames (x0 of the last
 //! step, [`kernels::Model::decode_estimate`]), its middle frame, upscaled by nearest
 //! neighbour to a whole multiple of the model's size no larger than [`MAX_SIDE`] (or the
-//! task's size), as a PNG of a few kilobytes (repeated pixels and rows compress to nothing).
+//! task's size), as a PNG of a few kilobytes to a few tens (repeated pixels and rows compress
+//! to nothing; what is left is the model-sized picture, noisy early in the run).
 //!
 //! Previews are made only while someone watches the task (`TaskService::watched`) and the
 //! server runs with `--previews` (the default); they go to watchers as `TaskEvent::Preview`.
@@ -11,8 +12,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use kernels::Clip;
-
-use crate::encode::png_rgb;
 
 /// The largest preview side in pixels.
 pub const MAX_SIDE: usize = 256;
@@ -81,7 +80,23 @@ pub fn render(clip: &Clip, size: usize) -> Result<Vec<u8>> {
             rgb.extend_from_within(start..start + ow * 3);
         }
     }
-    png_rgb(ow as u32, oh as u32, &rgb)
+    png_small(ow as u32, oh as u32, &rgb)
+}
+
+/// RGB8 as a PNG made small rather than fast: each row filtered the best of five ways
+/// (repeated rows and pixels filter to zeros) and deflated at the default level, so an
+/// upscaled preview costs about what its model-sized picture would.
+fn png_small(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Default);
+    encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(out)
 }
 
 #[cfg(test)]
