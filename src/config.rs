@@ -43,6 +43,14 @@ pub struct Settings {
     #[arg(long, env = "REEL_MAX_BATCH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch: Option<usize>,
+    /// How far a task's scene is denoised before its next scene starts, as a share of its steps: 0 starts them together, 1 one after another, so the first scene's frames come first [default: 1]
+    #[arg(long, env = "REEL_SCENE_STAGGER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scene_stagger: Option<f32>,
+    /// Send watchers previews of each scene mid-run (SSE `preview`): --previews=false turns them off [default: true]
+    #[arg(long, env = "REEL_PREVIEWS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previews: Option<bool>,
     /// Most tasks accepted and unfinished; beyond it POST answers 429 [default: 256]
     #[arg(long, env = "REEL_QUEUE_BOUND")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +148,10 @@ pub struct Resolved {
     pub compute_threads: usize,
     #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
+    #[serde(default = "defaults::scene_stagger")]
+    pub scene_stagger: f32,
+    #[serde(default = "defaults::yes")]
+    pub previews: bool,
     #[serde(default = "defaults::queue_bound")]
     pub queue_bound: usize,
     #[serde(default = "defaults::cache_size")]
@@ -194,6 +206,12 @@ mod defaults {
     }
     pub fn max_batch() -> usize {
         8
+    }
+    pub fn scene_stagger() -> f32 {
+        1.0
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn queue_bound() -> usize {
         256
@@ -256,6 +274,9 @@ impl Settings {
         r.compute_threads = r.compute_threads.max(1);
         r.max_batch = r.max_batch.max(1);
         r.queue_bound = r.queue_bound.max(1);
+        if !(0.0..=1.0).contains(&r.scene_stagger) {
+            anyhow::bail!("scene-stagger must be 0 to 1, not {}", r.scene_stagger);
+        }
         if !(1..=100).contains(&r.max_cpu_percent) {
             anyhow::bail!(
                 "max-cpu-percent must be 1 to 100, not {}",
@@ -285,9 +306,26 @@ mod tests {
         assert_eq!((r.port, r.workers), (9100, 3));
         assert_eq!(r.host.to_string(), "0.0.0.0");
         assert_eq!((r.max_cpu_percent, r.min_free_disk_mb), (80, 256));
+        assert_eq!((r.scene_stagger, r.previews), (1.0, true));
         let plain = Settings::default().resolve().unwrap();
         assert_eq!(plain.host.to_string(), "127.0.0.1");
         assert_eq!(plain.data_dir, PathBuf::from("./data"));
+        std::fs::write(&file, "previews = false\nscene-stagger = 0.5\n").unwrap();
+        let r = Settings {
+            config: Some(file.clone()),
+            scene_stagger: Some(0.0),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((r.scene_stagger, r.previews), (0.0, false));
+        let err = Settings {
+            scene_stagger: Some(1.5),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("scene-stagger"), "{err:#}");
         std::fs::write(&file, "prot = 1\n").unwrap();
         let err = Settings {
             config: Some(file),

@@ -96,7 +96,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             Ok(TaskEvent::Step {
                 scene, step, steps, ..
             }) => shown.step(scene, step, steps),
-            Ok(TaskEvent::Frame { .. }) => {}
+            Ok(TaskEvent::Frame { .. } | TaskEvent::Preview { .. }) => {}
             Ok(TaskEvent::Done(s)) => break s,
             Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => {

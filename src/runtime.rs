@@ -65,6 +65,8 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         EngineConfig {
             workers: s.workers,
             max_batch: s.max_batch,
+            scene_stagger: s.scene_stagger,
+            previews: s.previews,
             queue_bound: s.queue_bound,
             data_dir: s.data_dir.clone(),
             max_cpu_percent: s.max_cpu_percent,

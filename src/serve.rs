@@ -59,6 +59,8 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
         "post_processing": rt.post.describe(),
         "workers": s.workers,
         "max_batch": s.max_batch,
+        "scene_stagger": s.scene_stagger,
+        "previews": s.previews,
     });
     let gpu = rt.gpu_uuid.as_deref().and_then(|uuid| {
         GpuMonitor::open(uuid)

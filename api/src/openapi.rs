@@ -97,7 +97,7 @@ fn operation(r: &Route) -> Option<Value> {
         ("GET", "/api/tasks/{id}/events") => json!({
             "parameters": [id_param()],
             "responses": {
-                "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "200": {"description": "An event stream of the task's progress. Events: `status` {status} first, then as the engine publishes them `status`, `progress` {scene, step, steps, overall}, `preview` {scene, step, steps, image: \"data:image/png;base64,...\"} (a small PNG of the scene's current estimate of its clean frames after that step: a few per scene, only while watched, none with --previews=false), `frame` {index, url}, and last `done` {status, video}, after which the stream ends.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                 "404": error_response("No such task (or not yours)")
             }
         }),

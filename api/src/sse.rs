@@ -1,12 +1,20 @@
 //! `GET /api/tasks/{id}/events`: a task's progress as server-sent events.
 //!
 //! Events: `status` `{"status"}` first (the stored status), then as the engine publishes them
-//! `status`, `progress` `{"scene","step","steps","overall"}`, `frame` `{"index","url"}`, and
-//! finally `done` `{"status","video"}`, after which the stream ends. A final task gets its
-//! `status` and `done` at once.
+//! `status`, `progress` `{"scene","step","steps","overall"}`, `preview`
+//! `{"scene","step","steps","image"}`, `frame` `{"index","url"}`, and finally `done`
+//! `{"status","video"}`, after which the stream ends. A final task gets its `status` and
+//! `done` at once.
+//!
+//! `preview`: scene `scene`'s current estimate of its clean frames after step `step` of
+//! `steps` (its middle frame, upscaled by nearest neighbour to at most 256 px), as
+//! `"image": "data:image/png;base64,..."`, a few kilobytes. A few per scene while the scene is
+//! sampled (none after its last step: its frames follow), only while someone watches, and
+//! none when the server runs with `--previews=false`. A slow watcher may miss some.
 
 use std::convert::Infallible;
 
+use base64::Engine as _;
 use contract::TaskEvent;
 use serde_json::json;
 use storage::{TaskRecord, TaskStatus};
@@ -45,12 +53,28 @@ fn to_event(id: u64, ev: TaskEvent) -> Event {
             "progress",
             json!({"scene": scene, "step": step, "steps": steps, "overall": overall}),
         ),
+        TaskEvent::Preview {
+            scene,
+            step,
+            steps,
+            png,
+        } => event(
+            "preview",
+            json!({"scene": scene, "step": step, "steps": steps, "image": data_url(&png)}),
+        ),
         TaskEvent::Frame { index } => event(
             "frame",
             json!({"index": index, "url": format!("/api/tasks/{id}/frames/{index}")}),
         ),
         TaskEvent::Done(s) => done_event(id, s),
     }
+}
+
+/// `data:image/png;base64,...` of a PNG.
+fn data_url(png: &[u8]) -> String {
+    let mut url = String::from("data:image/png;base64,");
+    base64::engine::general_purpose::STANDARD.encode_string(png, &mut url);
+    url
 }
 
 /// `GET /api/tasks/{id}/events`. A task that does not exist (or is not the caller's) is a 404

@@ -47,6 +47,28 @@ fn parse_sse(text: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Standard base64 with padding, written out here so the test does not trust the encoder.
+fn base64_of(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn events_of_a_running_task_end_with_done() {
     let rig = start().await;
@@ -71,6 +93,8 @@ async fn events_of_a_running_task_end_with_done() {
         .advance(id, TaskStatus::Generating, |_| {})
         .unwrap();
     rig.tasks.step(id, 1, 4, 10);
+    let png = png_bytes(7);
+    rig.tasks.preview(id, 1, 4, 10, png.clone().into());
     rig.tasks.frame(id, 5);
     walk_to(&rig.tasks, id, TaskStatus::Completed);
     // Nothing after done reaches the client: the stream has ended.
@@ -79,7 +103,10 @@ async fn events_of_a_running_task_end_with_done() {
     let names: Vec<&str> = rest.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["status", "status", "progress", "frame", "status", "status", "status", "done"]
+        [
+            "status", "status", "progress", "preview", "frame", "status", "status", "status",
+            "done"
+        ]
     );
     let statuses: Vec<&Value> = rest
         .iter()
@@ -100,10 +127,18 @@ async fn events_of_a_running_task_end_with_done() {
     assert_eq!(rest[2].1["step"], 4);
     assert_eq!(rest[2].1["steps"], 10);
     assert!((rest[2].1["overall"].as_f64().unwrap() - 0.2).abs() < 1e-6);
-    assert_eq!(rest[3].1["index"], 5);
-    assert_eq!(rest[3].1["url"], format!("/api/tasks/{id}/frames/5"));
-    assert_eq!(rest[7].1["status"], "completed");
-    assert_eq!(rest[7].1["video"], format!("/api/tasks/{id}/video"));
+    let preview = &rest[3].1;
+    assert_eq!(
+        (&preview["scene"], &preview["step"], &preview["steps"]),
+        (&1.into(), &4.into(), &10.into())
+    );
+    let image = preview["image"].as_str().unwrap();
+    let b64 = image.strip_prefix("data:image/png;base64,").unwrap();
+    assert_eq!(b64, base64_of(&png));
+    assert_eq!(rest[4].1["index"], 5);
+    assert_eq!(rest[4].1["url"], format!("/api/tasks/{id}/frames/5"));
+    assert_eq!(rest[8].1["status"], "completed");
+    assert_eq!(rest[8].1["video"], format!("/api/tasks/{id}/video"));
     assert_eq!(rig.tasks.live_count(), 0);
 }
 

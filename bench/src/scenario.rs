@@ -16,6 +16,8 @@ pub enum Scenario {
     Burst,
     /// Concurrent generation tasks against a single one.
     Generate,
+    /// Time to the first preview and frame over SSE, server configurations side by side.
+    FirstFrames,
     /// reel's sled store driven directly, without a server.
     Storage,
     /// Tasks over a long time with the server's RSS, CPU and latency sampled.

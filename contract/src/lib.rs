@@ -4,7 +4,8 @@
 //!
 //! - [`TaskStatus`] and its transition table ([`TaskStatus::can_become`]).
 //! - [`TaskEvent`] and [`Progress`]: what a task's watchers receive as it advances (published
-//!   by the `tasks` crate's service, which owns a task's life).
+//!   by the `tasks` crate's service, which owns a task's life), previews of scenes mid-run
+//!   included.
 //! - [`SubmitError`]: why the engine did not take a task.
 //! - [`PlanView`] and [`Attr`]: a stored plan as clients see it.
 //! - [`GpuUsage`]: one reading of the GPU the model runs on.
@@ -17,6 +18,8 @@
 //! assert!(!ev.is_done());
 //! ```
 #![warn(missing_docs)]
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +42,19 @@ pub enum TaskEvent {
         steps: usize,
         /// The whole task's progress in [0, 1].
         overall: f32,
+    },
+    /// A preview of one scene mid-run: a small PNG of the model's current estimate of the
+    /// scene's clean frames after `step` of `steps`. Sent only while someone watches, a few
+    /// times per scene (the engine's cadence), never after the scene's last step.
+    Preview {
+        /// Scene index within the task.
+        scene: usize,
+        /// Steps done in that scene when the estimate was taken.
+        step: usize,
+        /// Steps the scene takes in all.
+        steps: usize,
+        /// The PNG, shared: broadcasting it to many watchers copies a pointer, not the image.
+        png: Arc<[u8]>,
     },
     /// Delivered frame `index` (global across scenes) is stored and can be read.
     Frame {

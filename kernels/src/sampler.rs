@@ -87,6 +87,12 @@ impl Solver {
         self.step == self.steps()
     }
 
+    /// The network's estimate of the clean sample (x0) at the last step taken; `None` before
+    /// the first. What a preview shows: the latent itself is still mostly noise mid-run.
+    pub fn x0(&self) -> Option<&[f32]> {
+        self.prev.as_ref().map(|(x0, _, _)| x0.as_slice())
+    }
+
     /// The time the next step evaluates the network at.
     pub fn t(&self) -> f64 {
         self.times[self.step]
@@ -185,6 +191,8 @@ mod tests {
                             .collect(),
                     };
                     solver.advance(&mut z, &out);
+                    let x0_seen = solver.x0().expect("an estimate after a step");
+                    assert!(x0_seen.iter().zip(&x0).all(|(a, b)| (a - b).abs() < 1e-4));
                     seen.push(z);
                 }
                 assert_ne!(

@@ -52,6 +52,12 @@ impl SceneState {
     pub fn latent(&self) -> &[f32] {
         &self.latent
     }
+
+    /// The model's current estimate of the clean latent (x0 of the last step), `[F, L, h, w]`;
+    /// `None` before the first step.
+    pub fn estimate(&self) -> Option<&[f32]> {
+        self.solver.x0()
+    }
 }
 
 impl Model {
@@ -148,15 +154,25 @@ impl Model {
     /// The scene's frames: cells to pixels, mapped from [-1, 1] to [0, 1] and clamped. Valid
     /// at any step (the pipeline may preview).
     pub fn decode(&self, state: &SceneState) -> Clip {
+        self.to_clip(state.latent.clone(), self.config.frames)
+    }
+
+    /// Frame `frame` (clamped to the clip) of the model's current estimate of the scene's
+    /// clean frames ([`SceneState::estimate`]), decoded as [`Model::decode`] does: what a
+    /// preview shows mid-run. `None` before the first step.
+    pub fn decode_estimate(&self, state: &SceneState, frame: usize) -> Option<Clip> {
+        let x0 = state.estimate()?;
+        let per_frame = x0.len() / self.config.frames.max(1);
+        let f = frame.min(self.config.frames.saturating_sub(1));
+        Some(self.to_clip(x0[f * per_frame..(f + 1) * per_frame].to_vec(), 1))
+    }
+
+    /// `frames` frames of cells -> pixels in [0, 1].
+    fn to_clip(&self, cells: Vec<f32>, frames: usize) -> Clip {
         let c = &self.config;
         let z = Tensor::new(
-            &[
-                c.frames,
-                c.latent_channels,
-                c.latent_size(),
-                c.latent_size(),
-            ],
-            state.latent.clone(),
+            &[frames, c.latent_channels, c.latent_size(), c.latent_size()],
+            cells,
         );
         let x = cells_to_pixels(&z, c.patch);
         let data = x
@@ -165,7 +181,7 @@ impl Model {
             .map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0))
             .collect();
         Clip {
-            frames: c.frames,
+            frames,
             width: x.shape[2],
             height: x.shape[1],
             data,

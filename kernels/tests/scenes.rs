@@ -56,6 +56,30 @@ fn finished_scenes_are_left_alone() {
 }
 
 #[test]
+fn the_estimate_is_a_frame_of_x0_and_the_final_frames_at_the_end() {
+    let m = model();
+    let mut s = m.start(RED, 3, 0, 4, 4.0, Method::DpmPP2M).unwrap();
+    assert!(s.estimate().is_none() && m.decode_estimate(&s, 0).is_none());
+    m.step(&mut [&mut s]);
+    let early = m.decode_estimate(&s, 3).unwrap();
+    let side = m.config().base_size;
+    assert_eq!((early.frames, early.width, early.height), (1, side, side));
+    assert!(early.data.iter().all(|v| (0.0..=1.0).contains(v)));
+    while !s.done() {
+        m.step(&mut [&mut s]);
+    }
+    // The last step lands on its x0 exactly (t = 0), so the estimate is the final frame.
+    let last = m.decode(&s);
+    let frame = side * side * 3;
+    let mid = m.config().frames / 2;
+    let est = m.decode_estimate(&s, mid).unwrap();
+    assert_eq!(est.data, last.data[mid * frame..(mid + 1) * frame]);
+    // Out of range: the last frame.
+    let past = m.decode_estimate(&s, usize::MAX).unwrap();
+    assert_eq!(past.data, last.data[(last.frames - 1) * frame..]);
+}
+
+#[test]
 fn generate_is_deterministic_and_sized() {
     let m = model();
     let cfg = m.config().clone();

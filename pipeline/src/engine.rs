@@ -50,6 +50,11 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Most scenes advanced together in one batched forward pass.
     pub max_batch: usize,
+    /// How far a task's scene runs before its next scene starts, as a share of its steps: 0
+    /// starts them all together, 1 one after another (the first scene's frames come first).
+    pub scene_stagger: f32,
+    /// Whether watched tasks get previews of their scenes mid-run.
+    pub previews: bool,
     /// Most tasks accepted but not finished; the API answers 429 beyond it.
     pub queue_bound: usize,
     /// Where task artifacts (MP4, PNG frames) are written.
@@ -118,6 +123,8 @@ impl Engine {
             planner,
             data_dir: cfg.data_dir.clone(),
             max_batch: cfg.max_batch.max(1),
+            scene_stagger: cfg.scene_stagger.clamp(0.0, 1.0),
+            previews: cfg.previews,
             governor: Arc::new(CpuGovernor::new(cfg.max_cpu_percent, cores)),
             health: Arc::new(health),
             fault_injection: cfg.fault_injection,

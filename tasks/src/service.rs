@@ -230,6 +230,28 @@ impl TaskService {
         });
     }
 
+    /// True while somebody watches the live task (an open event stream, live stream or
+    /// subscription): the engine makes previews only then.
+    pub fn watched(&self, id: u64) -> bool {
+        lock(&self.live)
+            .get(&id)
+            .is_some_and(|l| l.events.receiver_count() > 0)
+    }
+
+    /// A preview of `scene` after `step` of `steps`: a PNG of the model's current estimate of
+    /// its clean frames, sent to the task's watchers (progress is not changed: `step` says
+    /// that). Nothing happens for a task that is not live.
+    pub fn preview(&self, id: u64, scene: usize, step: usize, steps: usize, png: Arc<[u8]>) {
+        let live = lock(&self.live);
+        let Some(l) = live.get(&id) else { return };
+        let _ = l.events.send(TaskEvent::Preview {
+            scene,
+            step,
+            steps,
+            png,
+        });
+    }
+
     /// Delivered frame `index` is stored; frames arrive in index order.
     pub fn frame(&self, id: u64, index: usize) {
         let mut live = lock(&self.live);
@@ -300,6 +322,8 @@ mod tests {
         s.advance(t.id, TaskStatus::Planning, |_| {}).unwrap();
         s.begin(t.id, 2);
         s.step(t.id, 1, 1, 2);
+        let png: Arc<[u8]> = Arc::from(&b"\x89PNG"[..]);
+        s.preview(t.id, 1, 1, 2, png.clone());
         s.frame(t.id, 0);
         assert_eq!(s.progress(t.id).unwrap().overall, 0.25);
         assert!(s.fail(t.id, "boom"));
@@ -313,6 +337,12 @@ mod tests {
                     step: 1,
                     steps: 2,
                     overall: 0.25
+                },
+                TaskEvent::Preview {
+                    scene: 1,
+                    step: 1,
+                    steps: 2,
+                    png
                 },
                 TaskEvent::Frame { index: 0 },
                 TaskEvent::Status(TaskStatus::Failed),
@@ -332,6 +362,20 @@ mod tests {
         assert_eq!(s.cancel(t.id).unwrap().unwrap().status, TaskStatus::Failed);
         s.patch(t.id, |r| r.scenes_done = 2).unwrap();
         assert_eq!(s.store().get(t.id).unwrap().unwrap(), stored);
+    }
+
+    #[test]
+    fn a_task_is_watched_while_a_subscription_is_held() {
+        let (_dir, s) = service();
+        let t = s.create(new_task(None)).unwrap();
+        assert!(!s.watched(t.id));
+        let sub = s.subscribe(t.id).unwrap();
+        assert!(s.watched(t.id));
+        drop(sub);
+        assert!(!s.watched(t.id));
+        let _again = s.subscribe(t.id).unwrap();
+        s.cancel(t.id).unwrap();
+        assert!(!s.watched(t.id), "an ended task is nobody's to watch");
     }
 
     #[test]
@@ -363,6 +407,8 @@ mod tests {
             assert!(s.subscribe(id).unwrap().is_none());
             assert!(s.progress(id).is_none());
             s.step(id, 0, 1, 2);
+            s.preview(id, 0, 1, 2, Arc::from(&[][..]));
+            assert!(!s.watched(id));
             s.frame(id, 0);
             assert!(s.cancel(id).unwrap().is_none());
         }

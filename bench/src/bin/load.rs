@@ -16,6 +16,13 @@
 //! - `generate`: one task of `--scenes` scenes alone, then `--tasks` such tasks together (a
 //!   list runs each concurrency in turn): wall time, time to first frame (polled), and
 //!   throughput against the single task;
+//! - `first-frames`: for each of `--scene-list` scenes x `--tasks` concurrent tasks, the time
+//!   from each task's POST to its first SSE `preview`, first `frame` and `done`, on several
+//!   servers side by side (`--variant NAME=ARGS`, repeatable; by default `before` =
+//!   `--scene-stagger=0 --previews=false`, reel's order before previews, `stagger` =
+//!   `--previews=false`, and `after`, the default server), `--rounds` rounds with the
+//!   variants' order rotating; prints a Markdown table of the medians
+//!   (`bench::http_load::first_frames`);
 //! - `soak`: a task every `--task-every-secs` for `--duration-secs`, with the server's RSS, CPU
 //!   and two API probes sampled every `--sample-every-secs`: memory slope (MB/hour), RSS
 //!   growth and p99 drift between the first and last quarters after `--warmup-secs`. The
@@ -36,7 +43,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _, Result};
-use bench::http_load::{self, ApiLoad, TaskShape};
+use bench::http_load::{self, ApiLoad, FirstFramesConfig, TaskShape, Variant};
 use bench::monitor::{Monitor, ProcessUsage};
 use bench::scenario::Scenario;
 use bench::server::{find_reel, Server};
@@ -73,6 +80,16 @@ struct Args {
     /// `generate`, `soak`: denoising steps per scene.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// `first-frames`: scenes per task, one cell each.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,8")]
+    scene_list: Vec<usize>,
+    /// `first-frames`: rounds (figures are medians over them).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// `first-frames`: a server configuration, `NAME=ARGS` (`--reel-bin=PATH` among the ARGS
+    /// picks its binary), repeatable [default: before, stagger, after].
+    #[arg(long = "variant")]
+    variants: Vec<Variant>,
     /// `storage`: stored tasks at which the workloads run.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
     stored: Vec<usize>,
@@ -180,7 +197,9 @@ async fn over_http(args: &Args) -> Result<(Value, ProcessUsage)> {
                 json!(r)
             })
         }
-        Scenario::Storage => unreachable!("storage runs without a server"),
+        Scenario::Storage | Scenario::FirstFrames => {
+            unreachable!("runs without this one server")
+        }
     };
     let usage = monitor.finish();
     let result = result.with_context(|| format!("server log:\n{}", srv.log_tail()))?;
@@ -210,6 +229,55 @@ fn storage(args: &Args) -> Result<(Value, ProcessUsage)> {
     Ok((json!(result), monitor.finish()))
 }
 
+/// The `first-frames` scenario: one server per variant, side by side; the usage reported is
+/// the last variant's server's.
+async fn first_frames(args: &Args) -> Result<(Value, ProcessUsage)> {
+    let default_bin = match &args.reel_bin {
+        Some(p) => p.clone(),
+        None => find_reel()?,
+    };
+    let variants = if args.variants.is_empty() {
+        http_load::default_variants()
+    } else {
+        args.variants.clone()
+    };
+    let mut servers = Vec::new();
+    for v in &variants {
+        let bin = v.bin.clone().unwrap_or_else(|| default_bin.clone());
+        let serve_args: Vec<String> = args.serve_args.iter().chain(&v.args).cloned().collect();
+        servers.push(Server::start_ready(&bin, &serve_args).await?);
+    }
+    let last = servers.last().context("no variant")?;
+    let monitor = Monitor::start(last.pid(), Duration::from_millis(250))?;
+    let cfg = FirstFramesConfig {
+        scenes: args.scene_list.clone(),
+        tasks: args.tasks.clone(),
+        steps: args.steps,
+        rounds: args.rounds,
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.max_secs);
+    let result = http_load::first_frames(&servers, &variants, &cfg, deadline, |c| {
+        let med = |f: &dyn Fn(&http_load::TaskTimes) -> Option<f64>| {
+            let mut v: Vec<f64> = c.runs.iter().filter_map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).map_or("-".into(), |x| format!("{x:.2}"))
+        };
+        eprintln!(
+            "round {} {} scenes x{} {}: preview {} frame {} done {} s",
+            c.round,
+            c.scenes,
+            c.tasks,
+            c.variant,
+            med(&|r| r.first_preview_s),
+            med(&|r| r.first_frame_s),
+            med(&|r| Some(r.done_s)),
+        );
+    })
+    .await?;
+    println!("{}", http_load::table(&result));
+    Ok((json!(result), monitor.finish()))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -219,6 +287,7 @@ async fn main() -> Result<()> {
     );
     let (result, usage) = match args.scenario {
         Scenario::Storage => storage(&args)?,
+        Scenario::FirstFrames => first_frames(&args).await?,
         _ => over_http(&args).await?,
     };
     if matches!(args.scenario, Scenario::Generate) {

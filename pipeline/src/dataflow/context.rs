@@ -27,6 +27,11 @@ pub struct Context {
     pub data_dir: PathBuf,
     /// Most scenes in one batched forward pass.
     pub max_batch: usize,
+    /// How far a task's scene runs before the next starts, as a share of its steps
+    /// (`--scene-stagger`, see `schedule.rs`): 0 all together, 1 one after another.
+    pub scene_stagger: f32,
+    /// Whether watched tasks get previews of their scenes mid-run (`--previews`).
+    pub previews: bool,
     /// The CPU ceiling the compute (denoise steps, post-processing threads) keeps to.
     pub governor: Arc<CpuGovernor>,
     /// Where a dying worker or post thread reports, so the engine notices.

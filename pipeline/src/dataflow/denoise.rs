@@ -4,8 +4,12 @@
 //! that scene's last step is done (so its frames go downstream while other scenes still run).
 //! Every activation advances all in-flight scenes, of any task, by one sampler step in one
 //! batched forward pass of at most `max_batch` scenes; waiting scenes join between steps, in
-//! [`FairQueue`] order (priority, then API keys taking turns), and scenes of tasks that ended
-//! (cancelled, failed) leave, freeing their slot within one step. The operator re-activates itself
+//! [`FairQueue`] order (priority, then API keys taking turns), a task's scenes staggered so its
+//! first finishes first ([`SceneOrder`], `--scene-stagger`: a scene not yet due is passed over
+//! and its slot goes to another task's), and scenes of tasks that ended (cancelled, failed)
+//! leave, freeing their slot within one step. After a step, a scene of a task someone watches
+//! is previewed at the [`CADENCE`] (`--previews`): its current estimate of the clean frames,
+//! as a small PNG sent through the task service; nobody watching, nothing is made. The operator re-activates itself
 //! while it has work instead of looping, so the worker stays responsive; over the CPU ceiling
 //! (`--max-cpu-percent`, [`crate::governor`]) it re-activates itself after the pause instead.
 //! Capabilities: one per waiting or running scene, dropped when the scene leaves.
@@ -15,23 +19,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kernels::SceneState;
+use storage::TaskStatus;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
-use storage::TaskStatus;
-
 use super::context::Context;
 use super::fair_queue::FairQueue;
 use super::messages::{DenoisedScene, SceneJob};
+use super::preview::{self, CADENCE};
+use super::schedule::{SceneOrder, Stage};
 
 /// The `denoise` operator on a stream of scene jobs.
 ///
-/// Input: [`SceneJob`], pipelined (no exchange). Output: one [`DenoisedScene`] per scene that
-/// finishes sampling, at its task's epoch, as soon as its last step is done. Capabilities: one
-/// retained per waiting or running scene, dropped when the scene is emitted, fails or is
-/// cancelled.
+/// Input: [`SceneJob`], pipelined (no exchange: a task's scenes all arrive on one worker,
+/// which staggers them). Output: one [`DenoisedScene`] per scene that finishes sampling, at its
+/// task's epoch, as soon as its last step is done; previews go to watchers through the task
+/// service, not downstream. Capabilities: one retained per waiting or running scene, dropped
+/// when the scene is emitted, fails or is cancelled.
 pub trait Denoise<'s> {
     /// Samples the scenes with the model, all in-flight scenes of any task advanced together
     /// by one batched step per activation (continuous batching, at most `max_batch` scenes).
@@ -42,12 +48,17 @@ struct Running {
     cap: Capability<u64>,
     job: SceneJob,
     state: SceneState,
+    /// After which step, and when, this scene was last previewed.
+    previewed: Option<(usize, Instant)>,
 }
 
-/// Per task: when its first scene started and how many are still to finish.
+/// Per task: when its first scene started, how many are still to finish, where each stands
+/// (which may start) and the time spent on previews.
 struct TaskClock {
     started: Instant,
     left: usize,
+    order: SceneOrder,
+    preview_secs: f64,
 }
 
 impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
@@ -64,9 +75,11 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         return;
                     };
                     for job in data.flat_map(|d| d.drain(..)) {
-                        clocks.entry(job.task).or_insert(TaskClock {
+                        clocks.entry(job.task).or_insert_with(|| TaskClock {
                             started: Instant::now(),
                             left: job.count,
+                            order: SceneOrder::new(job.count, job.params.steps, ctx.scene_stagger),
+                            preview_secs: 0.0,
                         });
                         waiting.push(job.priority, job.owner.clone(), (cap.clone(), job));
                     }
@@ -76,11 +89,24 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                 clocks.retain(|id, _| ctx.live(*id));
 
                 while running.len() < ctx.max_batch {
-                    let Some((cap, job)) = waiting.pop() else {
+                    let may_start = |(_, j): &(Capability<u64>, SceneJob)| {
+                        clocks
+                            .get(&j.task)
+                            .is_none_or(|c| c.order.may_start(j.index))
+                    };
+                    let Some((cap, job)) = waiting.pop_where(may_start) else {
                         break;
                     };
                     if let Some(state) = start(&ctx, &job) {
-                        running.push(Running { cap, job, state });
+                        if let Some(c) = clocks.get_mut(&job.task) {
+                            c.order.set(job.index, Stage::Running(0));
+                        }
+                        running.push(Running {
+                            cap,
+                            job,
+                            state,
+                            previewed: None,
+                        });
                     }
                 }
                 metrics::gauge!("reel_batch_size").set(running.len() as f64);
@@ -102,13 +128,16 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     metrics::counter!("reel_denoise_steps_total").increment(running.len() as u64);
                     metrics::gauge!("reel_denoise_frame_steps_per_second")
                         .set(frames as f64 / dt.max(1e-9));
-                    for r in &running {
-                        ctx.tasks.step(
-                            r.job.task,
-                            r.job.index,
-                            r.state.step_index(),
-                            r.state.steps(),
-                        );
+                    for r in &mut running {
+                        let (task, index) = (r.job.task, r.job.index);
+                        let (step, steps) = (r.state.step_index(), r.state.steps());
+                        ctx.tasks.step(task, index, step, steps);
+                        if let Some(c) = clocks.get_mut(&task) {
+                            c.order.set(index, Stage::Running(step));
+                            if ctx.previews {
+                                c.preview_secs += send_preview(&ctx, r);
+                            }
+                        }
                     }
                 }
                 let (finished, still): (Vec<Running>, Vec<Running>) =
@@ -117,6 +146,9 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                 for r in finished {
                     let clip = Arc::new(ctx.model.decode(&r.state));
                     let task = r.job.task;
+                    if let Some(c) = clocks.get_mut(&task) {
+                        c.order.set(r.job.index, Stage::Done);
+                    }
                     output
                         .session(&r.cap)
                         .give(DenoisedScene { job: r.job, clip });
@@ -128,6 +160,10 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         if let Some(c) = clocks.remove(&task) {
                             let secs = c.started.elapsed();
                             ctx.add_timing(task, "denoise", secs.as_millis() as u64);
+                            if c.preview_secs > 0.0 {
+                                let ms = (c.preview_secs * 1000.0).round() as u64;
+                                ctx.add_timing(task, "preview", ms);
+                            }
                             metrics::histogram!("reel_stage_seconds", "stage" => "denoise")
                                 .record(secs.as_secs_f64());
                         }
@@ -140,6 +176,35 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
             }
         })
     }
+}
+
+/// Previews the scene if the [`CADENCE`] says it is time and somebody watches its task;
+/// returns the seconds spent (0 when none was made). A preview that cannot be encoded is
+/// logged and skipped: it is not worth failing the task for.
+fn send_preview(ctx: &Context, r: &mut Running) -> f64 {
+    let (step, steps) = (r.state.step_index(), r.state.steps());
+    let last = r.previewed.map(|(at, when)| (at, when.elapsed()));
+    if !CADENCE.due(step, steps, last) || !ctx.tasks.watched(r.job.task) {
+        return 0.0;
+    }
+    let t = Instant::now();
+    let frame = ctx.model.config().frames / 2;
+    let png = ctx
+        .model
+        .decode_estimate(&r.state, frame)
+        .map(|clip| preview::render(&clip, r.job.params.size as usize));
+    match png {
+        Some(Ok(png)) => {
+            let png: Arc<[u8]> = png.into();
+            ctx.tasks.preview(r.job.task, r.job.index, step, steps, png);
+        }
+        Some(Err(e)) => tracing::warn!(task = r.job.task, error = %e, "preview not made"),
+        None => {}
+    }
+    r.previewed = Some((step, Instant::now()));
+    let secs = t.elapsed().as_secs_f64();
+    metrics::histogram!("reel_preview_seconds").record(secs);
+    secs
 }
 
 /// The scene's sampler state, or None after failing its task (e.g. a caption the model

@@ -1,6 +1,8 @@
 //! The order in which waiting scenes get a denoising slot: highest priority first; within a
 //! priority, owners (API keys) take turns, one scene each, so one key's hundred tasks do not
-//! starve another key's one; each owner's scenes in arrival order.
+//! starve another key's one; each owner's scenes in arrival order. Only scenes that may start
+//! now are taken ([`FairQueue::pop_where`]: a task's later scenes wait for its earlier ones,
+//! see `schedule.rs`); one that may not is passed over, keeping its place and its owner's turn.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -47,20 +49,29 @@ impl<T> FairQueue<T> {
         self.len += 1;
     }
 
-    /// The next item: from the highest priority present, the owner whose turn it is.
-    pub fn pop(&mut self) -> Option<T> {
-        let mut entry = self.levels.first_entry()?;
-        let level = entry.get_mut();
-        let owner = level.turns.pop_front()?;
+    /// The next item that `ready` accepts: from the highest priority holding one, the first
+    /// owner in turn order holding one, that owner's earliest such item. An owner served goes
+    /// to the back of its level's turns; owners passed over keep their places, and items passed
+    /// over keep theirs. A lower priority is served only when no higher item is ready (the
+    /// slot would otherwise stay empty).
+    pub fn pop_where(&mut self, mut ready: impl FnMut(&T) -> bool) -> Option<T> {
+        let (key, turn, pos) = self.levels.iter().find_map(|(key, level)| {
+            level.turns.iter().enumerate().find_map(|(turn, owner)| {
+                let pos = level.queues.get(owner)?.iter().position(&mut ready)?;
+                Some((*key, turn, pos))
+            })
+        })?;
+        let level = self.levels.get_mut(&key)?;
+        let owner = level.turns.remove(turn)?;
         let queue = level.queues.get_mut(&owner)?;
-        let item = queue.pop_front();
+        let item = queue.remove(pos);
         if queue.is_empty() {
             level.queues.remove(&owner);
         } else {
             level.turns.push_back(owner);
         }
         if level.turns.is_empty() {
-            entry.remove();
+            self.levels.remove(&key);
         }
         self.len -= usize::from(item.is_some());
         item
@@ -111,12 +122,12 @@ mod tests {
         q.push(5, owner("b"), "b1".to_string());
         q.push(5, None, "anon".to_string());
         assert_eq!(q.len(), 103);
-        let first: Vec<String> = (0..6).filter_map(|_| q.pop()).collect();
+        let first: Vec<String> = (0..6).filter_map(|_| q.pop_where(|_| true)).collect();
         assert_eq!(first, ["a0", "b0", "anon", "a1", "b1", "a2"]);
         assert_eq!(q.len(), 97);
-        let rest: Vec<String> = std::iter::from_fn(|| q.pop()).collect();
+        let rest: Vec<String> = std::iter::from_fn(|| q.pop_where(|_| true)).collect();
         assert_eq!(rest, (3..100).map(|i| format!("a{i}")).collect::<Vec<_>>());
-        assert!(q.is_empty() && q.pop().is_none());
+        assert!(q.is_empty() && q.pop_where(|_| true).is_none());
     }
 
     #[test]
@@ -126,8 +137,30 @@ mod tests {
         q.push(9, owner("b"), 2);
         q.push(0, owner("c"), 3);
         q.push(9, owner("a"), 4);
-        let order: Vec<i32> = std::iter::from_fn(|| q.pop()).collect();
+        let order: Vec<i32> = std::iter::from_fn(|| q.pop_where(|_| true)).collect();
         assert_eq!(order, [2, 4, 1, 3]);
+    }
+
+    #[test]
+    fn items_not_ready_are_passed_over_keeping_their_places() {
+        let mut q = FairQueue::default();
+        for i in 0..3 {
+            q.push(5, owner("a"), format!("a{i}"));
+            q.push(5, owner("b"), format!("b{i}"));
+        }
+        q.push(1, owner("c"), "c0".to_string());
+        // a's turn, but only its second item is ready: taken; b's turn comes next.
+        assert_eq!(q.pop_where(|s| s != "a0").as_deref(), Some("a1"));
+        // None of b's is ready: passed over, a is served, and b keeps the next turn.
+        assert_eq!(q.pop_where(|s| s.starts_with('a')).as_deref(), Some("a0"));
+        assert_eq!(q.pop_where(|s| s != "b0").as_deref(), Some("b1"));
+        // Nothing ready at priority 5: the lower priority gets the slot.
+        assert_eq!(q.pop_where(|s| s.starts_with('c')).as_deref(), Some("c0"));
+        assert!(q.pop_where(|_| false).is_none());
+        assert_eq!(q.len(), 3);
+        let rest: Vec<String> = std::iter::from_fn(|| q.pop_where(|_| true)).collect();
+        assert_eq!(rest, ["a2", "b0", "b2"]);
+        assert!(q.is_empty());
     }
 
     #[test]
@@ -139,7 +172,7 @@ mod tests {
         }
         q.retain(|&i| i >= 10 || i == 3);
         assert_eq!(q.len(), 5);
-        let order: Vec<i32> = std::iter::from_fn(|| q.pop()).collect();
+        let order: Vec<i32> = std::iter::from_fn(|| q.pop_where(|_| true)).collect();
         assert_eq!(order, [3, 10, 11, 12, 13]);
     }
 }

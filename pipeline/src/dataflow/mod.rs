@@ -1,6 +1,8 @@
 //! The timely dataflow that turns tasks into videos, one operator per stage and file.
 //!
 //! `TaskIn -> plan_tasks -> lookup_cache -> denoise -> post_process -> encode_video -> probe`.
+//! `denoise` admits scenes in `fair_queue.rs` order, a task's scenes staggered
+//! (`schedule.rs`), and publishes previews of watched scenes mid-run (`preview.rs`).
 //! Each task is its own epoch, so the probe's frontier passing an epoch means that task has
 //! left the graph entirely (completed, cached, failed or cancelled).
 
@@ -13,6 +15,8 @@ mod messages;
 mod plan_tasks;
 mod post_pool;
 mod post_process;
+mod preview;
+mod schedule;
 
 pub use context::Context;
 pub use messages::TaskIn;
