@@ -116,6 +116,29 @@ pub struct Settings {
     #[arg(long, env = "REEL_MAX_TASK_PIXELS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_task_pixels: Option<u64>,
+    /// Scene planner: rule (built-in rules) or openai (an OpenAI-compatible chat endpoint,
+    /// falling back to the rules) [default: rule]
+    #[arg(long, env = "REEL_PLANNER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner: Option<String>,
+    /// The LLM planner's endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp's server, vLLM,
+    /// Ollama at :11434/v1); /chat/completions is appended
+    #[arg(long, env = "REEL_PLANNER_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner_url: Option<String>,
+    /// The model the LLM planner asks
+    #[arg(long, env = "REEL_PLANNER_MODEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner_model: Option<String>,
+    /// Most milliseconds one plan waits on the LLM, retry included, before the rule planner
+    /// answers [default: 10000]
+    #[arg(long, env = "REEL_PLANNER_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner_timeout_ms: Option<u64>,
+    /// Bearer token for the LLM planner's endpoint (prefer the environment variable)
+    #[arg(long, env = "REEL_PLANNER_API_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner_api_key: Option<String>,
     /// Tests only: a prompt with the fault marker kills a worker on purpose
     #[arg(long, hide = true, env = "REEL_FAULT_INJECTION")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -184,6 +207,16 @@ pub struct Resolved {
     pub key_max_per_hour: usize,
     #[serde(default = "defaults::max_task_pixels")]
     pub max_task_pixels: u64,
+    #[serde(default = "defaults::planner")]
+    pub planner: String,
+    #[serde(default)]
+    pub planner_url: Option<String>,
+    #[serde(default)]
+    pub planner_model: Option<String>,
+    #[serde(default = "defaults::planner_timeout_ms")]
+    pub planner_timeout_ms: u64,
+    #[serde(default)]
+    pub planner_api_key: Option<String>,
     #[serde(default)]
     pub fault_injection: bool,
 }
@@ -243,6 +276,12 @@ mod defaults {
     pub fn key_max_per_hour() -> usize {
         api::quota::Limits::default().per_hour_per_key
     }
+    pub fn planner() -> String {
+        "rule".into()
+    }
+    pub fn planner_timeout_ms() -> u64 {
+        10_000
+    }
     pub fn max_task_pixels() -> u64 {
         api::quota::Limits::default().max_task_pixels
     }
@@ -276,6 +315,13 @@ impl Settings {
         r.queue_bound = r.queue_bound.max(1);
         if !(0.0..=1.0).contains(&r.scene_stagger) {
             anyhow::bail!("scene-stagger must be 0 to 1, not {}", r.scene_stagger);
+        }
+        match (r.planner.as_str(), &r.planner_url, &r.planner_model) {
+            ("rule", ..) | ("openai", Some(_), Some(_)) => {}
+            ("openai", ..) => {
+                anyhow::bail!("--planner openai needs --planner-url and --planner-model")
+            }
+            (other, ..) => anyhow::bail!("--planner must be rule or openai, not {other:?}"),
         }
         if !(1..=100).contains(&r.max_cpu_percent) {
             anyhow::bail!(
@@ -334,5 +380,28 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    #[test]
+    fn the_llm_planner_needs_its_endpoint_and_model() {
+        let plain = Settings::default().resolve().unwrap();
+        assert_eq!(
+            (plain.planner.as_str(), plain.planner_timeout_ms),
+            ("rule", 10_000)
+        );
+        let openai = |url: Option<&str>| Settings {
+            planner: Some("openai".into()),
+            planner_url: url.map(Into::into),
+            planner_model: Some("qwen".into()),
+            ..Settings::default()
+        };
+        assert!(openai(None).resolve().is_err());
+        let r = openai(Some("http://127.0.0.1:8080/v1")).resolve().unwrap();
+        assert_eq!(r.planner_model.as_deref(), Some("qwen"));
+        let bad = Settings {
+            planner: Some("gpt".into()),
+            ..Settings::default()
+        };
+        assert!(bad.resolve().is_err());
     }
 }

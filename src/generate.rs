@@ -8,8 +8,6 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use contract::TaskEvent;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use pipeline::plan::Planner;
-use pipeline::planner::RulePlanner;
 use storage::{NewTask, TaskParams, TaskStatus};
 use tasks::Subscription;
 use tokio::sync::broadcast::error::RecvError;
@@ -61,10 +59,14 @@ pub struct PlanArgs {
     prompt: String,
     #[command(flatten)]
     scenes: SceneArgs,
+    // The planner settings (`--planner` and its siblings) apply; the others are ignored.
+    #[command(flatten)]
+    settings: Settings,
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
-    let plan = RulePlanner.plan(&args.prompt, args.scenes.num_scenes, args.scenes.seed);
+    let planner = runtime::planner(&args.settings.resolve()?)?;
+    let plan = planner.plan(&args.prompt, args.scenes.num_scenes, args.scenes.seed);
     println!("{}", serde_json::to_string_pretty(&plan)?);
     Ok(())
 }

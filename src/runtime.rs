@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kernels::{cuda_available, CpuBackend, CudaBackend, Model};
 use pipeline::engine::{Engine, EngineConfig};
-use pipeline::planner::RulePlanner;
+use pipeline::plan::Planner;
+use pipeline::planner::{LlmConfig, LlmPlanner, RulePlanner};
 use pipeline::post::{PostChoice, PostProcessor};
 use storage::{CacheConfig, Store};
 use tasks::TaskService;
@@ -75,7 +76,7 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         tasks.clone(),
         model.clone(),
         post.clone(),
-        Arc::new(RulePlanner),
+        planner(s)?,
     )?;
     Ok(Runtime {
         device,
@@ -85,6 +86,25 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         model,
         post,
     })
+}
+
+/// The planner `--planner` names: the rules, or an OpenAI-compatible endpoint falling back to
+/// them.
+pub fn planner(s: &Resolved) -> anyhow::Result<Arc<dyn Planner>> {
+    // `Settings::resolve` checked that openai comes with both.
+    let (Some(url), Some(model), "openai") = (&s.planner_url, &s.planner_model, s.planner.as_str())
+    else {
+        return Ok(Arc::new(RulePlanner));
+    };
+    let config = LlmConfig {
+        url: url.clone(),
+        model: model.clone(),
+        timeout: Duration::from_millis(s.planner_timeout_ms),
+        api_key: s.planner_api_key.clone(),
+    };
+    let planner = LlmPlanner::new(config).context("starting the LLM planner")?;
+    tracing::info!(url, model, timeout_ms = s.planner_timeout_ms, "LLM planner");
+    Ok(Arc::new(planner))
 }
 
 /// The model on the device `--device` asks for: `auto` takes CUDA when a GPU works. With it,

@@ -247,6 +247,9 @@ pub struct TaskView {
     pub owner: Option<String>,
     /// The scenes, once planned.
     pub plan: Option<Vec<contract::SceneView>>,
+    /// How the LLM planner fared (`null` with the rule planner): its outcome and, when the
+    /// rule planner answered instead, why.
+    pub planner: Option<contract::PlanOrigin>,
     /// How far it is.
     pub progress: Progress,
     /// Milliseconds per stage.
@@ -275,10 +278,10 @@ impl TaskView {
             }
             _ => stored_progress(&r),
         };
-        let plan = r
+        let (plan, planner) = r
             .plan
             .and_then(|v| serde_json::from_value::<PlanView>(v).ok())
-            .map(|p| p.scenes);
+            .map_or((None, None), |p| (Some(p.scenes), p.origin));
         let id = r.id;
         TaskView {
             id,
@@ -289,6 +292,7 @@ impl TaskView {
             priority: r.priority,
             owner: r.owner,
             plan,
+            planner,
             progress,
             timings_ms: r.timings_ms,
             cached: r.cached,

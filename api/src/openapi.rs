@@ -358,6 +358,15 @@ fn schemas() -> Value {
                         "guessed": {"type": "array", "items": {"type": "string", "enum": ["size", "color", "shape", "motion", "background"]}}
                     }}
                 },
+                "planner": {
+                    "type": "object", "nullable": true,
+                    "description": "How the LLM planner fared (null with the rule planner)",
+                    "properties": {
+                        "outcome": {"type": "string", "enum": ["llm", "cached", "fallback_timeout", "fallback_invalid", "fallback_error"]},
+                        "model": {"type": "string"},
+                        "reason": {"type": "string", "description": "Why the rule planner answered instead"}
+                    }
+                },
                 "progress": {"$ref": "#/components/schemas/Progress"},
                 "timings_ms": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "cached": {"type": "boolean"},

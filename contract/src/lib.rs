@@ -7,7 +7,7 @@
 //!   by the `tasks` crate's service, which owns a task's life), previews of scenes mid-run
 //!   included.
 //! - [`SubmitError`]: why the engine did not take a task.
-//! - [`PlanView`] and [`Attr`]: a stored plan as clients see it.
+//! - [`PlanView`], [`PlanOrigin`] and [`Attr`]: a stored plan as clients see it.
 //! - [`GpuUsage`]: one reading of the GPU the model runs on.
 //!
 //! ```
@@ -136,6 +136,23 @@ pub struct SceneView {
 pub struct PlanView {
     /// In scene order.
     pub scenes: Vec<SceneView>,
+    /// How the LLM planner fared, when one is configured.
+    #[serde(default)]
+    pub origin: Option<PlanOrigin>,
+}
+
+/// How a plan was made when an LLM planner is configured (`--planner openai`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PlanOrigin {
+    /// `llm` (the model's answer), `cached` (its earlier answer to the same prompt and scene
+    /// count), or, when the rule planner answered instead, `fallback_timeout`,
+    /// `fallback_invalid` or `fallback_error`.
+    pub outcome: String,
+    /// The model asked.
+    pub model: String,
+    /// Why the rule planner answered, for a fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One reading of the GPU the model runs on.

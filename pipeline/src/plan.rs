@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::world::Scene;
 
-pub use contract::Attr;
+pub use contract::{Attr, PlanOrigin};
 
 /// One planned scene: the canonical scene, its caption, and which attributes were guessed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -22,11 +22,22 @@ pub struct PlannedScene {
 pub struct Plan {
     /// As many scenes as the task asked for.
     pub scenes: Vec<PlannedScene>,
+    /// How the LLM planner fared, when one made (or failed to make) this plan; `None` from
+    /// the rule planner alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PlanOrigin>,
 }
 
-/// Turns a prompt into scenes. Deterministic: the same prompt, scene count and seed give the
-/// same plan. An external LLM can implement it later.
+/// Turns a prompt into scenes. The rule planner is deterministic (the same prompt, scene count
+/// and seed give the same plan); the LLM planner is as deterministic as its model at
+/// temperature 0, and caches its answers.
 pub trait Planner: Send + Sync {
     /// `num_scenes` scenes for `prompt`; open attributes are drawn from `seed`.
     fn plan(&self, prompt: &str, num_scenes: usize, seed: u64) -> Plan;
+
+    /// Whether [`Planner::plan`] may wait long (on the network): the engine then calls it
+    /// on planning threads of its own rather than on a timely worker.
+    fn blocks(&self) -> bool {
+        false
+    }
 }

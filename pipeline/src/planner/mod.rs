@@ -8,14 +8,19 @@
 //! the seed (`draw`) and marked guessed. A background named only in a later scene also holds
 //! for the scenes before it (one canvas is what such prompts mean). Extra scenes continue the
 //! last object with new, guessed motions; surplus described scenes are dropped from the end.
+//!
+//! [`LlmPlanner`] (`llm`) asks an OpenAI-compatible model what each scene names instead of
+//! `lexer` and `mention`, and fills the rest by the same rules; it falls back to this planner.
 
 mod chinese;
 mod draw;
 mod english;
 mod lexer;
 mod lexicon;
+mod llm;
 mod mention;
 
+pub use llm::{LlmConfig, LlmPlanner};
 use mention::{Mention, MotionWord};
 
 use crate::plan::{Attr, Plan, PlannedScene, Planner};
@@ -51,23 +56,30 @@ pub struct RulePlanner;
 
 impl Planner for RulePlanner {
     fn plan(&self, prompt: &str, num_scenes: usize, seed: u64) -> Plan {
-        let mut mentions = described_scenes(prompt);
-        mentions.truncate(num_scenes);
-        let mut scenes: Vec<Draft> = Vec::with_capacity(num_scenes);
-        for (i, m) in mentions.iter().enumerate() {
-            let next = Draft::from_mention(m, scenes.last(), seed, i);
-            scenes.push(next);
-        }
-        while scenes.len() < num_scenes {
-            let next = match scenes.last() {
-                Some(last) => last.continued(seed, scenes.len()),
-                None => Draft::from_mention(&Mention::default(), None, seed, 0),
-            };
-            scenes.push(next);
-        }
-        Plan {
-            scenes: scenes.iter().map(Draft::planned).collect(),
-        }
+        fill(&described_scenes(prompt), num_scenes, seed)
+    }
+}
+
+/// The plan of `num_scenes` scenes from what the described scenes name: the first
+/// `num_scenes` of them, open attributes carried or drawn from `seed`, extra scenes continuing
+/// the last object.
+fn fill(mentions: &[Mention], num_scenes: usize, seed: u64) -> Plan {
+    let mentions = &mentions[..mentions.len().min(num_scenes)];
+    let mut scenes: Vec<Draft> = Vec::with_capacity(num_scenes);
+    for (i, m) in mentions.iter().enumerate() {
+        let next = Draft::from_mention(m, scenes.last(), seed, i);
+        scenes.push(next);
+    }
+    while scenes.len() < num_scenes {
+        let next = match scenes.last() {
+            Some(last) => last.continued(seed, scenes.len()),
+            None => Draft::from_mention(&Mention::default(), None, seed, 0),
+        };
+        scenes.push(next);
+    }
+    Plan {
+        scenes: scenes.iter().map(Draft::planned).collect(),
+        origin: None,
     }
 }
 
@@ -91,10 +103,16 @@ fn described_scenes(prompt: &str) -> Vec<Mention> {
             ..Mention::default()
         }),
     }
-    // Scenes before the first named background share it (carrying does the rest).
-    let first_named = out.iter().find_map(|m| m.background);
-    out[0].background = out[0].background.or(first_named);
+    share_first_background(&mut out);
     out
+}
+
+/// Scenes before the first named background share it (carrying does the rest).
+fn share_first_background(scenes: &mut [Mention]) {
+    let first_named = scenes.iter().find_map(|m| m.background);
+    if let Some(first) = scenes.first_mut() {
+        first.background = first.background.or(first_named);
+    }
 }
 
 /// A value and whether it was drawn from the seed.
