@@ -109,6 +109,9 @@ mod tests {
         assert!(together.may_start(1));
     }
 
+    /// A scene of the simulation: (task, scene index).
+    type Scene = (usize, usize);
+
     /// One simulated denoiser: tasks of `scenes` scenes (one owner, submitted in order),
     /// `steps` steps each, at most `batch` scenes per step. Returns, per step, the
     /// (task, scene) pairs that ran, and the step at which each scene finished.
@@ -118,7 +121,7 @@ mod tests {
         steps: usize,
         batch: usize,
         stagger: f32,
-    ) -> (Vec<Vec<(usize, usize)>>, Vec<((usize, usize), usize)>) {
+    ) -> (Vec<Vec<Scene>>, Vec<(Scene, usize)>) {
         let mut waiting = FairQueue::default();
         let mut orders: Vec<SceneOrder> = (0..tasks)
             .map(|_| SceneOrder::new(scenes, steps, stagger))
@@ -204,7 +207,7 @@ mod tests {
         let (_, old) = simulate(10, 3, 4, 8, 0.0);
         let old_first = old.iter().find(|((t, _), _)| *t == 0).unwrap().1;
         assert_eq!(old_first, 4);
-        let old_last_of_0 = old.iter().filter(|((t, _), _)| *t == 0).last().unwrap().1;
+        let old_last_of_0 = old.iter().rfind(|((t, _), _)| *t == 0).unwrap().1;
         assert_eq!(old_last_of_0, 4);
     }
 }
