@@ -71,24 +71,8 @@ impl Stored {
     /// Widens elements `start..start + out.len()` into `out`.
     pub(crate) fn widen(&self, start: usize, out: &mut [f32]) {
         let size = self.dtype.size();
-        let bytes = &self.data[start * size..(start + out.len()) * size];
-        match self.dtype {
-            WanDtype::F32 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                }
-            }
-            WanDtype::Bf16 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
-                }
-            }
-            WanDtype::F16 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
-                }
-            }
-        }
+        self.dtype
+            .widen(&self.data[start * size..(start + out.len()) * size], out);
     }
 
     /// All elements widened to f32.

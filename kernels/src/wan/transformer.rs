@@ -36,7 +36,7 @@ use rayon::prelude::*;
 use super::attention::{attention, Rows, Shape};
 use super::linear::{Linear, Stored};
 use super::rope::Rope;
-use super::umt5::gelu_tanh;
+use super::umt5::{gelu_tanh, silu};
 use super::{WanCheckpoint, WanDtype, WanLoadError, WanTransformerConfig};
 
 /// One transformer block's weights.
@@ -92,10 +92,6 @@ impl WanTextContext {
     pub fn rows(&self) -> usize {
         self.rows
     }
-}
-
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }
 
 /// `out = LN(x) * (1 + scale) + shift` for `rows` rows of `x` (`ld` apart), LayerNorm

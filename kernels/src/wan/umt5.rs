@@ -116,6 +116,12 @@ fn rms_norm(x: &[f32], ldx: usize, d: usize, w: &[f32], eps: f32, out: &mut [f32
     });
 }
 
+/// `x * sigmoid(x)`, as PyTorch computes it on the CPU (an exact exp, unlike the CPU
+/// backend's fast `cpu::math::silu`: parity with diffusers needs this one).
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
 /// `gelu_new`: the tanh approximation of GELU.
 pub(crate) fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;

@@ -27,6 +27,7 @@
 use rayon::prelude::*;
 
 use super::conv3d::Conv;
+use super::umt5::silu;
 use super::WanLoadError;
 use crate::cpu::gemm::{gemm, Operand, PackedB};
 
@@ -88,11 +89,6 @@ fn next<'a>(slots: &mut Slots<'a>) -> &'a mut Slot {
     slots
         .next()
         .expect("the feature cache has a slot per causal conv")
-}
-
-/// `x * sigmoid(x)`, as PyTorch computes it on the CPU.
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }
 
 /// The RMS norm of every pixel of `x` (`c` channels each), optionally followed by SiLU.

@@ -41,6 +41,28 @@ impl WanDtype {
             WanDtype::F16 => "F16",
         }
     }
+
+    /// Widens `out.len()` elements of this type, stored little-endian in `bytes`, into `out`
+    /// (exact for every supported type).
+    pub(crate) fn widen(self, bytes: &[u8], out: &mut [f32]) {
+        match self {
+            WanDtype::F32 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            WanDtype::Bf16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+            WanDtype::F16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+        }
+    }
 }
 
 /// One tensor of a loaded component, borrowed from the mapped file.
@@ -67,23 +89,9 @@ impl WanTensor<'_> {
 
     /// The elements widened to f32 (exact for every supported type).
     pub fn to_f32(&self) -> Vec<f32> {
-        match self.dtype {
-            WanDtype::F32 => self
-                .data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            WanDtype::Bf16 => self
-                .data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            WanDtype::F16 => self
-                .data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        }
+        let mut out = vec![0.0f32; self.len()];
+        self.dtype.widen(self.data, &mut out);
+        out
     }
 }
 
