@@ -83,6 +83,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seconds_per_scene: args.seconds_per_scene,
         fps: args.fps,
         size: args.size,
+        free_form: None,
     };
     params.validate().map_err(|e| anyhow::anyhow!(e))?;
     let task = rt.tasks.create(NewTask::anonymous(params))?;

@@ -228,6 +228,7 @@ mod tests {
             seconds_per_scene: 2.0,
             fps: 24,
             size: 256,
+            free_form: None,
         };
         assert_eq!(p.total_pixels(), 3 * 48 * 256 * 256);
         limits.check_size(&p).unwrap();

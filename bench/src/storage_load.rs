@@ -102,6 +102,7 @@ fn params(seed: u64) -> TaskParams {
         seconds_per_scene: TaskParams::DEFAULT_SECONDS_PER_SCENE,
         fps: TaskParams::DEFAULT_FPS,
         size: TaskParams::DEFAULT_SIZE,
+        free_form: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`SubmitError`]: why the engine did not take a task.
 //! - [`PlanView`], [`PlanOrigin`] and [`Attr`]: a stored plan as clients see it.
 //! - [`GpuUsage`]: one reading of the GPU the model runs on.
+//! - [`ModelSpec`]: the served model, what its requests take and their defaults.
 //!
 //! ```
 //! use contract::{Progress, TaskEvent};
@@ -23,8 +24,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod model;
 mod status;
 
+pub use model::{FreeFormSpec, ModelKind, ModelSpec};
 pub use status::TaskStatus;
 
 /// What a task's watchers receive, in order, as it advances.

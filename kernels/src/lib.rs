@@ -12,8 +12,10 @@
 //! - `Model` / `SceneState` / `Clip`: what the pipeline drives: `Model::load` a checkpoint
 //!   written by model/export.py, `start` scenes, `step` any set of them together in one batched
 //!   forward pass, `decode` to frames.
-//! - `wan`: Wan2.1 text-to-video checkpoints in the diffusers layout: loading and validation
-//!   (the model math is not there yet).
+//! - `VideoModel` / `SceneRun`: the one trait the engine drives, whichever model is served;
+//!   `Model` implements it (`reel_video.rs`), and so does `wan::WanModel`.
+//! - `wan`: Wan2.1 text-to-video checkpoints in the diffusers layout: loading, validation, the
+//!   umT5 encoder, the transformer, the samplers and the VAE decoder, served as `WanModel`.
 //! - `GpuMonitor`: utilisation and memory of the CUDA backend's GPU (NVML), for monitoring.
 
 #![warn(missing_docs)]
@@ -29,11 +31,13 @@ mod model;
 pub mod philox;
 mod priority;
 mod reel;
+mod reel_video;
 pub mod sampler;
 mod scene;
 mod shapes;
 mod tensor;
 mod tokenizer;
+mod video_model;
 pub mod wan;
 
 pub use backend::{Backend, Norm};
@@ -47,3 +51,4 @@ pub use reel::{Clip, Model};
 pub use sampler::{Method, Prediction};
 pub use scene::SceneState;
 pub use tensor::Tensor;
+pub use video_model::{FreeFormScene, SceneRequest, SceneRun, VideoModel};

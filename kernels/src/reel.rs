@@ -59,6 +59,8 @@ pub struct Model {
     pub(crate) nets: Box<dyn Networks>,
     /// The unconditional condition (text encoder of an all-padding caption).
     pub(crate) null_cond: Vec<f32>,
+    /// What it serves, for the engine and the API (see `reel_video.rs`).
+    pub(crate) spec: contract::ModelSpec,
 }
 
 impl Model {
@@ -107,6 +109,7 @@ impl Model {
         backend: B,
     ) -> Result<Model, KernelError> {
         let id = format!("{}-{}", config.architecture, &weights_hash(bytes)[..12]);
+        let spec = crate::reel_video::builtin_spec(&id, bytes, path)?;
         let nets = Reel::load(backend, Weights::from_bytes(bytes, path)?, &config, path)?;
         let tokenizer = Tokenizer::new(&config.vocab, config.max_tokens);
         let null_cond = nets.text(&[tokenizer.null()]).data;
@@ -116,6 +119,7 @@ impl Model {
             tokenizer,
             nets: Box::new(nets),
             null_cond,
+            spec,
         })
     }
 

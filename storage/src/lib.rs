@@ -39,6 +39,7 @@
 //!     seconds_per_scene: 2.0,
 //!     fps: 24,
 //!     size: 256,
+//!     free_form: None,
 //! };
 //! let task = store.create_task(NewTask::anonymous(params.clone()))?;
 //! assert_eq!((task.id, task.status), (1, TaskStatus::Queued));

@@ -24,8 +24,27 @@ pub struct TaskParams {
     pub seconds_per_scene: f32,
     /// Delivered frames per second.
     pub fps: u32,
-    /// Delivered frame side in pixels (square frames).
+    /// Delivered frame side in pixels (square frames) of the built-in model.
     pub size: u32,
+    /// What a free-form model (Wan2.1) is asked for: frame size, frame count, negative
+    /// prompt, scheduler. `None` for the built-in model (and in records from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_form: Option<FreeForm>,
+}
+
+/// A free-form model's scene shape and conditioning, every default filled in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FreeForm {
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Frames per scene.
+    pub num_frames: usize,
+    /// What guidance steers away from (empty: the unconditioned prompt).
+    pub negative_prompt: String,
+    /// The sampler, one of the model's ([`contract::FreeFormSpec::schedulers`]).
+    pub scheduler: String,
 }
 
 /// The directory of task `id`'s files, relative to the data dir: `frames/` (one PNG per
@@ -262,15 +281,79 @@ impl TaskParams {
         format!("[^{ranges}]")
     }
 
-    /// Frames the task delivers: per scene, its duration at its rate (at least 2).
+    /// Accepted free-form frame widths and heights, inclusive (also multiples of the
+    /// model's `width_multiple` and `height_multiple`).
+    pub const FREE_FORM_SIDE: (u32, u32) = (16, 1280);
+    /// Accepted free-form frame counts per scene, inclusive (also `1 + k * frame_multiple`).
+    pub const NUM_FRAMES: (usize, usize) = (1, 161);
+
+    /// Frames the task delivers per scene: a free-form model's `num_frames`, else the
+    /// scene's duration at its rate (at least 2).
     pub fn frames_per_scene(&self) -> usize {
-        ((self.seconds_per_scene * self.fps as f32).round() as usize).max(2)
+        match &self.free_form {
+            Some(f) => f.num_frames,
+            None => ((self.seconds_per_scene * self.fps as f32).round() as usize).max(2),
+        }
+    }
+
+    /// Delivered frame width and height.
+    pub fn frame_size(&self) -> (u32, u32) {
+        match &self.free_form {
+            Some(f) => (f.width, f.height),
+            None => (self.size, self.size),
+        }
     }
 
     /// Pixels the task delivers in all (frames x width x height), what a task budget caps.
     pub fn total_pixels(&self) -> u64 {
-        let side = u64::from(self.size);
-        (self.num_scenes * self.frames_per_scene()) as u64 * side * side
+        let (w, h) = self.frame_size();
+        (self.num_scenes * self.frames_per_scene()) as u64 * u64::from(w) * u64::from(h)
+    }
+
+    /// [`TaskParams::validate`], then the rules of the model that will run the task: a
+    /// free-form model's requests carry [`FreeForm`] fields within its rules, the built-in
+    /// model's none. The message names the field and the rule.
+    pub fn validate_for(&self, model: &contract::ModelSpec) -> Result<(), String> {
+        self.validate()?;
+        match (&self.free_form, &model.free_form) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(format!(
+                "width, height, num_frames, negative_prompt and scheduler are for free-form \
+                 models; the served model ({}) takes size, seconds_per_scene and fps",
+                model.id
+            )),
+            (None, Some(_)) => Err(format!(
+                "the served model ({}) is free-form: it takes width, height and num_frames",
+                model.id
+            )),
+            (Some(f), Some(spec)) => {
+                for (name, v, m) in [
+                    ("width", f.width, spec.width_multiple.max(1)),
+                    ("height", f.height, spec.height_multiple.max(1)),
+                ] {
+                    if !v.is_multiple_of(m) {
+                        return Err(format!("{name} must be a multiple of {m}, got {v}"));
+                    }
+                }
+                let k = spec.frame_multiple.max(1);
+                if (f.num_frames - 1) % k != 0 {
+                    return Err(format!(
+                        "num_frames must be 1 more than a multiple of {k} (1, {}, {}, ...), got {}",
+                        1 + k,
+                        1 + 2 * k,
+                        f.num_frames
+                    ));
+                }
+                if !spec.schedulers.contains(&f.scheduler) {
+                    return Err(format!(
+                        "scheduler must be one of {}, got {:?}",
+                        spec.schedulers.join(", "),
+                        f.scheduler
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Checks every field against its range; the message names the field.
@@ -311,6 +394,16 @@ impl TaskParams {
                 Self::SIZE_MULTIPLE,
                 self.size
             ));
+        }
+        if let Some(f) = &self.free_form {
+            within("width", f.width, Self::FREE_FORM_SIDE)?;
+            within("height", f.height, Self::FREE_FORM_SIDE)?;
+            within("num_frames", f.num_frames, Self::NUM_FRAMES)?;
+            within(
+                "negative_prompt length",
+                f.negative_prompt.chars().count(),
+                (0, Self::PROMPT_MAX_CHARS),
+            )?;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ fn params() -> NewTask {
         seconds_per_scene: 2.0,
         fps: 24,
         size: 128,
+        free_form: None,
     })
 }
 

@@ -22,6 +22,7 @@ fn params() -> NewTask {
         seconds_per_scene: 1.0,
         fps: 8,
         size: 64,
+        free_form: None,
     })
 }
 

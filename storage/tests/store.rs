@@ -15,6 +15,7 @@ fn params(prompt: &str) -> NewTask {
         seconds_per_scene: 2.0,
         fps: 24,
         size: 256,
+        free_form: None,
     })
 }
 

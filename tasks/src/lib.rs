@@ -22,7 +22,7 @@
 //! let service = TaskService::new(std::sync::Arc::new(Store::open(dir.path()).unwrap()));
 //! let params = TaskParams {
 //!     prompt: "a red circle".into(), num_scenes: 1, seed: 1, steps: 2, guidance: 4.0,
-//!     seconds_per_scene: 1.0, fps: 8, size: 64,
+//!     seconds_per_scene: 1.0, fps: 8, size: 64, free_form: None,
 //! };
 //! let task = service.create(NewTask::anonymous(params)).unwrap();
 //! assert!(service.is_live(task.id));

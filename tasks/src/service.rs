@@ -304,6 +304,7 @@ mod tests {
                 seconds_per_scene: 1.0,
                 fps: 8,
                 size: 64,
+                free_form: None,
             })
         }
     }

@@ -181,6 +181,7 @@ impl CreateVideo {
             seconds_per_scene: seconds / scenes as f32,
             fps: TaskParams::DEFAULT_FPS,
             size,
+            free_form: None,
         };
         params.validate().map_err(|m| {
             let param = if m.starts_with("size") {

@@ -136,6 +136,7 @@ pub fn small_params() -> TaskParams {
         seconds_per_scene: 1.0,
         fps: 8,
         size: 64,
+        free_form: None,
     }
 }
 

@@ -23,7 +23,9 @@
 //! Attention (umT5's and the transformer's) is tiled with an online softmax and never holds
 //! a score matrix.
 //!
-//! Not yet here: any wiring into the server.
+//! Served: [`WanModel`] puts them together behind `kernels::VideoModel` (tokenizer, umT5,
+//! transformer with guidance, sampler, VAE streaming one latent frame at a time), what
+//! `reel serve --model wan:DIR` runs.
 
 mod attention;
 mod config;
@@ -34,6 +36,7 @@ mod expected;
 mod linear;
 mod pipeline;
 mod rope;
+mod served;
 mod transformer;
 mod umt5;
 mod unipc;
@@ -52,6 +55,7 @@ pub use config::{
 pub use error::WanLoadError;
 pub use euler::FlowMatchEulerScheduler;
 pub use pipeline::{denoise, Guidance, WanSampler};
+pub use served::{WanModel, TEXT_LEN};
 pub use transformer::{WanTextContext, WanTransformer};
 pub use umt5::{prompt_embeds, relative_position_bucket, Umt5Encoder};
 pub use unipc::UniPcScheduler;
