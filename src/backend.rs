@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use contract::{GpuUsage, SubmitError};
+use contract::{GpuUsage, ModelSpec, SubmitError};
 use kernels::GpuMonitor;
 use pipeline::engine::Engine;
 use storage::TaskRecord;
@@ -11,13 +11,24 @@ use storage::TaskRecord;
 pub struct EngineBackend {
     engine: Arc<Engine>,
     ready: serde_json::Value,
+    model: ModelSpec,
     /// The model's GPU, when it runs on one and NVML opened.
     gpu: Option<GpuMonitor>,
 }
 
 impl EngineBackend {
-    pub fn new(engine: Arc<Engine>, ready: serde_json::Value, gpu: Option<GpuMonitor>) -> Self {
-        EngineBackend { engine, ready, gpu }
+    pub fn new(
+        engine: Arc<Engine>,
+        ready: serde_json::Value,
+        model: ModelSpec,
+        gpu: Option<GpuMonitor>,
+    ) -> Self {
+        EngineBackend {
+            engine,
+            ready,
+            model,
+            gpu,
+        }
     }
 }
 
@@ -36,6 +47,9 @@ impl api::Backend for EngineBackend {
     }
     fn ready(&self) -> serde_json::Value {
         self.ready.clone()
+    }
+    fn model(&self) -> &ModelSpec {
+        &self.model
     }
     fn gpu(&self) -> Option<GpuUsage> {
         let sample = self.gpu.as_ref()?.sample();

@@ -27,7 +27,7 @@ pub struct Settings {
     #[arg(long, env = "REEL_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Model directory (config.json + model.safetensors) [default: the model built into the binary]
+    /// The model: a directory of reel's format (config.json + model.safetensors), or wan:DIR for a Wan2.1 text-to-video checkpoint in the diffusers layout (CPU) [default: the model built into the binary]
     #[arg(long, env = "REEL_MODEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use contract::TaskEvent;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use storage::{NewTask, TaskParams, TaskStatus};
+use storage::{NewTask, TaskParams, TaskRequest, TaskStatus};
 use tasks::Subscription;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -17,9 +17,9 @@ use crate::runtime;
 
 #[derive(Args)]
 pub struct SceneArgs {
-    /// Scenes in the video (1-8)
-    #[arg(long, default_value_t = TaskParams::DEFAULT_NUM_SCENES)]
-    num_scenes: usize,
+    /// Scenes in the video (1-8) [default: 3; 1 for a free-form model]
+    #[arg(long)]
+    num_scenes: Option<usize>,
     /// Seed of every random choice (same seed, prompt and parameters: same video)
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -34,21 +34,36 @@ pub struct GenerateArgs {
     output: PathBuf,
     #[command(flatten)]
     scenes: SceneArgs,
-    /// Denoising steps per scene
-    #[arg(long, default_value_t = TaskParams::DEFAULT_STEPS)]
-    steps: usize,
-    /// Classifier-free guidance scale
-    #[arg(long, default_value_t = TaskParams::DEFAULT_GUIDANCE)]
-    guidance: f32,
-    /// Seconds per scene
-    #[arg(long, default_value_t = TaskParams::DEFAULT_SECONDS_PER_SCENE)]
-    seconds_per_scene: f32,
-    /// Delivered frames per second
-    #[arg(long, default_value_t = TaskParams::DEFAULT_FPS)]
-    fps: u32,
-    /// Delivered frame side in pixels
-    #[arg(long, default_value_t = TaskParams::DEFAULT_SIZE)]
-    size: u32,
+    /// Denoising steps per scene [default: 20; the model's for a free-form model]
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale [default: 4; the model's for a free-form model]
+    #[arg(long)]
+    guidance: Option<f32>,
+    /// Seconds per scene, built-in model [default: 2]
+    #[arg(long)]
+    seconds_per_scene: Option<f32>,
+    /// Delivered frames per second [default: 24; the model's for a free-form model]
+    #[arg(long)]
+    fps: Option<u32>,
+    /// Delivered frame side in pixels, built-in model [default: 256]
+    #[arg(long)]
+    size: Option<u32>,
+    /// Frame width, free-form model (--model wan:DIR) [default: the model's]
+    #[arg(long)]
+    width: Option<u32>,
+    /// Frame height, free-form model [default: the model's]
+    #[arg(long)]
+    height: Option<u32>,
+    /// Frames per scene (1 + 4k), free-form model [default: the model's]
+    #[arg(long)]
+    num_frames: Option<usize>,
+    /// What guidance steers away from, free-form model [default: empty]
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Sampler, free-form model: unipc or euler [default: the checkpoint's]
+    #[arg(long)]
+    scheduler: Option<String>,
     #[command(flatten)]
     settings: Settings,
 }
@@ -65,8 +80,15 @@ pub struct PlanArgs {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
-    let planner = runtime::planner(&args.settings.resolve()?)?;
-    let plan = planner.plan(&args.prompt, args.scenes.num_scenes, args.scenes.seed);
+    let settings = args.settings.resolve()?;
+    let planner = runtime::planner(&settings, runtime::wan_dir(&settings).is_some())?;
+    let default_scenes = if runtime::wan_dir(&settings).is_some() {
+        1
+    } else {
+        TaskParams::DEFAULT_NUM_SCENES
+    };
+    let scenes = args.scenes.num_scenes.unwrap_or(default_scenes);
+    let plan = planner.plan(&args.prompt, scenes, args.scenes.seed);
     println!("{}", serde_json::to_string_pretty(&plan)?);
     Ok(())
 }
@@ -74,18 +96,24 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.settings.resolve()?;
     let rt = runtime::start(&settings)?;
-    let params = TaskParams {
+    let request = TaskRequest {
         prompt: args.prompt,
         num_scenes: args.scenes.num_scenes,
-        seed: args.scenes.seed,
+        seed: Some(args.scenes.seed),
         steps: args.steps,
         guidance: args.guidance,
         seconds_per_scene: args.seconds_per_scene,
         fps: args.fps,
         size: args.size,
-        free_form: None,
+        width: args.width,
+        height: args.height,
+        num_frames: args.num_frames,
+        negative_prompt: args.negative_prompt,
+        scheduler: args.scheduler,
     };
-    params.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let params = request
+        .resolve(rt.model.spec(), || args.scenes.seed)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let task = rt.tasks.create(NewTask::anonymous(params))?;
     let Some(Subscription::Live { mut events, .. }) = rt.tasks.subscribe(task.id)? else {
         bail!("task {} ended before it started", task.id);

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kernels::{cuda_available, CpuBackend, CudaBackend, Model};
+use kernels::wan::WanModel;
+use kernels::{cuda_available, CpuBackend, CudaBackend, Model, VideoModel};
 use pipeline::engine::{Engine, EngineConfig};
 use pipeline::plan::Planner;
-use pipeline::planner::{LlmConfig, LlmPlanner, RulePlanner};
+use pipeline::planner::{FreeTextPlanner, LlmConfig, LlmPlanner, RulePlanner};
 use pipeline::post::{PostChoice, PostProcessor};
 use storage::{CacheConfig, Store};
 use tasks::TaskService;
@@ -26,7 +27,7 @@ pub struct Runtime {
     /// The owner of every task's life (and, through it, the store).
     pub tasks: Arc<TaskService>,
     pub engine: Arc<Engine>,
-    pub model: Arc<Model>,
+    pub model: Arc<dyn VideoModel>,
     pub post: Arc<PostProcessor>,
 }
 
@@ -41,9 +42,12 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
 
     let (model, gpu_uuid) = load_model(s)?;
     let device = if gpu_uuid.is_some() { "cuda" } else { "cpu" };
-    let model = Arc::new(model);
+    let spec = model.spec();
     tracing::info!(
-        model = model.id(),
+        model = spec.id,
+        kind = ?spec.kind,
+        parameters = spec.parameters,
+        weight_bytes = spec.weight_bytes,
         device,
         backend = model.backend_name(),
         "model loaded"
@@ -76,7 +80,7 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         tasks.clone(),
         model.clone(),
         post.clone(),
-        planner(s)?,
+        planner(s, model.spec().is_free_form())?,
     )?;
     Ok(Runtime {
         device,
@@ -89,8 +93,18 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
 }
 
 /// The planner `--planner` names: the rules, or an OpenAI-compatible endpoint falling back to
-/// them.
-pub fn planner(s: &Resolved) -> anyhow::Result<Arc<dyn Planner>> {
+/// them; for a free-form model (`free_form`), the free-text planner.
+pub fn planner(s: &Resolved, free_form: bool) -> anyhow::Result<Arc<dyn Planner>> {
+    if free_form {
+        if s.planner != "rule" {
+            anyhow::bail!(
+                "--planner {} plans WORLD.md scenes for the built-in model; a free-form model \
+                 (--model wan:DIR) is planned by the free-text planner",
+                s.planner
+            );
+        }
+        return Ok(Arc::new(FreeTextPlanner));
+    }
     // `Settings::resolve` checked that openai comes with both.
     let (Some(url), Some(model), "openai") = (&s.planner_url, &s.planner_model, s.planner.as_str())
     else {
@@ -107,9 +121,23 @@ pub fn planner(s: &Resolved) -> anyhow::Result<Arc<dyn Planner>> {
     Ok(Arc::new(planner))
 }
 
-/// The model on the device `--device` asks for: `auto` takes CUDA when a GPU works. With it,
-/// the GPU's UUID when the model runs on one.
-fn load_model(s: &Resolved) -> anyhow::Result<(Model, Option<String>)> {
+/// The directory of `--model wan:DIR`, when it names a Wan2.1 checkpoint.
+pub fn wan_dir(s: &Resolved) -> Option<&str> {
+    s.model.as_deref()?.to_str()?.strip_prefix("wan:")
+}
+
+/// The model `--model` names, on the device `--device` asks for (`auto` takes CUDA when a GPU
+/// works), with the GPU's UUID when it runs on one. `wan:DIR` is a Wan2.1 checkpoint, which
+/// runs on the CPU.
+fn load_model(s: &Resolved) -> anyhow::Result<(Arc<dyn VideoModel>, Option<String>)> {
+    if let Some(dir) = wan_dir(s) {
+        if s.device == "cuda" {
+            anyhow::bail!("Wan2.1 runs on the CPU backend (its CUDA kernels are not written yet)");
+        }
+        let model = WanModel::load(std::path::Path::new(dir))
+            .with_context(|| format!("loading the Wan2.1 checkpoint {dir}"))?;
+        return Ok((Arc::new(model), None));
+    }
     let cuda = match s.device.as_str() {
         "cpu" => false,
         "cuda" => true,
@@ -126,7 +154,7 @@ fn load_model(s: &Resolved) -> anyhow::Result<(Model, Option<String>)> {
             None,
         )
     };
-    Ok((model.context("loading the model")?, uuid))
+    Ok((Arc::new(model.context("loading the model")?), uuid))
 }
 
 /// The `--model` checkpoint, or the shipped one, on `backend`.

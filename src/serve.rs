@@ -54,7 +54,8 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
     let rt = runtime::start(&s)?;
     check_exposure(&s, &rt.tasks)?;
     let ready = serde_json::json!({
-        "model": rt.model.id(),
+        "model": rt.model.spec().id,
+        "model_info": rt.model.describe(),
         "device": rt.device,
         "post_processing": rt.post.describe(),
         "workers": s.workers,
@@ -67,8 +68,12 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
             .inspect_err(|e| tracing::warn!(error = %e, "no GPU figures in /metrics"))
             .ok()
     });
-    let backend: Arc<dyn api::Backend> =
-        Arc::new(EngineBackend::new(rt.engine.clone(), ready, gpu));
+    let backend: Arc<dyn api::Backend> = Arc::new(EngineBackend::new(
+        rt.engine.clone(),
+        ready,
+        rt.model.spec().clone(),
+        gpu,
+    ));
     let min_free_disk = s.min_free_disk_mb << 20;
     let config = api::ApiConfig {
         data_dir: s.data_dir.clone(),

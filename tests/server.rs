@@ -897,3 +897,150 @@ fn videos_deleted_while_their_frames_are_written_are_gone_whole() {
         .collect();
     assert!(left.is_empty(), "files of deleted videos remain: {left:?}");
 }
+
+/// The events of a task's SSE stream up to `done`, as (event, data) pairs.
+fn events_until_done(c: &Client, s: &Server, id: u64) -> Vec<(String, String)> {
+    let r = c
+        .get(s.url(&format!("/api/tasks/{id}/events")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut events = Vec::new();
+    let mut event = String::new();
+    for line in BufReader::new(r).lines() {
+        let line = line.unwrap();
+        if let Some(e) = line.strip_prefix("event:") {
+            event = e.trim().to_string();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            events.push((event.clone(), d.trim().to_string()));
+            if event == "done" {
+                break;
+            }
+        }
+    }
+    events
+}
+
+/// Width and height from a PNG's header.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG"));
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn a_wan_checkpoint_is_served_end_to_end() {
+    let data = temp_dir("wan");
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/model/wan/tiny");
+    let server = Server::start(&data, &["--model", &format!("wan:{tiny}")]);
+    let c = client();
+
+    // /readyz names the model and its size.
+    let ready: Value = c.get(server.url("/readyz")).send().unwrap().json().unwrap();
+    let info = &ready["backend"]["model_info"];
+    assert_eq!(info["name"], "Wan2.1 text-to-video", "{ready}");
+    let components = info["checkpoint"]["components"].as_array().unwrap();
+    let parameters: u64 = components
+        .iter()
+        .map(|c| c["parameters"].as_u64().unwrap())
+        .sum();
+    assert_eq!(info["parameters"].as_u64(), Some(parameters));
+    assert!(parameters > 100_000, "{info}");
+    // The document describes this model's request.
+    let doc: Value = c
+        .get(server.url("/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let fields = &doc["components"]["schemas"]["CreateTask"]["properties"];
+    assert_eq!(fields["width"]["multipleOf"], 24, "{fields}");
+
+    // Requests against its rules are refused, naming the rule, and store nothing.
+    for (body, says) in [
+        (json!({"prompt": "x", "size": 64}), "takes width and height"),
+        (
+            json!({"prompt": "x", "num_frames": 8}),
+            "1 more than a multiple of 4",
+        ),
+        (
+            json!({"prompt": "x", "width": 40}),
+            "width must be a multiple of 24",
+        ),
+        (
+            json!({"prompt": "x", "scheduler": "ddim"}),
+            "scheduler must be one of",
+        ),
+    ] {
+        let r = c.post(server.url("/api/tasks")).json(&body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let err: Value = r.json().unwrap();
+        assert!(err["message"].as_str().unwrap().contains(says), "{err}");
+    }
+    let list: Value = c
+        .get(server.url("/api/tasks"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["tasks"].as_array().map(Vec::len), Some(0), "{list}");
+
+    let body = json!({"prompt": "A red fox runs through snow, then it leaps over a log.",
+        "num_scenes": 2, "width": 48, "height": 32, "num_frames": 9, "steps": 3, "seed": 5,
+        "negative_prompt": "blurry"});
+    let id = submit(&c, &server, &body)["id"].as_u64().unwrap();
+    let events = events_until_done(&c, &server, id);
+    let frames: Vec<u64> = events
+        .iter()
+        .filter(|(e, _)| e == "frame")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    // Every frame streamed, in order, before the end.
+    assert_eq!(frames, (0..18).collect::<Vec<_>>(), "{events:?}");
+    assert_eq!(events.last().unwrap().0, "done");
+
+    let done = wait_final(&c, &server, id);
+    assert_eq!(done["status"], "completed", "{done}");
+    let captions: Vec<&str> = done["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["caption"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        captions,
+        ["A red fox runs through snow", "it leaps over a log."]
+    );
+    assert_eq!(done["params"]["free_form"]["scheduler"], "unipc");
+    assert_eq!(done["artifact"]["frame_count"], 18);
+
+    let bytes = c
+        .get(server.url(&format!("/api/tasks/{id}/video")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let mp4 =
+        mp4::Mp4Reader::read_header(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+    let track = mp4.tracks().values().next().unwrap();
+    // 2 scenes x 9 frames, 48 x 32, at Wan2.1's 16 fps.
+    assert_eq!(track.sample_count(), 18);
+    assert_eq!((track.width(), track.height()), (48, 32));
+    assert_eq!(track.frame_rate().round(), 16.0);
+    let png = c
+        .get(server.url(&format!("/api/tasks/{id}/frames/17")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(png_size(&png), (48, 32));
+
+    // The same request again is the same video, from the cache.
+    let again = submit(&c, &server, &body)["id"].as_u64().unwrap();
+    let again = wait_final(&c, &server, again);
+    assert_eq!(again["cached"], true, "{again}");
+}

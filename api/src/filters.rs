@@ -214,7 +214,8 @@ fn build(st: AppState, config: ApiConfig) -> BoxedFilter<(Response,)> {
         .and_then(stats::stats);
     let spec = warp::path!("openapi.json")
         .and(warp::get())
-        .map(|| warp::reply::json(openapi::spec()).into_response());
+        .and(state.clone())
+        .map(|st: AppState| warp::reply::json(&openapi::spec(st.backend.model())).into_response());
     // The web page: public, read leniently (no request to it is refused).
     let page_asset = |asset: &'static page::Asset| {
         warp::get()

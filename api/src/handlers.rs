@@ -119,7 +119,7 @@ fn priority_of(caller: &Caller, body: &CreateTask) -> Result<u8, ApiError> {
 
 /// `POST /api/tasks`: validate, then [`AppState::admit`]; 202 with the task.
 pub async fn create(caller: Caller, body: CreateTask, st: AppState) -> Result<Response, Rejection> {
-    let params = body.validate()?;
+    let params = body.validate(st.backend.model())?;
     let priority = priority_of(&caller, &body)?;
     let webhook = body.webhook(st.limits.private_webhooks)?;
     let record = st.admit(&caller, params, priority, webhook).await?;

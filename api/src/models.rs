@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use contract::{PlanView, Progress};
+use contract::{ModelSpec, PlanView, Progress};
 use serde::{Deserialize, Serialize};
-use storage::{ApiKey, TaskParams, TaskRecord, TaskStatus, Webhook, WebhookEvent};
+use storage::{ApiKey, TaskParams, TaskRecord, TaskRequest, TaskStatus, Webhook, WebhookEvent};
 
 use crate::errors::ApiError;
 
@@ -38,8 +38,18 @@ pub struct CreateTask {
     pub seconds_per_scene: Option<f64>,
     /// Delivered frames per second.
     pub fps: Option<u64>,
-    /// Delivered frame side in pixels.
+    /// Delivered frame side in pixels (the built-in model).
     pub size: Option<u64>,
+    /// Frame width in pixels (a free-form model).
+    pub width: Option<u64>,
+    /// Frame height in pixels (a free-form model).
+    pub height: Option<u64>,
+    /// Frames per scene, `1 + 4k` (a free-form model).
+    pub num_frames: Option<u64>,
+    /// What guidance steers away from (a free-form model).
+    pub negative_prompt: Option<String>,
+    /// The sampler, one of the model's (a free-form model).
+    pub scheduler: Option<String>,
     /// Scheduling priority, higher first; at most the key's own (default 5).
     pub priority: Option<u64>,
     /// An http(s) URL told of the task's progress, signed (see the README).
@@ -53,40 +63,34 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 /// `v` in the parameter's own integer type, or an error naming the field.
-fn narrow<T: TryFrom<u64>>(field: &str, v: Option<u64>, default: T) -> Result<T, ApiError> {
-    match v {
-        None => Ok(default),
-        Some(v) => T::try_from(v).map_err(|_| invalid(format!("{field} is out of range, got {v}"))),
-    }
+fn narrow<T: TryFrom<u64>>(field: &str, v: Option<u64>) -> Result<Option<T>, ApiError> {
+    v.map(|v| T::try_from(v).map_err(|_| invalid(format!("{field} is out of range, got {v}"))))
+        .transpose()
 }
 
 impl CreateTask {
-    /// Fills the defaults and checks every field (`TaskParams::validate`); an omitted seed is
-    /// drawn at random and recorded, so the task can be reproduced.
-    pub fn validate(&self) -> Result<TaskParams, ApiError> {
+    /// Fills the served `model`'s defaults and checks every field against its rules
+    /// (`TaskRequest::resolve`); an omitted seed is drawn at random and recorded, so the task
+    /// can be reproduced.
+    pub fn validate(&self, model: &ModelSpec) -> Result<TaskParams, ApiError> {
         // f64 -> f32 saturates to infinity, which the range check then rejects.
-        let mut params = TaskParams {
+        let request = TaskRequest {
             prompt: self.prompt.clone(),
-            num_scenes: narrow(
-                "num_scenes",
-                self.num_scenes,
-                TaskParams::DEFAULT_NUM_SCENES,
-            )?,
-            seed: self.seed.unwrap_or_else(rand::random),
-            steps: narrow("steps", self.steps, TaskParams::DEFAULT_STEPS)?,
-            guidance: self
-                .guidance
-                .map_or(TaskParams::DEFAULT_GUIDANCE, |g| g as f32),
-            seconds_per_scene: self
-                .seconds_per_scene
-                .map_or(TaskParams::DEFAULT_SECONDS_PER_SCENE, |s| s as f32),
-            fps: narrow("fps", self.fps, TaskParams::DEFAULT_FPS)?,
-            size: narrow("size", self.size, TaskParams::DEFAULT_SIZE)?,
+            num_scenes: narrow("num_scenes", self.num_scenes)?,
+            seed: self.seed,
+            steps: narrow("steps", self.steps)?,
+            guidance: self.guidance.map(|g| g as f32),
+            seconds_per_scene: self.seconds_per_scene.map(|s| s as f32),
+            fps: narrow("fps", self.fps)?,
+            size: narrow("size", self.size)?,
+            width: narrow("width", self.width)?,
+            height: narrow("height", self.height)?,
+            num_frames: narrow("num_frames", self.num_frames)?,
+            negative_prompt: self.negative_prompt.clone(),
+            scheduler: self.scheduler.clone(),
         };
-        params.validate().map_err(invalid)?;
         // Stored trimmed; checked as sent (the schema's maxLength counts every character).
-        params.prompt = params.prompt.trim().to_owned();
-        Ok(params)
+        request.resolve(model, rand::random).map_err(invalid)
     }
 
     /// The task's webhook, if it asks for one, checked: an absolute http(s) URL of at most

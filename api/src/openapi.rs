@@ -6,8 +6,7 @@
 //! that every table entry is routed and documented, and schemathesis (`.ci/run`) calls every
 //! documented operation.
 
-use std::sync::OnceLock;
-
+use contract::ModelSpec;
 use serde_json::{json, Map, Value};
 use storage::{TaskParams, TaskStatus};
 
@@ -240,10 +239,11 @@ fn paths() -> Value {
     Value::Object(paths)
 }
 
-fn schemas() -> Value {
-    let statuses: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.name()).collect();
-    json!({
-        "CreateTask": {
+/// The create request's fields for the served model: the built-in model's `size` and
+/// `seconds_per_scene`, or a free-form model's `width`, `height`, `num_frames`,
+/// `negative_prompt` and `scheduler` with its defaults and multiples.
+fn create_task(model: &ModelSpec) -> Value {
+    let mut task = json!({
             "type": "object",
             "additionalProperties": false,
             "required": ["prompt"],
@@ -260,7 +260,32 @@ fn schemas() -> Value {
                 "webhook": {"nullable": true, "type": "string", "format": "uri", "maxLength": 2048, "description": "http(s) URL POSTed {event, task} as the task advances, signed: X-Reel-Signature: sha256=HMAC-SHA256(secret, body)"},
                 "webhook_events_filter": {"nullable": true, "type": "array", "minItems": 1, "items": {"type": "string", "enum": ["start", "progress", "completed", "failed"]}}
             }
-        },
+    });
+    if let Some(f) = &model.free_form {
+        let props = &mut task["properties"];
+        if let Some(p) = props.as_object_mut() {
+            p.remove("size");
+            p.remove("seconds_per_scene");
+        }
+        let (lo, hi) = TaskParams::FREE_FORM_SIDE;
+        let side = |multiple: u32, default: u32| json!({"nullable": true, "type": "integer", "minimum": lo.div_ceil(multiple) * multiple, "maximum": hi / multiple * multiple, "multipleOf": multiple, "default": default});
+        props["width"] = side(f.width_multiple, f.width);
+        props["height"] = side(f.height_multiple, f.height);
+        props["num_frames"] = json!({"nullable": true, "type": "integer", "minimum": TaskParams::NUM_FRAMES.0, "maximum": TaskParams::NUM_FRAMES.1, "default": f.num_frames, "description": format!("1 more than a multiple of {}", f.frame_multiple)});
+        props["negative_prompt"] = json!({"nullable": true, "type": "string", "maxLength": TaskParams::PROMPT_MAX_CHARS, "default": ""});
+        props["scheduler"] = json!({"nullable": true, "type": "string", "enum": f.schedulers, "default": f.schedulers.first()});
+        props["num_scenes"]["default"] = json!(1);
+        props["steps"]["default"] = json!(f.steps);
+        props["guidance"]["default"] = json!(f.guidance);
+        props["fps"]["default"] = json!(f.fps);
+    }
+    task
+}
+
+fn schemas(model: &ModelSpec) -> Value {
+    let statuses: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.name()).collect();
+    json!({
+        "CreateTask": create_task(model),
         "CreateKey": {
             "type": "object",
             "additionalProperties": false,
@@ -330,7 +355,11 @@ fn schemas() -> Value {
             "properties": {
                 "prompt": {"type": "string"}, "num_scenes": {"type": "integer"}, "seed": {"type": "integer", "format": "int64"},
                 "steps": {"type": "integer"}, "guidance": {"type": "number"}, "seconds_per_scene": {"type": "number"},
-                "fps": {"type": "integer"}, "size": {"type": "integer"}
+                "fps": {"type": "integer"}, "size": {"type": "integer"},
+                "free_form": {"type": "object", "description": "A free-form model's scene (absent for the built-in model)", "properties": {
+                    "width": {"type": "integer"}, "height": {"type": "integer"}, "num_frames": {"type": "integer"},
+                    "negative_prompt": {"type": "string"}, "scheduler": {"type": "string"}
+                }}
             }
         },
         "Progress": {
@@ -405,11 +434,9 @@ fn schemas() -> Value {
     })
 }
 
-/// The document (built once).
-pub fn spec() -> &'static Value {
-    static SPEC: OnceLock<Value> = OnceLock::new();
-    SPEC.get_or_init(|| {
-        json!({
+/// The document for the served `model` (its request fields and defaults).
+pub fn spec(model: &ModelSpec) -> Value {
+    json!({
             "openapi": "3.0.3",
             "info": {
                 "title": "reel",
@@ -418,10 +445,9 @@ pub fn spec() -> &'static Value {
             },
             "paths": paths(),
             "components": {
-                "schemas": schemas(),
+                "schemas": schemas(model),
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key from `reel keys create` or POST /api/keys"}}
             }
-        })
     })
 }
 
@@ -439,7 +465,7 @@ mod tests {
                 r.path
             );
         }
-        let doc = spec();
+        let doc = spec(&builtin());
         let documented: usize = doc["paths"]
             .as_object()
             .unwrap()
@@ -447,5 +473,45 @@ mod tests {
             .map(|p| p.as_object().unwrap().len())
             .sum();
         assert_eq!(documented, ROUTES.len());
+    }
+
+    fn builtin() -> ModelSpec {
+        ModelSpec {
+            id: "reel".into(),
+            kind: contract::ModelKind::Builtin,
+            parameters: 1,
+            weight_bytes: 4,
+            free_form: None,
+        }
+    }
+
+    #[test]
+    fn the_create_request_is_the_served_models() {
+        let task = &spec(&builtin())["components"]["schemas"]["CreateTask"]["properties"];
+        assert!(task.get("size").is_some() && task.get("width").is_none());
+        let wan = ModelSpec {
+            kind: contract::ModelKind::FreeForm,
+            free_form: Some(contract::FreeFormSpec {
+                width: 816,
+                height: 480,
+                num_frames: 81,
+                fps: 16,
+                steps: 50,
+                guidance: 5.0,
+                width_multiple: 24,
+                height_multiple: 16,
+                frame_multiple: 4,
+                schedulers: vec!["unipc".into(), "euler".into()],
+            }),
+            ..builtin()
+        };
+        let task = &spec(&wan)["components"]["schemas"]["CreateTask"]["properties"];
+        assert!(task.get("size").is_none() && task.get("seconds_per_scene").is_none());
+        assert_eq!(task["width"]["multipleOf"], 24);
+        assert_eq!(task["width"]["minimum"], 24);
+        assert_eq!(task["width"]["maximum"], 1272);
+        assert_eq!(task["height"]["default"], 480);
+        assert_eq!(task["scheduler"]["enum"], json!(["unipc", "euler"]));
+        assert_eq!(task["steps"]["default"], 50);
     }
 }

@@ -130,7 +130,7 @@ async fn gpu_figures_appear_when_the_model_runs_on_a_gpu() {
 #[test]
 fn route_labels_are_the_documented_templates() {
     use api::routes::template_of;
-    let doc = api::openapi::spec();
+    let doc = api::openapi::spec(&common::builtin_model());
     for path in doc["paths"].as_object().unwrap().keys() {
         let concrete = path
             .replace("{id}", "42")

@@ -69,7 +69,7 @@ impl VideoModel for Model {
             scene.guidance,
             method,
         )?;
-        Ok(SceneRun::new(state, scene.steps))
+        Ok(SceneRun::new(state, scene.steps, self.config.frames))
     }
 
     fn step(&self, batch: &mut [&mut SceneRun]) {

@@ -53,9 +53,10 @@ pub struct FreeFormScene<'a> {
 /// A scene being sampled: the model's own state, opaque to the engine, and where the run
 /// stands. Made by [`VideoModel::start`]; only the model that made it may step or decode it.
 pub struct SceneRun {
-    state: Box<dyn Any + Send>,
+    state: Box<dyn Any + Send + Sync>,
     step: usize,
     steps: usize,
+    frames: usize,
 }
 
 impl std::fmt::Debug for SceneRun {
@@ -65,13 +66,19 @@ impl std::fmt::Debug for SceneRun {
 }
 
 impl SceneRun {
-    /// A run of `steps` steps over a model's `state`.
-    pub fn new<S: Any + Send>(state: S, steps: usize) -> SceneRun {
+    /// A run of `steps` steps over a model's `state`, decoding to `frames` frames.
+    pub fn new<S: Any + Send + Sync>(state: S, steps: usize, frames: usize) -> SceneRun {
         SceneRun {
             state: Box::new(state),
             step: 0,
             steps,
+            frames,
         }
+    }
+
+    /// Frames the scene decodes to (the model's own, before any post-processing).
+    pub fn frames(&self) -> usize {
+        self.frames
     }
 
     /// Steps taken so far.

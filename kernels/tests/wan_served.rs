@@ -72,7 +72,8 @@ fn seeds_decide_the_video_and_requests_are_checked() {
     assert_eq!((spec.width_multiple, spec.height_multiple), (24, 16));
     assert_eq!(spec.frame_multiple, 4);
     assert_eq!(spec.schedulers, ["unipc", "euler"]);
-    assert!(spec.width % 24 == 0 && spec.height % 16 == 0 && (spec.num_frames - 1) % 4 == 0);
+    assert!(spec.width.is_multiple_of(24) && spec.height.is_multiple_of(16));
+    assert!((spec.num_frames - 1).is_multiple_of(4));
 
     let video = |seed: u64, scheduler: &str| {
         let mut req = request("a fox in the snow", 2, scheduler);
@@ -88,7 +89,10 @@ fn seeds_decide_the_video_and_requests_are_checked() {
     let a = video(1, "unipc");
     assert_eq!(a, video(1, "unipc"), "the same seed, the same video");
     assert!(max_abs_diff(&a, &video(2, "unipc")) > 1e-3, "another seed");
-    assert!(max_abs_diff(&a, &video(1, "euler")) > 1e-6, "another sampler");
+    assert!(
+        max_abs_diff(&a, &video(1, "euler")) > 1e-6,
+        "another sampler"
+    );
 
     for (mut req, why) in [
         (request("x", 2, "unipc"), "width"),

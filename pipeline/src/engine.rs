@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use contract::SubmitError;
 use crossbeam::channel::{Receiver, Sender};
-use kernels::Model;
+use kernels::VideoModel;
 use storage::TaskRecord;
 use tasks::TaskService;
 use timely::container::CapacityContainerBuilder;
@@ -110,7 +110,7 @@ impl Engine {
     pub fn start(
         cfg: EngineConfig,
         tasks: Arc<TaskService>,
-        model: Arc<Model>,
+        model: Arc<dyn VideoModel>,
         post: Arc<PostProcessor>,
         planner: Arc<dyn Planner>,
     ) -> anyhow::Result<Engine> {

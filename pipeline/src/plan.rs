@@ -6,12 +6,16 @@ use crate::world::Scene;
 
 pub use contract::{Attr, PlanOrigin};
 
-/// One planned scene: the canonical scene, its caption, and which attributes were guessed.
+/// One planned scene: what the model is conditioned on, and for the built-in model the
+/// canonical scene behind it and which attributes were guessed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PlannedScene {
-    /// The scene.
-    pub scene: Scene,
-    /// Its canonical caption ([`Scene::caption`]), what the model is conditioned on.
+    /// The WORLD.md scene, for the built-in model; `None` for a free-form model's scene
+    /// prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<Scene>,
+    /// What the model is conditioned on: the scene's canonical caption ([`Scene::caption`])
+    /// or a free-form model's scene prompt.
     pub caption: String,
     /// The attributes the prompt left open and the seed chose.
     pub guessed: Vec<Attr>,

@@ -34,7 +34,7 @@ fn frame(i: usize) -> Vec<u8> {
 fn encode(frames: &[Vec<u8>]) -> Vec<u8> {
     let mut enc = Mp4Encoder::new(W as u32, W as u32, FPS).expect("encoder");
     for f in frames {
-        enc.push(&rgb_to_yuv420(f, W)).expect("push");
+        enc.push(&rgb_to_yuv420(f, W, W)).expect("push");
     }
     assert_eq!(enc.frames(), frames.len());
     enc.finish().expect("finish")

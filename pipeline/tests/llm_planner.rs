@@ -184,7 +184,7 @@ fn a_valid_answer_is_used_filled_as_the_rules_fill_and_cached() {
     let [first, second] = &plan.scenes[..] else {
         panic!("two scenes")
     };
-    let s = first.scene;
+    let s = first.scene.unwrap();
     assert_eq!(
         (s.size, s.color, s.shape, s.motion),
         (Size::Large, Color::Cyan, Shape::Diamond, Motion::Up)
@@ -193,9 +193,12 @@ fn a_valid_answer_is_used_filled_as_the_rules_fill_and_cached() {
     assert_eq!(first.guessed, vec![Attr::Background]);
     assert_eq!(first.caption, s.caption());
     // The second scene names only its motion: the object and canvas carry over.
-    assert_eq!(second.scene.motion, Motion::Shrink);
+    assert_eq!(second.scene.unwrap().motion, Motion::Shrink);
     assert_eq!(
-        (second.scene.color, second.scene.background),
+        (
+            second.scene.unwrap().color,
+            second.scene.unwrap().background
+        ),
         (Color::Cyan, s.background)
     );
     assert!(Background::ALL.contains(&s.background));
@@ -219,7 +222,7 @@ fn a_valid_answer_is_used_filled_as_the_rules_fill_and_cached() {
     // The same prompt and scene count again: the cached answer, whatever the seed.
     let again = p.plan(PROMPT, 2, 8);
     assert_eq!(outcome(&again), ("cached", None));
-    assert_eq!(again.scenes[0].scene.color, Color::Cyan);
+    assert_eq!(again.scenes[0].scene.unwrap().color, Color::Cyan);
     assert_eq!(fake.requests.lock().unwrap().len(), 1);
 }
 
@@ -228,7 +231,7 @@ fn an_invalid_answer_is_asked_again_with_what_was_wrong() {
     let fake = fake(vec![teal(), valid()]);
     let plan = planner(&fake, 5000).plan(PROMPT, 2, 7);
     assert_eq!(outcome(&plan), ("llm", None));
-    assert_eq!(plan.scenes[0].scene.color, Color::Cyan);
+    assert_eq!(plan.scenes[0].scene.unwrap().color, Color::Cyan);
     let requests = fake.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 2);
     let retry = requests[1]["messages"].as_array().unwrap();
@@ -328,7 +331,7 @@ fn an_endpoint_refusing_schemas_is_asked_for_a_json_object() {
     let p = planner(&fake, 5000);
     let plan = p.plan(PROMPT, 2, 7);
     assert_eq!(outcome(&plan), ("llm", None));
-    assert_eq!(plan.scenes[0].scene.shape, Shape::Diamond);
+    assert_eq!(plan.scenes[0].scene.unwrap().shape, Shape::Diamond);
     // Remembered: the next prompt goes straight to a JSON object.
     assert_eq!(outcome(&p.plan("a red circle", 2, 7)), ("llm", None));
     let formats: Vec<Value> = fake

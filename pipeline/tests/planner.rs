@@ -13,13 +13,13 @@ fn plan(prompt: &str, n: usize, seed: u64) -> Plan {
     let p = RulePlanner.plan(prompt, n, seed);
     assert_eq!(p.scenes.len(), n, "{prompt:?}");
     for s in &p.scenes {
-        assert_eq!(s.caption, s.scene.caption());
+        assert_eq!(s.caption, s.scene.unwrap().caption());
     }
     p
 }
 
 fn one(prompt: &str) -> Scene {
-    plan(prompt, 1, 3).scenes[0].scene
+    plan(prompt, 1, 3).scenes[0].scene.unwrap()
 }
 
 fn guessed(prompt: &str, n: usize, scene: usize) -> Vec<Attr> {
@@ -73,7 +73,7 @@ fn every_planner_example_holds() {
                 let got = &p.scenes[i];
                 for (k, (attr, key)) in ATTRS.iter().enumerate() {
                     let want = want[*key].as_str().expect("string value");
-                    let have = value(&got.scene, *attr);
+                    let have = value(&got.scene.unwrap(), *attr);
                     let ctx = format!("{:?} scene {i} {key} (seed {seed})", case.prompt);
                     if want == "?" {
                         assert!(got.guessed.contains(attr), "{ctx}: not marked guessed");
@@ -83,7 +83,7 @@ fn every_planner_example_holds() {
                             Some(n) => n.parse::<usize>().expect("scene number") - 1,
                             None => i - 1,
                         };
-                        assert_eq!(have, value(&p.scenes[j].scene, *attr), "{ctx}");
+                        assert_eq!(have, value(&p.scenes[j].scene.unwrap(), *attr), "{ctx}");
                     } else {
                         assert_eq!(have, want, "{ctx}");
                         assert!(
@@ -154,21 +154,21 @@ fn guessed_lists_exactly_what_is_open() {
     // Carried guesses stay guessed; a named value in a later scene is not.
     let p = plan("something red. then a blue one moves left", 2, 5);
     assert_eq!(p.scenes[1].guessed, vec![Attr::Shape, Attr::Background]);
-    assert_eq!(p.scenes[1].scene.color, Color::Blue);
+    assert_eq!(p.scenes[1].scene.unwrap().color, Color::Blue);
 }
 
 #[test]
 fn guesses_avoid_held_out_pairs_but_named_pairs_stand() {
     for seed in 0..200 {
         assert_ne!(
-            plan("a triangle", 1, seed).scenes[0].scene.color,
+            plan("a triangle", 1, seed).scenes[0].scene.unwrap().color,
             Color::Red
         );
         assert_ne!(
-            plan("a cyan thing", 1, seed).scenes[0].scene.shape,
+            plan("a cyan thing", 1, seed).scenes[0].scene.unwrap().shape,
             Shape::Square
         );
-        let s = plan("zzz", 1, seed).scenes[0].scene;
+        let s = plan("zzz", 1, seed).scenes[0].scene.unwrap();
         assert!(
             !HELD_OUT.contains(&(s.color, s.shape)),
             "seed {seed}: {s:?}"
@@ -183,7 +183,7 @@ fn unnamed_direction_is_drawn_and_marked() {
     let mut seen = HashSet::new();
     for seed in 0..40 {
         let p = plan("a red ball moves", 1, seed);
-        let m = p.scenes[0].scene.motion;
+        let m = p.scenes[0].scene.unwrap().motion;
         assert!(matches!(
             m,
             Motion::Left | Motion::Right | Motion::Up | Motion::Down
@@ -207,7 +207,7 @@ fn extra_scenes_continue_with_new_guessed_motions() {
     for seed in 0..50 {
         let p = plan("a big green box grows on a beige background", 5, seed);
         for k in 1..5 {
-            let (prev, s) = (&p.scenes[k - 1].scene, &p.scenes[k].scene);
+            let (prev, s) = (&p.scenes[k - 1].scene.unwrap(), &p.scenes[k].scene.unwrap());
             assert_ne!(prev.motion, s.motion, "seed {seed}");
             assert_eq!(
                 (s.size, s.color, s.shape, s.background),
@@ -222,9 +222,9 @@ fn extra_scenes_continue_with_new_guessed_motions() {
 fn fewer_scenes_keep_the_first_and_zero_is_empty() {
     let prompt = "a red ball moves up, then a blue box moves down; finally a green triangle grows";
     let p = plan(prompt, 1, 0);
-    assert_eq!(p.scenes[0].scene.color, Color::Red);
+    assert_eq!(p.scenes[0].scene.unwrap().color, Color::Red);
     let p = plan(prompt, 3, 0);
-    let motions: Vec<Motion> = p.scenes.iter().map(|s| s.scene.motion).collect();
+    let motions: Vec<Motion> = p.scenes.iter().map(|s| s.scene.unwrap().motion).collect();
     assert_eq!(motions, [Motion::Up, Motion::Down, Motion::Grow]);
     assert!(RulePlanner.plan(prompt, 0, 0).scenes.is_empty());
 }
@@ -264,8 +264,12 @@ fn scene_breaks_in_both_languages() {
     for prompt in two {
         assert_eq!(described(prompt), 2, "{prompt:?}");
         let p = plan(prompt, 2, 0);
-        assert_eq!(p.scenes[1].scene.motion, Motion::Grow, "{prompt:?}");
-        assert_eq!(p.scenes[1].scene.color, Color::Red, "{prompt:?}");
+        assert_eq!(
+            p.scenes[1].scene.unwrap().motion,
+            Motion::Grow,
+            "{prompt:?}"
+        );
+        assert_eq!(p.scenes[1].scene.unwrap().color, Color::Red, "{prompt:?}");
     }
     let one_scene = [
         "a red ball, moving left, on a gray background",
@@ -447,6 +451,7 @@ fn chinese_vocabulary() {
         assert_eq!(
             plan(&format!("一个大方块。然后一个{word}绿色圆"), 2, 0).scenes[1]
                 .scene
+                .unwrap()
                 .size,
             z,
             "{word}"
@@ -472,6 +477,7 @@ fn chinese_vocabulary() {
         assert_eq!(
             plan(&format!("红色圆形向右移动，然后{word}"), 2, 0).scenes[1]
                 .scene
+                .unwrap()
                 .motion,
             m,
             "{word}"
@@ -496,8 +502,8 @@ fn chinese_vocabulary() {
 fn chinese_characters_inside_other_words_do_not_match() {
     // 中 as "in", not medium; 大 in 大家 is no size; 方 in 方向 is no square.
     let p = plan("一个大红色方块。在画面中一个圆形", 2, 0);
-    assert_eq!(p.scenes[1].scene.size, Size::Large);
-    assert_eq!(p.scenes[0].scene.color, Color::Red);
+    assert_eq!(p.scenes[1].scene.unwrap().size, Size::Large);
+    assert_eq!(p.scenes[0].scene.unwrap().color, Color::Red);
     assert_eq!(
         guessed("大家好，方向感", 1, 0),
         vec![Attr::Color, Attr::Shape, Attr::Background]
@@ -573,11 +579,11 @@ fn colour_words_go_to_the_canvas_or_the_object() {
         let p = plan(prompt, 1, 9);
         let s = &p.scenes[0];
         match color {
-            Some(c) => assert_eq!(s.scene.color, c, "{prompt:?}"),
+            Some(c) => assert_eq!(s.scene.unwrap().color, c, "{prompt:?}"),
             None => assert!(s.guessed.contains(&Attr::Color), "{prompt:?}"),
         }
         match background {
-            Some(b) => assert_eq!(s.scene.background, b, "{prompt:?}"),
+            Some(b) => assert_eq!(s.scene.unwrap().background, b, "{prompt:?}"),
             None => assert!(s.guessed.contains(&Attr::Background), "{prompt:?}"),
         }
     }
@@ -594,11 +600,15 @@ fn omitted_attributes_carry_over() {
     );
     for s in &p.scenes {
         assert_eq!(
-            (s.scene.size, s.scene.color, s.scene.shape),
+            (
+                s.scene.unwrap().size,
+                s.scene.unwrap().color,
+                s.scene.unwrap().shape
+            ),
             (Size::Small, Color::Green, Shape::Triangle)
         );
     }
-    let motions: Vec<Motion> = p.scenes.iter().map(|s| s.scene.motion).collect();
+    let motions: Vec<Motion> = p.scenes.iter().map(|s| s.scene.unwrap().motion).collect();
     assert_eq!(motions, [Motion::Left, Motion::Grow, Motion::Up]);
 
     let p = plan(
@@ -607,7 +617,7 @@ fn omitted_attributes_carry_over() {
         0,
     );
     assert_eq!(
-        p.scenes[1].scene,
+        p.scenes[1].scene.unwrap(),
         Scene {
             size: Size::Large,
             color: Color::Red,
@@ -627,7 +637,7 @@ fn a_background_named_once_holds_for_the_whole_prompt() {
         0,
     );
     for s in &p.scenes {
-        assert_eq!(s.scene.background, Background::Black);
+        assert_eq!(s.scene.unwrap().background, Background::Black);
         assert!(s.guessed.is_empty());
     }
     // A sentence that only sets the canvas is no scene of its own.
@@ -636,14 +646,17 @@ fn a_background_named_once_holds_for_the_whole_prompt() {
         3,
         0,
     );
-    assert_eq!(p.scenes[0].scene.color, Color::Red);
-    assert_eq!(p.scenes[1].scene.motion, Motion::Shrink);
+    assert_eq!(p.scenes[0].scene.unwrap().color, Color::Red);
+    assert_eq!(p.scenes[1].scene.unwrap().motion, Motion::Shrink);
     assert!(p
         .scenes
         .iter()
-        .all(|s| s.scene.background == Background::Black));
+        .all(|s| s.scene.unwrap().background == Background::Black));
     assert_eq!(
-        plan("背景是灰色的。", 1, 0).scenes[0].scene.background,
+        plan("背景是灰色的。", 1, 0).scenes[0]
+            .scene
+            .unwrap()
+            .background,
         Background::Gray
     );
     // A later scene may change it.
@@ -652,7 +665,7 @@ fn a_background_named_once_holds_for_the_whole_prompt() {
         2,
         0,
     );
-    assert_eq!(p.scenes[1].scene.background, Background::Beige);
+    assert_eq!(p.scenes[1].scene.unwrap().background, Background::Beige);
 }
 
 // ---- odd inputs ----
@@ -675,7 +688,7 @@ fn prompts_naming_nothing_still_plan() {
         let p = plan(prompt, 3, 42);
         let first = &p.scenes[0];
         assert_eq!(
-            (first.scene.size, first.scene.motion),
+            (first.scene.unwrap().size, first.scene.unwrap().motion),
             (Size::Medium, Motion::Still),
             "{prompt:?}"
         );
@@ -722,7 +735,7 @@ fn mixed_language_and_overlong_prompts() {
 
     let long = "a red ball moves left. then it grows. ".repeat(500);
     let p = plan(&long, 3, 1);
-    let motions: Vec<Motion> = p.scenes.iter().map(|s| s.scene.motion).collect();
+    let motions: Vec<Motion> = p.scenes.iter().map(|s| s.scene.unwrap().motion).collect();
     assert_eq!(motions, [Motion::Left, Motion::Grow, Motion::Left]);
     let noise = "lorem ipsum dolor 天地玄黄 ".repeat(2000);
     assert_eq!(plan(&noise, 2, 1).scenes.len(), 2);

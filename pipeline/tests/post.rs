@@ -617,7 +617,7 @@ fn yuv_converts_back_to_the_delivered_rgb() {
             (yuv.width, yuv.height, yuv.y.len(), yuv.u.len()),
             (256, 256, 256 * 256, 128 * 128)
         );
-        assert_eq!(yuv, &rgb_to_yuv420(rgb, 256));
+        assert_eq!(yuv, &rgb_to_yuv420(rgb, 256, 256));
         let back = yuv_to_rgb(yuv);
         let mean = rgb
             .iter()
@@ -642,7 +642,7 @@ fn yuv_converts_back_to_the_delivered_rgb() {
         }
     }
     // Limited range: black and white land on the BT.601 code values.
-    let bw = rgb_to_yuv420(&[0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255], 2);
+    let bw = rgb_to_yuv420(&[0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255], 2, 2);
     assert_eq!(bw.y, vec![16, 16, 235, 235]);
     assert_eq!((bw.u[0], bw.v[0]), (128, 128));
 }

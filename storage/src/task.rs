@@ -47,6 +47,125 @@ pub struct FreeForm {
     pub scheduler: String,
 }
 
+/// A request as a client names it, every field but the prompt optional: the HTTP API and the
+/// command line fill one in, and [`TaskRequest::resolve`] turns it into [`TaskParams`] for the
+/// served model, its defaults filled in and its rules checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskRequest {
+    /// The prompt.
+    pub prompt: String,
+    /// Scenes (default 3 for the built-in model, 1 for a free-form one).
+    pub num_scenes: Option<usize>,
+    /// Seed (drawn at random when `None`).
+    pub seed: Option<u64>,
+    /// Denoising steps per scene.
+    pub steps: Option<usize>,
+    /// Guidance scale.
+    pub guidance: Option<f32>,
+    /// Built-in model: seconds per scene.
+    pub seconds_per_scene: Option<f32>,
+    /// Frames per second of the video.
+    pub fps: Option<u32>,
+    /// Built-in model: the square frame side.
+    pub size: Option<u32>,
+    /// Free-form model: frame width.
+    pub width: Option<u32>,
+    /// Free-form model: frame height.
+    pub height: Option<u32>,
+    /// Free-form model: frames per scene.
+    pub num_frames: Option<usize>,
+    /// Free-form model: what guidance steers away from.
+    pub negative_prompt: Option<String>,
+    /// Free-form model: the sampler.
+    pub scheduler: Option<String>,
+}
+
+impl TaskRequest {
+    /// The task's parameters for `model`: defaults filled in (a missing seed from `seed`),
+    /// then checked ([`TaskParams::validate_for`]). A field the model does not take is an
+    /// error naming it. The prompt is checked as sent and stored trimmed.
+    pub fn resolve(
+        self,
+        model: &contract::ModelSpec,
+        seed: impl FnOnce() -> u64,
+    ) -> Result<TaskParams, String> {
+        let free_form = match &model.free_form {
+            None => {
+                let named = [
+                    ("width", self.width.is_some()),
+                    ("height", self.height.is_some()),
+                    ("num_frames", self.num_frames.is_some()),
+                    ("negative_prompt", self.negative_prompt.is_some()),
+                    ("scheduler", self.scheduler.is_some()),
+                ];
+                if let Some((name, _)) = named.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "{name} is for free-form models; the served model ({}) takes size, \
+                         seconds_per_scene and fps",
+                        model.id
+                    ));
+                }
+                None
+            }
+            Some(spec) => {
+                for (name, set, instead) in [
+                    ("size", self.size.is_some(), "width and height"),
+                    (
+                        "seconds_per_scene",
+                        self.seconds_per_scene.is_some(),
+                        "num_frames",
+                    ),
+                ] {
+                    if set {
+                        return Err(format!(
+                            "{name} is for the built-in model; the served model ({}) is \
+                             free-form: it takes {instead}",
+                            model.id
+                        ));
+                    }
+                }
+                Some(FreeForm {
+                    width: self.width.unwrap_or(spec.width),
+                    height: self.height.unwrap_or(spec.height),
+                    num_frames: self.num_frames.unwrap_or(spec.num_frames),
+                    negative_prompt: self.negative_prompt.unwrap_or_default(),
+                    scheduler: self
+                        .scheduler
+                        .or_else(|| spec.schedulers.first().cloned())
+                        .unwrap_or_default(),
+                })
+            }
+        };
+        let spec = model.free_form.as_ref();
+        let mut params = TaskParams {
+            prompt: self.prompt,
+            num_scenes: self.num_scenes.unwrap_or(if spec.is_some() {
+                1
+            } else {
+                TaskParams::DEFAULT_NUM_SCENES
+            }),
+            seed: self.seed.unwrap_or_else(seed),
+            steps: self
+                .steps
+                .unwrap_or(spec.map_or(TaskParams::DEFAULT_STEPS, |s| s.steps)),
+            guidance: self
+                .guidance
+                .unwrap_or(spec.map_or(TaskParams::DEFAULT_GUIDANCE, |s| s.guidance)),
+            seconds_per_scene: self
+                .seconds_per_scene
+                .unwrap_or(TaskParams::DEFAULT_SECONDS_PER_SCENE),
+            fps: self
+                .fps
+                .unwrap_or(spec.map_or(TaskParams::DEFAULT_FPS, |s| s.fps)),
+            size: self.size.unwrap_or(TaskParams::DEFAULT_SIZE),
+            free_form,
+        };
+        params.validate_for(model)?;
+        params.prompt = params.prompt.trim().to_owned();
+        Ok(params)
+    }
+}
+
 /// The directory of task `id`'s files, relative to the data dir: `frames/` (one PNG per
 /// delivered frame, named by [`frame_file`], written as they are made) and `video.mp4`.
 pub fn task_dir(id: u64) -> String {
@@ -336,7 +455,7 @@ impl TaskParams {
                     }
                 }
                 let k = spec.frame_multiple.max(1);
-                if (f.num_frames - 1) % k != 0 {
+                if !(f.num_frames - 1).is_multiple_of(k) {
                     return Err(format!(
                         "num_frames must be 1 more than a multiple of {k} (1, {}, {}, ...), got {}",
                         1 + k,
@@ -411,7 +530,157 @@ impl TaskParams {
 
 #[cfg(test)]
 mod tests {
-    use super::TaskParams;
+    use super::{TaskParams, TaskRequest};
+
+    fn builtin() -> contract::ModelSpec {
+        contract::ModelSpec {
+            id: "reel-test".into(),
+            kind: contract::ModelKind::Builtin,
+            parameters: 1,
+            weight_bytes: 4,
+            free_form: None,
+        }
+    }
+
+    fn wan() -> contract::ModelSpec {
+        contract::ModelSpec {
+            id: "wan2.1-test".into(),
+            kind: contract::ModelKind::FreeForm,
+            free_form: Some(contract::FreeFormSpec {
+                width: 48,
+                height: 32,
+                num_frames: 9,
+                fps: 16,
+                steps: 50,
+                guidance: 5.0,
+                width_multiple: 24,
+                height_multiple: 16,
+                frame_multiple: 4,
+                schedulers: vec!["unipc".into(), "euler".into()],
+            }),
+            ..builtin()
+        }
+    }
+
+    fn ask(prompt: &str) -> TaskRequest {
+        TaskRequest {
+            prompt: prompt.into(),
+            ..TaskRequest::default()
+        }
+    }
+
+    #[test]
+    fn requests_take_the_served_models_defaults() {
+        let p = ask(" a fox ").resolve(&builtin(), || 9).unwrap();
+        assert_eq!((p.prompt.as_str(), p.num_scenes, p.seed), ("a fox", 3, 9));
+        assert_eq!((p.steps, p.size, p.free_form), (20, 256, None));
+        let p = ask("a fox").resolve(&wan(), || 9).unwrap();
+        assert_eq!((p.num_scenes, p.steps, p.guidance, p.fps), (1, 50, 5.0, 16));
+        let f = p.free_form.clone().unwrap();
+        assert_eq!((f.width, f.height, f.num_frames), (48, 32, 9));
+        assert_eq!(
+            (f.scheduler.as_str(), f.negative_prompt.as_str()),
+            ("unipc", "")
+        );
+        assert_eq!(p.frames_per_scene(), 9);
+        assert_eq!(p.frame_size(), (48, 32));
+        assert_eq!(p.total_pixels(), 9 * 48 * 32);
+    }
+
+    #[test]
+    fn requests_break_the_served_models_rules_with_a_reason() {
+        let err = |r: TaskRequest, m: &contract::ModelSpec| r.resolve(m, || 1).unwrap_err();
+        let e = err(
+            TaskRequest {
+                width: Some(48),
+                ..ask("x")
+            },
+            &builtin(),
+        );
+        assert!(e.starts_with("width is for free-form models"), "{e}");
+        let e = err(
+            TaskRequest {
+                size: Some(64),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert!(e.contains("takes width and height"), "{e}");
+        let e = err(
+            TaskRequest {
+                seconds_per_scene: Some(1.0),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert!(e.contains("takes num_frames"), "{e}");
+        let e = err(
+            TaskRequest {
+                width: Some(40),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert_eq!(e, "width must be a multiple of 24, got 40");
+        let e = err(
+            TaskRequest {
+                height: Some(40),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert_eq!(e, "height must be a multiple of 16, got 40");
+        let e = err(
+            TaskRequest {
+                num_frames: Some(8),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert_eq!(
+            e,
+            "num_frames must be 1 more than a multiple of 4 (1, 5, 9, ...), got 8"
+        );
+        let e = err(
+            TaskRequest {
+                num_frames: Some(0),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert!(e.starts_with("num_frames must be between 1 and 161"), "{e}");
+        let e = err(
+            TaskRequest {
+                width: Some(2400),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert!(e.starts_with("width must be between 16 and 1280"), "{e}");
+        let e = err(
+            TaskRequest {
+                scheduler: Some("ddim".into()),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert_eq!(e, "scheduler must be one of unipc, euler, got \"ddim\"");
+        let long = "n".repeat(TaskParams::PROMPT_MAX_CHARS + 1);
+        let e = err(
+            TaskRequest {
+                negative_prompt: Some(long),
+                ..ask("x")
+            },
+            &wan(),
+        );
+        assert!(e.starts_with("negative_prompt length"), "{e}");
+        let ok = TaskRequest {
+            num_frames: Some(1),
+            scheduler: Some("euler".into()),
+            ..ask("x")
+        };
+        assert!(ok.resolve(&wan(), || 1).is_ok());
+    }
 
     #[test]
     fn prompt_blanks_are_exactly_what_trim_removes() {

@@ -93,11 +93,7 @@ pub async fn create(
         CreateVideo::from_json(&v)
     }
     .map_err(reject)?;
-    let model_id = st.backend.ready()["model"]
-        .as_str()
-        .unwrap_or(MODEL)
-        .to_owned();
-    let params = request.params(&model_id).map_err(reject)?;
+    let params = request.params(st.backend.model()).map_err(reject)?;
     let priority = caller.default_priority();
     let record = st
         .admit(&caller, params, priority, None)

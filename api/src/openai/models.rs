@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
+use contract::ModelSpec;
 use serde::Serialize;
 use serde_json::{json, Value};
-use storage::{TaskParams, TaskRecord, TaskStatus};
+use storage::{TaskParams, TaskRecord, TaskRequest, TaskStatus};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
@@ -135,14 +136,20 @@ impl CreateVideo {
         CreateVideo::from_fields(fields)
     }
 
-    /// The task these fields ask for: `seconds` becomes scenes of at most [`SCENE_SECONDS`], `size`
-    /// the square frame side; the rest takes reel's defaults (the seed drawn at random).
-    pub fn params(&self, model_id: &str) -> Result<TaskParams, OpenAiError> {
+    /// The task these fields ask for from the served `model`. The built-in model: `seconds`
+    /// becomes scenes of at most [`SCENE_SECONDS`], `size` the square frame side. A free-form
+    /// model: one scene of `seconds` at the model's rate (`1 + 4k` frames, the nearest),
+    /// `size` its width and height. The rest takes the model's defaults (the seed drawn at
+    /// random).
+    pub fn params(&self, model: &ModelSpec) -> Result<TaskParams, OpenAiError> {
         if let Some(m) = &self.model {
-            if m != MODEL && m != model_id {
+            if m != MODEL && m != &model.id {
                 return Err(invalid(
                     "model",
-                    format!("unknown model {m:?}; this server serves {MODEL:?} ({model_id})"),
+                    format!(
+                        "unknown model {m:?}; this server serves {MODEL:?} ({})",
+                        model.id
+                    ),
                 ));
             }
         }
@@ -166,25 +173,37 @@ impl CreateVideo {
                     )
                 })?,
         } as f32;
-        let scenes =
-            ((seconds / SCENE_SECONDS as f32).ceil() as usize).clamp(1, TaskParams::NUM_SCENES.1);
-        let size = match &self.size {
-            None => TaskParams::DEFAULT_SIZE,
-            Some(s) => parse_size(s)?,
-        };
-        let mut params = TaskParams {
+        let size = self.size.as_deref().map(parse_size).transpose()?;
+        let mut request = TaskRequest {
             prompt: prompt.to_owned(),
-            num_scenes: scenes,
-            seed: rand::random(),
-            steps: TaskParams::DEFAULT_STEPS,
-            guidance: TaskParams::DEFAULT_GUIDANCE,
-            seconds_per_scene: seconds / scenes as f32,
-            fps: TaskParams::DEFAULT_FPS,
-            size,
-            free_form: None,
+            ..TaskRequest::default()
         };
-        params.validate().map_err(|m| {
-            let param = if m.starts_with("size") {
+        match &model.free_form {
+            None => {
+                let scenes = ((seconds / SCENE_SECONDS as f32).ceil() as usize)
+                    .clamp(1, TaskParams::NUM_SCENES.1);
+                request.num_scenes = Some(scenes);
+                request.seconds_per_scene = Some(seconds / scenes as f32);
+                if let Some((w, h)) = size {
+                    if w != h {
+                        return Err(invalid(
+                            "size",
+                            format!("size must be WxH with equal sides for the built-in model (its frames are square), e.g. 256x256, got {w}x{h}"),
+                        ));
+                    }
+                    request.size = Some(w);
+                }
+            }
+            Some(spec) => {
+                let k = spec.frame_multiple.max(1) as f32;
+                let frames =
+                    1 + ((seconds * spec.fps as f32 - 1.0) / k).round() as usize * k as usize;
+                request.num_frames = Some(frames.min(TaskParams::NUM_FRAMES.1));
+                (request.width, request.height) = (size.map(|s| s.0), size.map(|s| s.1));
+            }
+        }
+        request.resolve(model, rand::random).map_err(|m| {
+            let param = if ["size", "width", "height"].iter().any(|p| m.starts_with(p)) {
                 "size"
             } else if m.starts_with("prompt") {
                 "prompt"
@@ -192,27 +211,18 @@ impl CreateVideo {
                 "seconds"
             };
             invalid(param, m)
-        })?;
-        // Stored trimmed; checked as sent (the schema's maxLength counts every character).
-        params.prompt = params.prompt.trim().to_owned();
-        Ok(params)
+        })
     }
 }
 
-/// `WxH` with W equal to H (reel's frames are square).
-fn parse_size(s: &str) -> Result<u32, OpenAiError> {
-    let bad = || {
-        invalid("size", format!("size must be WxH with equal sides (reel's frames are square), e.g. 256x256, got {s:?}"))
-    };
+/// `WxH`, as numbers.
+fn parse_size(s: &str) -> Result<(u32, u32), OpenAiError> {
+    let bad = || invalid("size", format!("size must be WxH, e.g. 256x256, got {s:?}"));
     let (w, h) = s.split_once('x').ok_or_else(bad)?;
-    let (w, h): (u32, u32) = (
+    Ok((
         w.trim().parse().map_err(|_| bad())?,
         h.trim().parse().map_err(|_| bad())?,
-    );
-    if w != h {
-        return Err(bad());
-    }
-    Ok(w)
+    ))
 }
 
 /// The public id of task `id`.
@@ -273,7 +283,11 @@ impl Video {
             _ => None,
         };
         let p = &r.params;
-        let seconds = p.seconds_per_scene * p.num_scenes as f32;
+        let seconds = match &p.free_form {
+            Some(f) => (f.num_frames * p.num_scenes) as f32 / p.fps as f32,
+            None => p.seconds_per_scene * p.num_scenes as f32,
+        };
+        let (w, h) = p.frame_size();
         Video {
             id: video_id(r.id),
             object: "video",
@@ -286,7 +300,7 @@ impl Video {
                 (overall.clamp(0.0, 1.0) * 100.0) as u32
             },
             seconds: format!("{}", (seconds * 100.0).round() / 100.0),
-            size: format!("{}x{}", p.size, p.size),
+            size: format!("{w}x{h}"),
             completed_at: (r.status == TaskStatus::Completed).then_some(r.updated_ms / 1000),
             expires_at: None,
             error,
@@ -298,6 +312,16 @@ impl Video {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_model() -> ModelSpec {
+        ModelSpec {
+            id: "m".into(),
+            kind: contract::ModelKind::Builtin,
+            parameters: 1,
+            weight_bytes: 4,
+            free_form: None,
+        }
+    }
 
     fn fields(pairs: &[(&str, &str)]) -> CreateVideo {
         let map = pairs
@@ -314,29 +338,29 @@ mod tests {
             ("seconds", "12"),
             ("size", "128x128"),
         ])
-        .params("m")
+        .params(&test_model())
         .unwrap();
         assert_eq!((p.num_scenes, p.seconds_per_scene, p.size), (3, 4.0, 128));
         let p = fields(&[("prompt", "x"), ("model", "reel")])
-            .params("m")
+            .params(&test_model())
             .unwrap();
         assert_eq!(
             (p.num_scenes, p.seconds_per_scene, p.size),
             (1, 4.0, TaskParams::DEFAULT_SIZE)
         );
         let e = fields(&[("prompt", "x"), ("size", "720x1280")])
-            .params("m")
+            .params(&test_model())
             .unwrap_err();
         assert_eq!(e.param, Some("size"));
         let e = fields(&[("prompt", "x"), ("model", "sora-2")])
-            .params("m")
+            .params(&test_model())
             .unwrap_err();
         assert_eq!(e.param, Some("model"));
         let e = fields(&[("prompt", "x"), ("seconds", "900")])
-            .params("m")
+            .params(&test_model())
             .unwrap_err();
         assert_eq!(e.param, Some("seconds"));
-        assert!(fields(&[("seconds", "4")]).params("m").is_err());
+        assert!(fields(&[("seconds", "4")]).params(&test_model()).is_err());
         assert_eq!(task_id(&video_id(42)), Some(42));
         assert_eq!(task_id("video_x"), None);
     }

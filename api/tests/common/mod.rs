@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use api::quota::Limits;
 use api::ApiConfig;
-use contract::{GpuUsage, SubmitError};
+use contract::{FreeFormSpec, GpuUsage, ModelKind, ModelSpec, SubmitError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use storage::{frame_file, task_dir, NewTask, Store, TaskParams, TaskRecord, TaskStatus};
@@ -27,6 +27,41 @@ pub struct FakeBackend {
     pub unhealthy: Mutex<Option<String>>,
     /// What `gpu()` reports (`None`: a CPU backend).
     pub gpu: Mutex<Option<GpuUsage>>,
+    /// The served model: [`builtin_model`] unless a test sets another before the first
+    /// request.
+    pub model: OnceLock<ModelSpec>,
+}
+
+/// A built-in model's spec, as the fake serves by default.
+pub fn builtin_model() -> ModelSpec {
+    ModelSpec {
+        id: "fake-model".into(),
+        kind: ModelKind::Builtin,
+        parameters: 1000,
+        weight_bytes: 4000,
+        free_form: None,
+    }
+}
+
+/// A free-form model's spec with Wan2.1's rules (the tiny checkpoint's multiples).
+pub fn free_form_model() -> ModelSpec {
+    ModelSpec {
+        id: "fake-wan".into(),
+        kind: ModelKind::FreeForm,
+        free_form: Some(FreeFormSpec {
+            width: 48,
+            height: 32,
+            num_frames: 5,
+            fps: 16,
+            steps: 50,
+            guidance: 5.0,
+            width_multiple: 24,
+            height_multiple: 16,
+            frame_multiple: 4,
+            schedulers: vec!["unipc".into(), "euler".into()],
+        }),
+        ..builtin_model()
+    }
 }
 
 impl api::Backend for FakeBackend {
@@ -54,6 +89,9 @@ impl api::Backend for FakeBackend {
     }
     fn gpu(&self) -> Option<GpuUsage> {
         self.gpu.lock().unwrap().clone()
+    }
+    fn model(&self) -> &ModelSpec {
+        self.model.get_or_init(builtin_model)
     }
 }
 

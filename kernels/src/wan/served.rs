@@ -26,8 +26,8 @@ use contract::{FreeFormSpec, ModelKind, ModelSpec};
 use sha1::{Digest, Sha1};
 
 use super::{
-    prompt_embeds, Umt5Encoder, WanCheckpoint, WanLoadError, WanSampler, WanScheduler,
-    WanSummary, WanTextContext, WanTransformer, WanVaeDecoder,
+    prompt_embeds, Umt5Encoder, WanCheckpoint, WanLoadError, WanSampler, WanScheduler, WanSummary,
+    WanTextContext, WanTransformer, WanVaeDecoder,
 };
 use crate::error::KernelError;
 use crate::philox;
@@ -100,7 +100,11 @@ impl WanModel {
         let spec = ModelSpec {
             id,
             kind: ModelKind::FreeForm,
-            parameters: summary.components.iter().map(|c| c.weights.parameters).sum(),
+            parameters: summary
+                .components
+                .iter()
+                .map(|c| c.weights.parameters)
+                .sum(),
             weight_bytes: summary.components.iter().map(|c| c.weights.bytes).sum(),
             free_form: Some(FreeFormSpec {
                 // The largest sizes within Wan2.1's 480p that this checkpoint's scales allow.
@@ -151,20 +155,27 @@ impl WanModel {
             ff.height_multiple as usize,
             ff.frame_multiple,
         );
-        if f.width == 0 || f.width % wm != 0 || f.height == 0 || f.height % hm != 0 {
+        if f.width == 0
+            || !f.width.is_multiple_of(wm)
+            || f.height == 0
+            || !f.height.is_multiple_of(hm)
+        {
             return bad(format!(
                 "{}x{} is not a multiple of {wm}x{hm} (width x height)",
                 f.width, f.height
             ));
         }
-        if f.num_frames == 0 || (f.num_frames - 1) % k != 0 {
+        if f.num_frames == 0 || !(f.num_frames - 1).is_multiple_of(k) {
             return bad(format!("num_frames {} is not 1 + {k}k", f.num_frames));
         }
         if scene.steps == 0 {
             return bad("a scene needs at least one sampling step".into());
         }
         if !scene.guidance.is_finite() {
-            return bad(format!("guidance {} is not a finite number", scene.guidance));
+            return bad(format!(
+                "guidance {} is not a finite number",
+                scene.guidance
+            ));
         }
         let Some((_, config)) = self.schedulers.iter().find(|(n, _)| n == f.scheduler) else {
             return bad(format!("unknown scheduler {:?}", f.scheduler));
@@ -196,7 +207,7 @@ impl WanModel {
             guidance: scene.guidance,
             estimate: None,
         };
-        Ok(SceneRun::new(state, scene.steps))
+        Ok(SceneRun::new(state, scene.steps, f.num_frames))
     }
 
     /// The latent shape `[C, F, H, W]` of a scene of `width` x `height` x `num_frames`.
@@ -310,7 +321,14 @@ fn checkpoint_id(ckpt: &WanCheckpoint) -> Result<String, WanLoadError> {
         move |source| WanLoadError::Io { path, source }
     };
     let mut files = Vec::new();
-    for sub in ["", "scheduler", "tokenizer", "text_encoder", "transformer", "vae"] {
+    for sub in [
+        "",
+        "scheduler",
+        "tokenizer",
+        "text_encoder",
+        "transformer",
+        "vae",
+    ] {
         let dir = ckpt.dir.join(sub);
         let mut names: Vec<_> = std::fs::read_dir(&dir)
             .map_err(io(&dir))?
@@ -323,7 +341,12 @@ fn checkpoint_id(ckpt: &WanCheckpoint) -> Result<String, WanLoadError> {
     for path in files {
         let mut file = std::fs::File::open(&path).map_err(io(&path))?;
         let len = file.metadata().map_err(io(&path))?.len();
-        hash.update(path.strip_prefix(&ckpt.dir).unwrap_or(&path).to_string_lossy().as_bytes());
+        hash.update(
+            path.strip_prefix(&ckpt.dir)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         hash.update(len.to_le_bytes());
         let mut head = vec![0u8; len.min(1 << 20) as usize];
         file.read_exact(&mut head).map_err(io(&path))?;
@@ -377,10 +400,8 @@ impl VideoModel for WanModel {
             .filter(|r| !r.done())
             .collect();
         // Scenes whose latent shapes agree go through the transformer together.
-        let mut shapes: Vec<[usize; 4]> = active
-            .iter()
-            .map(|r| r.state::<WanScene>().shape)
-            .collect();
+        let mut shapes: Vec<[usize; 4]> =
+            active.iter().map(|r| r.state::<WanScene>().shape).collect();
         shapes.sort();
         shapes.dedup();
         for shape in shapes {
@@ -400,7 +421,13 @@ impl VideoModel for WanModel {
                 let i = run.step_index();
                 let s = run.state_mut::<WanScene>();
                 let sigma = s.sigmas[i];
-                s.estimate = Some(s.latents.iter().zip(&v).map(|(x, v)| x - sigma * v).collect());
+                s.estimate = Some(
+                    s.latents
+                        .iter()
+                        .zip(&v)
+                        .map(|(x, v)| x - sigma * v)
+                        .collect(),
+                );
                 s.latents = s.sampler.step(&v, &s.latents);
                 run.advanced();
             }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kernels::Model;
+use kernels::VideoModel;
 use tasks::TaskService;
 
 use crate::governor::CpuGovernor;
@@ -17,8 +17,8 @@ pub struct Context {
     /// The one owner of a task's life: every status change, record write and event goes
     /// through it, and `is_live` tells operators to drop a cancelled or failed task's work.
     pub tasks: Arc<TaskService>,
-    /// The diffusion model.
-    pub model: Arc<Model>,
+    /// The diffusion model being served (the built-in one or Wan2.1), behind one trait.
+    pub model: Arc<dyn VideoModel>,
     /// Upscaling and interpolation (wgpu or CPU).
     pub post: Arc<PostProcessor>,
     /// Prompt -> scenes.

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kernels::SceneState;
+use kernels::{FreeFormScene, SceneRequest, SceneRun};
 use storage::TaskStatus;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -47,7 +47,7 @@ pub trait Denoise<'s> {
 struct Running {
     cap: Capability<u64>,
     job: SceneJob,
-    state: SceneState,
+    state: SceneRun,
     /// After which step, and when, this scene was last previewed.
     previewed: Option<(usize, Instant)>,
 }
@@ -118,12 +118,12 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         return;
                     }
                     let t = Instant::now();
-                    let mut states: Vec<&mut SceneState> =
+                    let mut states: Vec<&mut SceneRun> =
                         running.iter_mut().map(|r| &mut r.state).collect();
                     let span = tracing::debug_span!("denoise_step", batch = states.len());
                     span.in_scope(|| ctx.model.step(&mut states));
                     let dt = t.elapsed().as_secs_f64();
-                    let frames = ctx.model.config().frames * running.len();
+                    let frames: usize = running.iter().map(|r| r.state.frames()).sum();
                     metrics::histogram!("reel_denoise_step_seconds").record(dt);
                     metrics::counter!("reel_denoise_steps_total").increment(running.len() as u64);
                     metrics::gauge!("reel_denoise_frame_steps_per_second")
@@ -144,14 +144,14 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     running.drain(..).partition(|r| r.state.done());
                 running = still;
                 for r in finished {
-                    let clip = Arc::new(ctx.model.decode(&r.state));
                     let task = r.job.task;
                     if let Some(c) = clocks.get_mut(&task) {
                         c.order.set(r.job.index, Stage::Done);
                     }
-                    output
-                        .session(&r.cap)
-                        .give(DenoisedScene { job: r.job, clip });
+                    output.session(&r.cap).give(DenoisedScene {
+                        job: r.job,
+                        run: Arc::new(r.state),
+                    });
                     let clock_done = clocks.get_mut(&task).map(|c| {
                         c.left -= 1;
                         c.left == 0
@@ -188,11 +188,11 @@ fn send_preview(ctx: &Context, r: &mut Running) -> f64 {
         return 0.0;
     }
     let t = Instant::now();
-    let frame = ctx.model.config().frames / 2;
+    let side = r.job.params.size as usize;
     let png = ctx
         .model
-        .decode_estimate(&r.state, frame)
-        .map(|clip| preview::render(&clip, r.job.params.size as usize));
+        .preview(&r.state)
+        .map(|clip| preview::render(&clip, side));
     match png {
         Some(Ok(png)) => {
             let png: Arc<[u8]> = png.into();
@@ -207,20 +207,26 @@ fn send_preview(ctx: &Context, r: &mut Running) -> f64 {
     secs
 }
 
-/// The scene's sampler state, or None after failing its task (e.g. a caption the model
+/// The scene's sampler run, or None after failing its task (e.g. a caption the model
 /// cannot read: the planner should never produce one).
-fn start(ctx: &Context, job: &SceneJob) -> Option<SceneState> {
+fn start(ctx: &Context, job: &SceneJob) -> Option<SceneRun> {
     let p = &job.params;
-    let method = ctx.model.config().sampler.method;
-    match ctx.model.start(
-        &job.caption,
-        p.seed,
-        job.index as u64,
-        p.steps,
-        p.guidance,
-        method,
-    ) {
-        Ok(state) => Some(state),
+    let request = SceneRequest {
+        caption: &job.caption,
+        seed: p.seed,
+        stream: job.index as u64,
+        steps: p.steps,
+        guidance: p.guidance,
+        free_form: p.free_form.as_ref().map(|f| FreeFormScene {
+            width: f.width as usize,
+            height: f.height as usize,
+            num_frames: f.num_frames,
+            negative_prompt: &f.negative_prompt,
+            scheduler: &f.scheduler,
+        }),
+    };
+    match ctx.model.start(&request) {
+        Ok(run) => Some(run),
         Err(e) => {
             ctx.tasks
                 .fail(job.task, &format!("cannot start scene {}: {e}", job.index));

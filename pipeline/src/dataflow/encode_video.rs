@@ -80,12 +80,13 @@ fn accept(
     let count = scene.job.count;
     let key = scene.job.cache_key.clone();
     let params = scene.job.params.clone();
+    let (width, height) = params.frame_size();
     let _span = tracing::debug_span!("encode", task, scene = scene.job.index).entered();
     let t = Instant::now();
     let state = match pending.entry(task) {
         Entry::Occupied(e) => e.into_mut(),
         Entry::Vacant(e) => e.insert(Pending {
-            encoder: Mp4Encoder::new(params.size, params.size, params.fps)?,
+            encoder: Mp4Encoder::new(width, height, params.fps)?,
             next: 0,
             early: BTreeMap::new(),
             frames: 0,
@@ -120,8 +121,8 @@ fn accept(
         frames_dir: format!("{dir}/frames"),
         frame_count: done.frames,
         video_bytes: mp4.len() as u64,
-        width: params.size,
-        height: params.size,
+        width,
+        height,
         fps: params.fps,
     };
     let encode_secs = t.elapsed();

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kernels::Clip;
+use kernels::SceneRun;
 use serde::{Deserialize, Serialize};
 use storage::TaskParams;
 
@@ -42,7 +42,8 @@ pub struct SceneJob {
     pub index: usize,
     /// The task's scene count.
     pub count: usize,
-    /// What the model is conditioned on.
+    /// What the model is conditioned on: a WORLD.md caption for the built-in model, a
+    /// scene prompt for a free-form one.
     pub caption: String,
     /// The task's parameters.
     pub params: Arc<TaskParams>,
@@ -61,13 +62,14 @@ impl SceneJob {
     }
 }
 
-/// A scene whose latent has been denoised and decoded to the model's base frames.
+/// A scene whose latent has been denoised, still to be decoded to frames (by the
+/// post-processing threads, piece by piece: see `post_pool.rs`).
 #[derive(Clone, Debug)]
 pub struct DenoisedScene {
     /// The scene.
     pub job: SceneJob,
-    /// Its base frames.
-    pub clip: Arc<Clip>,
+    /// Its finished sampler run.
+    pub run: Arc<SceneRun>,
 }
 
 /// A scene at delivered size and rate, ready for the encoder.

@@ -140,10 +140,11 @@ fn finish(ctx: &Context, task: TaskIn, plan: Plan, started: Instant) -> Option<P
     let p = &task.params;
     // Same plan, seed, parameters and model give the same video: that is the cache key.
     let cache_key = serde_json::json!({
-        "model": ctx.model.id(),
+        "model": ctx.model.spec().id,
         "scenes": plan.scenes.iter().map(|s| &s.caption).collect::<Vec<_>>(),
         "seed": p.seed, "steps": p.steps, "guidance": p.guidance,
         "seconds_per_scene": p.seconds_per_scene, "fps": p.fps, "size": p.size,
+        "free_form": p.free_form,
     })
     .to_string();
     let plan_json = serde_json::to_value(&plan).ok();

@@ -1,11 +1,13 @@
 //! The threads that post-process scenes for the `post_process` operator, off the timely worker.
 //!
 //! The operator hands each denoised scene to [`PostPool::submit`] with a ticket; a pool thread
-//! upscales and interpolates it ([`crate::post::PostProcessor`]), stores its frames as PNG,
-//! tells the task's watchers of each stored frame (they read the file: nothing is held in
-//! memory for them, nothing is encoded for nobody), and sends back a [`Done`] with the same
-//! ticket, waking the operator through a timely `SyncActivator`. The worker thread meanwhile
-//! goes on denoising.
+//! decodes it with the model (`VideoModel::decode`), and for the built-in model upscales and
+//! interpolates the base frames ([`crate::post::PostProcessor`]), while a free-form model's
+//! frames are delivered as decoded, each piece (one latent frame's worth) stored the moment
+//! the VAE makes it. It stores the frames as PNG, tells the task's watchers of each stored
+//! frame (they read the file: nothing is held in memory for them, nothing is encoded for
+//! nobody), and sends back a [`Done`] with the same ticket, waking the operator through a
+//! timely `SyncActivator`. The worker thread meanwhile goes on denoising.
 //!
 //! Order: a task's scenes all go to one thread (chosen by task id), whose queue is FIFO, so a
 //! task's frames are published, and its scenes come back, in the order they were submitted
@@ -23,9 +25,13 @@
 //! closes the queues and joins the threads once they finish what they hold.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use kernels::Clip;
 
 use crossbeam::channel::{self, Receiver, Sender};
 use rayon::prelude::*;
@@ -34,10 +40,12 @@ use timely::scheduling::SyncActivator;
 use storage::{frame_file, task_dir};
 
 use super::context::Context;
-use super::messages::{DenoisedScene, ProcessedScene};
+use super::messages::{DenoisedScene, ProcessedScene, SceneJob};
 use super::post_process::{discard_written, write_atomically};
 use crate::encode::png_rgb;
 use crate::health::panic_message;
+use crate::post::yuv::rgb_to_yuv420;
+use crate::post::Processed;
 
 /// Threads for post-processing when rayon's pool has `compute_threads` threads.
 pub fn pool_threads(compute_threads: usize) -> usize {
@@ -158,51 +166,128 @@ fn run(ctx: &Context, scene: &DenoisedScene) -> Outcome {
     }
 }
 
-/// Post-processes, stores and publishes one scene; None when its task was cancelled meanwhile.
+/// Decodes, post-processes, stores and publishes one scene; None when its task was cancelled
+/// meanwhile.
 fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Option<ProcessedScene>> {
     let job = &scene.job;
     let _span = tracing::debug_span!("post_process", task = job.task, scene = job.index).entered();
-    let t = Instant::now();
-    let size = job.params.size as usize;
-    let frames = ctx.post.process(&scene.clip, size, job.out_frames())?;
-    let secs = t.elapsed();
-    ctx.add_timing(job.task, "post_process", secs.as_millis() as u64);
-    metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
-    if !ctx.live(job.task) {
-        return Ok(None);
-    }
-
-    let t = Instant::now();
     let task_root = ctx.data_dir.join(task_dir(job.task));
     let dir = task_root.join("frames");
     fs::create_dir_all(&dir)?;
-    let first = job.index * job.out_frames();
-    let side = size as u32;
-    let paths: Vec<_> = (0..frames.rgb.len())
-        .map(|i| dir.join(frame_file(first + i)))
-        .collect();
-    // Stored in parallel, announced in order once all of the scene's are on disk.
-    let written =
-        frames
-            .rgb
-            .par_iter()
-            .zip(&paths)
-            .try_for_each(|(rgb, path)| -> anyhow::Result<()> {
-                Ok(write_atomically(path, &png_rgb(side, side, rgb)?)?)
-            });
+    let mut out = Frames {
+        ctx,
+        job,
+        dir: &dir,
+        first: job.index * job.out_frames(),
+        written: Vec::new(),
+        processed: Processed {
+            rgb: Vec::new(),
+            yuv: Vec::new(),
+            motion: Vec::new(),
+        },
+        publish: Duration::ZERO,
+    };
+    let t = Instant::now();
+    let stored = if ctx.model.spec().is_free_form() {
+        // Made at the delivered size and rate: each decoded piece (a latent frame's worth)
+        // is stored and announced at once, while the VAE decodes the next.
+        let mut result = Ok(());
+        ctx.model.decode(&scene.run, &mut |clip| {
+            result = out.store(to_frames(&clip));
+            result.is_ok() && ctx.live(job.task)
+        });
+        result
+    } else {
+        let mut clip = None;
+        ctx.model.decode(&scene.run, &mut |piece| {
+            clip = Some(piece);
+            true
+        });
+        let clip = clip.context("the model decoded no frames")?;
+        let size = job.params.size as usize;
+        let frames = ctx.post.process(&clip, size, job.out_frames())?;
+        out.store(frames)
+    };
+    let secs = t.elapsed().saturating_sub(out.publish);
+    ctx.add_timing(job.task, "post_process", secs.as_millis() as u64);
+    ctx.add_timing(job.task, "publish", out.publish.as_millis() as u64);
+    metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
     // Ended while they were written (a deletion may have taken the directory from under
     // the writes, failing them): nobody wants these frames, and no record names them.
     if !ctx.live(job.task) {
-        discard_written(&paths, &[&dir, &task_root]);
+        discard_written(&out.written, &[&dir, &task_root]);
         return Ok(None);
     }
-    written?;
-    for i in 0..frames.rgb.len() {
-        ctx.tasks.frame(job.task, first + i);
-    }
-    ctx.add_timing(job.task, "publish", t.elapsed().as_millis() as u64);
+    stored?;
     Ok(Some(ProcessedScene {
         job: job.clone(),
-        frames: Arc::new(frames),
+        frames: Arc::new(out.processed),
     }))
+}
+
+/// A free-form model's decoded frames, as they are: RGB8 and 4:2:0.
+fn to_frames(clip: &Clip) -> Processed {
+    let (w, h) = (clip.width, clip.height);
+    let rgb: Vec<Vec<u8>> = clip
+        .data
+        .par_chunks_exact(w * h * 3)
+        .map(|f| {
+            f.iter()
+                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect()
+        })
+        .collect();
+    let yuv = rgb.par_iter().map(|f| rgb_to_yuv420(f, w, h)).collect();
+    Processed {
+        rgb,
+        yuv,
+        motion: Vec::new(),
+    }
+}
+
+/// One scene's delivered frames as they are stored: where, what was written, what is kept
+/// for the encoder.
+struct Frames<'a> {
+    ctx: &'a Context,
+    job: &'a SceneJob,
+    dir: &'a Path,
+    /// The global index of the scene's first frame.
+    first: usize,
+    written: Vec<PathBuf>,
+    processed: Processed,
+    publish: Duration,
+}
+
+impl Frames<'_> {
+    /// Stores `more` frames as PNG (in parallel), then tells watchers of each, in order;
+    /// nothing once the task has ended.
+    fn store(&mut self, more: Processed) -> anyhow::Result<()> {
+        if !self.ctx.live(self.job.task) {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let (w, h) = more.yuv.first().map_or((0, 0), |f| (f.width, f.height));
+        let start = self.first + self.processed.rgb.len();
+        let paths: Vec<PathBuf> = (0..more.rgb.len())
+            .map(|i| self.dir.join(frame_file(start + i)))
+            .collect();
+        self.written.extend(paths.iter().cloned());
+        let written =
+            more.rgb
+                .par_iter()
+                .zip(&paths)
+                .try_for_each(|(rgb, path)| -> anyhow::Result<()> {
+                    Ok(write_atomically(path, &png_rgb(w as u32, h as u32, rgb)?)?)
+                });
+        if written.is_ok() && self.ctx.live(self.job.task) {
+            for i in 0..more.rgb.len() {
+                self.ctx.tasks.frame(self.job.task, start + i);
+            }
+        }
+        self.processed.rgb.extend(more.rgb);
+        self.processed.yuv.extend(more.yuv);
+        self.processed.motion.extend(more.motion);
+        self.publish += t.elapsed();
+        written
+    }
 }

@@ -15,7 +15,7 @@ pub(crate) fn process(clip: &Clip, g: &Geometry) -> Processed {
         .into_par_iter()
         .map_init(resample::Scratch::default, |scratch, j| {
             let rgb = resample::frame(clip, g, &motion, &sides, j, scratch);
-            let yuv = yuv::rgb_to_yuv420(&rgb, g.out_size);
+            let yuv = yuv::rgb_to_yuv420(&rgb, g.out_size, g.out_size);
             (rgb, yuv)
         })
         .unzip();

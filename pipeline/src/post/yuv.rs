@@ -26,19 +26,19 @@ fn pixel(row: &[u8], x: usize) -> [f32; 3] {
     [p[0] as f32, p[1] as f32, p[2] as f32]
 }
 
-/// One `side` x `side` RGB8 frame in Y'CbCr 4:2:0.
-pub fn rgb_to_yuv420(rgb: &[u8], side: usize) -> Yuv420 {
+/// One `width` x `height` RGB8 frame in Y'CbCr 4:2:0.
+pub fn rgb_to_yuv420(rgb: &[u8], width: usize, height: usize) -> Yuv420 {
     let y = rgb
         .chunks_exact(3)
         .map(|p| luma([p[0] as f32, p[1] as f32, p[2] as f32]))
         .collect();
-    let cs = side.div_ceil(2);
-    let row = |r: usize| &rgb[r * side * 3..(r + 1) * side * 3];
-    let (mut u, mut v) = (Vec::with_capacity(cs * cs), Vec::with_capacity(cs * cs));
-    for cy in 0..cs {
-        let (top, bottom) = (row(2 * cy), row((2 * cy + 1).min(side - 1)));
-        for cx in 0..cs {
-            let (x, x1) = (2 * cx, (2 * cx + 1).min(side - 1));
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+    let row = |r: usize| &rgb[r * width * 3..(r + 1) * width * 3];
+    let (mut u, mut v) = (Vec::with_capacity(cw * ch), Vec::with_capacity(cw * ch));
+    for cy in 0..ch {
+        let (top, bottom) = (row(2 * cy), row((2 * cy + 1).min(height - 1)));
+        for cx in 0..cw {
+            let (x, x1) = (2 * cx, (2 * cx + 1).min(width - 1));
             let block = [
                 pixel(top, x),
                 pixel(top, x1),
@@ -53,8 +53,8 @@ pub fn rgb_to_yuv420(rgb: &[u8], side: usize) -> Yuv420 {
         }
     }
     Yuv420 {
-        width: side,
-        height: side,
+        width,
+        height,
         y,
         u,
         v,
