@@ -26,7 +26,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input, Inspect, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle};
+use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
 /// One delivered frame, tagged with its scene.
 #[derive(Clone)]
@@ -109,43 +109,45 @@ fn main() -> anyhow::Result<()> {
         let mut input = InputHandle::<usize, CapacityContainerBuilder<Vec<SceneFrame>>>::new();
         let probe = ProbeHandle::new();
         worker.dataflow::<usize, _, _>(|scope| {
-            scope
-                .input_from(&mut input)
-                .unary(Local, "scene_statistic", move |_cap, _info| {
-                    let mut scenes = HashMap::<usize, Acc>::new();
-                    move |input, output| {
-                        input.for_each_stamp(|cap, data| {
-                            let mut session = output.session(&cap);
-                            for sf in data.flat_map(|d| d.drain(..)) {
-                                let acc = scenes.entry(sf.scene).or_default();
-                                for px in sf.frame.rgb.chunks_exact(3) {
-                                    for (s, &v) in acc.sum.iter_mut().zip(px) {
-                                        *s += f64::from(v) / 255.0;
+            let stats: StreamVec<'_, usize, SceneStat> =
+                scope
+                    .input_from(&mut input)
+                    .unary(Local, "scene_statistic", move |_cap, _info| {
+                        let mut scenes = HashMap::<usize, Acc>::new();
+                        move |input, output| {
+                            input.for_each_stamp(|cap, data| {
+                                let mut session = output.session(&cap);
+                                for sf in data.flat_map(|d| d.drain(..)) {
+                                    let acc = scenes.entry(sf.scene).or_default();
+                                    for px in sf.frame.rgb.chunks_exact(3) {
+                                        for (s, &v) in acc.sum.iter_mut().zip(px) {
+                                            *s += f64::from(v) / 255.0;
+                                        }
+                                    }
+                                    acc.pixels += (sf.frame.width * sf.frame.height) as u64;
+                                    let c = centroid(&sf.frame);
+                                    acc.first = acc.first.or(c);
+                                    acc.last = c.or(acc.last);
+                                    acc.frames += 1;
+                                    if acc.frames == per_scene {
+                                        let acc = scenes.remove(&sf.scene).unwrap_or_default();
+                                        let mean =
+                                            acc.sum.map(|s| (s / acc.pixels.max(1) as f64) as f32);
+                                        session.give(SceneStat {
+                                            scene: sf.scene,
+                                            frames: acc.frames,
+                                            mean_rgb: mean,
+                                            centroid: [
+                                                acc.first.unwrap_or_default(),
+                                                acc.last.unwrap_or_default(),
+                                            ],
+                                        });
                                     }
                                 }
-                                acc.pixels += (sf.frame.width * sf.frame.height) as u64;
-                                let c = centroid(&sf.frame);
-                                acc.first = acc.first.or(c);
-                                acc.last = c.or(acc.last);
-                                acc.frames += 1;
-                                if acc.frames == per_scene {
-                                    let acc = scenes.remove(&sf.scene).unwrap_or_default();
-                                    let mean =
-                                        acc.sum.map(|s| (s / acc.pixels.max(1) as f64) as f32);
-                                    session.give(SceneStat {
-                                        scene: sf.scene,
-                                        frames: acc.frames,
-                                        mean_rgb: mean,
-                                        centroid: [
-                                            acc.first.unwrap_or_default(),
-                                            acc.last.unwrap_or_default(),
-                                        ],
-                                    });
-                                }
-                            }
-                        });
-                    }
-                })
+                            });
+                        }
+                    });
+            stats
                 .inspect(|s: &SceneStat| {
                     let [(x0, y0), (x1, y1)] = s.centroid;
                     println!(

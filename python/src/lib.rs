@@ -11,6 +11,8 @@
 //! `ValueError` for bad arguments (an unknown word, zero steps, an invalid task), `reel.ReelError`
 //! for the rest. The stubs editors read are `python/reel.pyi`; the tests, `python/tests/`.
 
+#![warn(missing_docs)]
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
