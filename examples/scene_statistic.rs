@@ -166,12 +166,15 @@ fn main() -> anyhow::Result<()> {
             match event {
                 TaskEvent::Frame { index } => {
                     let scene = index / per_scene;
-                    if scene > *input.time() {
-                        input.advance_to(scene);
-                    }
                     let frame = Arc::new(pipeline.frame(id, index)?);
                     input.send(SceneFrame { scene, frame });
-                    worker.step();
+                    if (index + 1) % per_scene == 0 {
+                        // The scene's last frame: move on, and run until its statistic is out.
+                        input.advance_to(scene + 1);
+                        worker.step_while(|| probe.less_than(input.time()));
+                    } else {
+                        worker.step();
+                    }
                 }
                 TaskEvent::Done(status) => println!("task {id} {}", status.name()),
                 _ => {}
