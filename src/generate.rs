@@ -8,9 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use contract::TaskEvent;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use storage::{NewTask, TaskParams, TaskRequest, TaskStatus};
-use tasks::Subscription;
-use tokio::sync::broadcast::error::RecvError;
+use storage::{TaskParams, TaskRequest, TaskStatus};
 
 use crate::config::Settings;
 use crate::runtime;
@@ -114,37 +112,23 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let params = request
         .resolve(rt.model.spec(), || args.scenes.seed)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let task = rt.tasks.create(NewTask::anonymous(params))?;
-    let Some(Subscription::Live { mut events, .. }) = rt.tasks.subscribe(task.id)? else {
-        bail!("task {} ended before it started", task.id);
-    };
-    rt.engine.submit(&task)?;
+    let submitted = rt.pipeline.submit(params)?;
+    let task = rt.pipeline.record(submitted.id)?;
 
     let mut shown = Shown::new(task.params.num_scenes);
-    let status = loop {
-        match events.blocking_recv() {
-            Ok(TaskEvent::Status(s)) => shown.status(s),
-            Ok(TaskEvent::Step {
+    let mut status = TaskStatus::Failed;
+    for event in submitted.events {
+        match event {
+            TaskEvent::Status(s) => shown.status(s),
+            TaskEvent::Step {
                 scene, step, steps, ..
-            }) => shown.step(scene, step, steps),
-            Ok(TaskEvent::Frame { .. } | TaskEvent::Preview { .. }) => {}
-            Ok(TaskEvent::Done(s)) => break s,
-            Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => {
-                break rt
-                    .tasks
-                    .store()
-                    .get(task.id)?
-                    .map_or(TaskStatus::Failed, |r| r.status)
-            }
+            } => shown.step(scene, step, steps),
+            TaskEvent::Frame { .. } | TaskEvent::Preview { .. } => {}
+            TaskEvent::Done(s) => status = s,
         }
-    };
+    }
     shown.finish(status);
-    let record = rt
-        .tasks
-        .store()
-        .get(task.id)?
-        .context("task vanished from storage")?;
+    let record = rt.pipeline.record(task.id)?;
     let Some(artifact) = record.artifact.filter(|_| status == TaskStatus::Completed) else {
         bail!(
             "task {} ended {}: {}",

@@ -1,4 +1,5 @@
-//! Start-up shared by `serve` and `generate`: compute threads, model, storage, engine.
+//! Start-up shared by `serve` and `generate`: compute threads, model, and the in-process
+//! pipeline (storage, task service, engine: `pipeline::inprocess`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,10 +8,11 @@ use anyhow::Context as _;
 use kernels::wan::WanModel;
 use kernels::{cuda_available, CpuBackend, CudaBackend, Model, VideoModel};
 use pipeline::engine::{Engine, EngineConfig};
+use pipeline::inprocess::{Pipeline, PipelineConfig};
 use pipeline::plan::Planner;
 use pipeline::planner::{FreeTextPlanner, LlmConfig, LlmPlanner, RulePlanner};
 use pipeline::post::{PostChoice, PostProcessor};
-use storage::{CacheConfig, Store};
+use storage::CacheConfig;
 use tasks::TaskService;
 
 use crate::config::Resolved;
@@ -27,6 +29,8 @@ pub struct Runtime {
     /// The owner of every task's life (and, through it, the store).
     pub tasks: Arc<TaskService>,
     pub engine: Arc<Engine>,
+    /// What owns the two above (with the store): submit, events, frames, cancel.
+    pub pipeline: Pipeline,
     pub model: Arc<dyn VideoModel>,
     pub post: Arc<PostProcessor>,
 }
@@ -57,27 +61,23 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     let post = Arc::new(PostProcessor::new(choice).context("starting post-processing")?);
     tracing::info!(post = %post.describe(), "post-processing ready");
 
-    std::fs::create_dir_all(&s.data_dir)
-        .with_context(|| format!("creating {}", s.data_dir.display()))?;
     let cache = CacheConfig {
         capacity: s.cache_size,
         ttl: Duration::from_secs(s.cache_ttl_secs),
     };
-    let store = Arc::new(Store::open_with(&s.data_dir, cache).context("opening storage")?);
-    let tasks = Arc::new(TaskService::new(store));
-
-    let engine = Engine::start(
-        EngineConfig {
-            workers: s.workers,
-            max_batch: s.max_batch,
-            scene_stagger: s.scene_stagger,
-            previews: s.previews,
-            queue_bound: s.queue_bound,
-            data_dir: s.data_dir.clone(),
-            max_cpu_percent: s.max_cpu_percent,
-            fault_injection: s.fault_injection,
-        },
-        tasks.clone(),
+    let engine = EngineConfig {
+        workers: s.workers,
+        max_batch: s.max_batch,
+        scene_stagger: s.scene_stagger,
+        previews: s.previews,
+        queue_bound: s.queue_bound,
+        data_dir: s.data_dir.clone(),
+        max_cpu_percent: s.max_cpu_percent,
+        fault_injection: s.fault_injection,
+    };
+    // The store, the task service and the engine, as the library's in-process pipeline.
+    let pipeline = Pipeline::start(
+        PipelineConfig { engine, cache },
         model.clone(),
         post.clone(),
         planner(s, model.spec().is_free_form())?,
@@ -85,8 +85,9 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
     Ok(Runtime {
         device,
         gpu_uuid,
-        tasks,
-        engine: Arc::new(engine),
+        tasks: pipeline.tasks().clone(),
+        engine: pipeline.engine().clone(),
+        pipeline,
         model,
         post,
     })

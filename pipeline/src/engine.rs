@@ -200,6 +200,11 @@ impl Engine {
         self.shared.ctx.health.check()
     }
 
+    /// The model it serves.
+    pub fn model(&self) -> &dyn VideoModel {
+        self.shared.ctx.model.as_ref()
+    }
+
     /// Tasks accepted and not yet out of the graph.
     pub fn queue_depth(&self) -> usize {
         self.shared.ledger.depth.load(Ordering::Relaxed)
