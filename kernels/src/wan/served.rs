@@ -37,8 +37,10 @@ use crate::video_model::{SceneRequest, SceneRun, VideoModel};
 /// Tokens every prompt is padded (or cut) to, `WanPipeline`'s `max_sequence_length`.
 pub const TEXT_LEN: usize = 512;
 
-/// Prompts whose text contexts are kept; past it the cache starts afresh.
-const CONTEXT_CACHE: usize = 32;
+/// Prompts whose text contexts are kept; past it the cache starts afresh. Small: at 1.3B a
+/// context is 30 blocks x 512 rows x 2 x 1536 floats, about 190 MB. It is there for the
+/// negative prompt every task shares and for a task's scenes that repeat a prompt.
+const CONTEXT_CACHE: usize = 4;
 
 /// Wan2.1's request defaults (480p, 81 frames at 16 fps, 50 steps, guidance 5).
 const DEFAULT_WIDTH: u32 = 832;

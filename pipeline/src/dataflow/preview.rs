@@ -1,8 +1,8 @@
 //! Previews of scenes mid-run: when `denoise` makes one ([`Cadence`]) and what it is
 //! ([`render`]): the model's current estimate of the scene's clean frames (x0 of the last
-//! step, [`kernels::Model::decode_estimate`]), its middle frame, upscaled by nearest
+//! step, `kernels::VideoModel::preview`), its middle frame, upscaled by nearest
 //! neighbour to a whole multiple of the model's size no larger than [`MAX_SIDE`] (or the
-//! task's size), as a PNG of a few kilobytes to a few tens (repeated pixels and rows compress
+//! task's size; a free-form model's larger frames are shrunk to fit), as a PNG of a few kilobytes to a few tens (repeated pixels and rows compress
 //! to nothing; what is left is the model-sized picture, noisy early in the run).
 //!
 //! Previews are made only while someone watches the task (`TaskService::watched`) and the
@@ -60,16 +60,21 @@ pub fn scale(base: usize, size: usize) -> usize {
 }
 
 /// The PNG of `clip`'s first frame (values in [0, 1]) upscaled by nearest neighbour to
-/// [`scale`] for a task of `size` pixels.
+/// [`scale`] for a task of `size` pixels, or, for a frame larger than [`MAX_SIDE`] (a
+/// free-form model's), shrunk by taking every `n`-th pixel until it fits.
 pub fn render(clip: &Clip, size: usize) -> Result<Vec<u8>> {
     let (w, h) = (clip.width, clip.height);
     let k = scale(w.max(h), size);
+    let stride = w.max(h).div_ceil(MAX_SIDE).max(1);
     let frame = &clip.data[..w * h * 3];
-    let (ow, oh) = (w * k, h * k);
+    let (ow, oh) = (w.div_ceil(stride) * k, h.div_ceil(stride) * k);
     let mut rgb = Vec::with_capacity(ow * oh * 3);
-    for y in 0..h {
+    for y in (0..h).step_by(stride) {
         let start = rgb.len();
-        for px in frame[y * w * 3..(y + 1) * w * 3].chunks_exact(3) {
+        for px in frame[y * w * 3..(y + 1) * w * 3]
+            .chunks_exact(3)
+            .step_by(stride)
+        {
             let px: [u8; 3] =
                 std::array::from_fn(|c| (px[c].clamp(0.0, 1.0) * 255.0).round() as u8);
             for _ in 0..k {
@@ -174,5 +179,21 @@ mod tests {
         assert_eq!(px(3, 0), [0, 255, 0]);
         assert_eq!(px(0, 3), [0, 0, 255]);
         assert_eq!(px(5, 5), [255, 255, 255]);
+
+        // A free-form model's 832 x 480 frame shrinks to 208 x 120 (every 4th pixel).
+        let (w, h) = (832, 480);
+        let data = (0..w * h)
+            .flat_map(|i| [(i % w) as f32 / w as f32, 0.0, 0.0])
+            .collect();
+        let clip = Clip {
+            frames: 1,
+            width: w,
+            height: h,
+            data,
+        };
+        let png = render(&clip, 256).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(&png));
+        let reader = decoder.read_info().unwrap();
+        assert_eq!((reader.info().width, reader.info().height), (208, 120));
     }
 }
