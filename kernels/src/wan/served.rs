@@ -51,6 +51,45 @@ const DEFAULT_STEPS: usize = 50;
 const DEFAULT_GUIDANCE: f32 = 5.0;
 
 /// A Wan2.1 text-to-video pipeline loaded from a diffusers checkpoint, ready to serve.
+///
+/// One scene from the tiny random-weight checkpoint (`model/wan/tiny`; a real one is loaded
+/// the same way), its frames taken as the VAE decodes them:
+///
+/// ```
+/// use std::path::Path;
+///
+/// use kernels::wan::WanModel;
+/// use kernels::{FreeFormScene, SceneRequest, VideoModel};
+///
+/// let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/wan/tiny");
+/// let model = WanModel::load(&dir)?;
+/// let scene = SceneRequest {
+///     caption: "A red fox runs through fresh snow",
+///     seed: 7,
+///     stream: 0,
+///     steps: 4,
+///     guidance: 5.0,
+///     free_form: Some(FreeFormScene {
+///         width: 48,
+///         height: 32,
+///         num_frames: 9,
+///         negative_prompt: "",
+///         scheduler: "unipc",
+///     }),
+/// };
+/// let mut run = model.start(&scene)?;
+/// while !run.done() {
+///     // Scenes of any tasks can share a step; those of one latent shape, one forward pass.
+///     model.step(&mut [&mut run]);
+/// }
+/// let mut pieces = Vec::new();
+/// model.decode(&run, &mut |clip| {
+///     pieces.push(clip.frames); // stored and streamed here, while the next is decoded
+///     true
+/// });
+/// assert_eq!(pieces, [1, 4, 4]); // three latent frames: 1 + 4 + 4 = 9 frames
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct WanModel {
     spec: ModelSpec,
     summary: WanSummary,
