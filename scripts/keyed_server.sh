@@ -2,9 +2,14 @@
 # from outside (schemathesis.sh, openai_client.sh, page_test.sh). Sourced after
 # scripts/deps.sh. `reel_keyed_server NAME [--admin]` makes one API key first and sets $token;
 # `reel_open_server` starts it open (no key). Both set $base and $reel_server, and stop the
-# server and remove its data dir on exit. The binary is $REEL_BIN (.ci/run passes the one its
-# tests just built); unset, it is built here.
+# server and remove its data dir on exit; called again, they start one more server beside it
+# (page_test.sh serves both kinds of model). The binary is $REEL_BIN (.ci/run passes the one
+# its tests just built); unset, it is built here.
 # shellcheck shell=bash
+
+# Every server started, and its data dir, for the exit trap.
+reel_servers=()
+reel_datas=()
 
 reel_bin_path() {
   reel_bin="${REEL_BIN:-}"
@@ -20,13 +25,16 @@ reel_serve_data() {
   local port=$((20000 + RANDOM % 20000))
   "$reel_bin" serve --port "$port" --data-dir "$reel_data" --post cpu "$@" >"$reel_log" 2>&1 &
   reel_server=$!
-  # On a failure the server's own errors go to the output: a 5xx says only "the server has
-  # logged it".
-  trap 'rc=$?; kill $reel_server 2>/dev/null || true; wait $reel_server 2>/dev/null || true
-        [ $rc -eq 0 ] || { echo "--- reel serve: errors"; grep -a "ERROR" "$reel_log" | tail -40; }
-        rm -rf "$reel_data"' EXIT
+  reel_servers+=("$reel_server")
+  reel_datas+=("$reel_data")
+  # On a failure the servers' own errors go to the output: a 5xx says only "the server has
+  # logged it". (`|| true`: a log without errors fails grep, which under set -e would end the
+  # trap before the cleanup and replace the exit status.)
+  trap 'rc=$?; for s in "${reel_servers[@]}"; do kill "$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done
+        [ $rc -eq 0 ] || for d in "${reel_datas[@]}"; do echo "--- reel serve: errors ($d)"; grep -a "ERROR" "$d/server.log" | tail -40 || true; done
+        rm -rf "${reel_datas[@]}"' EXIT
   for _ in $(seq 1 100); do
-    grep -q "reel is serving" "$reel_log" && break
+    grep -q "reel is serving" "$reel_log" 2>/dev/null && break
     kill -0 "$reel_server" 2>/dev/null || { cat "$reel_log"; exit 1; }
     sleep 0.2
   done

@@ -86,14 +86,15 @@ async fn assets_revalidate_by_etag() {
     }
 }
 
-/// The page needs no key once keys exist (its API calls do), and other methods are a 405
-/// naming GET.
+/// The page needs no key once keys exist (its API calls do), nor does the document its form
+/// is built from (read before any key is typed), and other methods are a 405 naming GET.
 #[tokio::test]
 async fn the_page_is_public_and_only_read() {
     let rig = start().await;
     rig.create_key(None, "root", true).await;
     assert_eq!(rig.get("/").await.status(), 200);
     assert_eq!(rig.get("/page.js").await.status(), 200);
+    assert_eq!(rig.get("/openapi.json").await.status(), 200);
     assert_eq!(rig.get("/api/tasks").await.status(), 401);
     let res = rig.http.post(rig.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 405);

@@ -7,9 +7,12 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 const BASE = process.env.REEL_BASE;
+// A second server, serving a free-form model (the tiny Wan2.1 checkpoint).
+const WAN_BASE = process.env.REEL_WAN_BASE;
 const SHOTS = process.env.REEL_SCREENSHOTS || '';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 assert.ok(BASE, 'REEL_BASE must name the server');
+assert.ok(WAN_BASE, 'REEL_WAN_BASE must name the free-form model\'s server');
 if (!existsSync(CHROMIUM)) {
   console.error(`page test: no Chromium at ${CHROMIUM}`);
   process.exit(1);
@@ -28,10 +31,10 @@ function softCheck(ok, message) {
   }
 }
 
-async function api(method, p, body, token) {
+async function api(method, p, body, token, base = BASE) {
   const headers = { 'content-type': 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(BASE + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(base + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null };
 }
@@ -42,6 +45,54 @@ async function shot(page, name) {
   await page.waitForTimeout(150); // let transitions settle
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   log('screenshot', name);
+}
+
+// Errors, console errors, failed requests and requests to other origins, as `page` meets them.
+function watchPage(page, base) {
+  const problems = [];
+  const external = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    const text = m.text();
+    // The error checks below provoke 4xx answers on purpose; the browser logs those.
+    if (m.type() === 'error' && !/the server responded with a status of 4\d\d/.test(text)) problems.push(`console: ${text}`);
+  });
+  page.on('requestfailed', (r) => {
+    // Streams and media the page aborts itself when it switches tasks are not failures.
+    const f = r.failure() && r.failure().errorText;
+    if (f && !/ERR_ABORTED/.test(f)) problems.push(`request failed: ${r.url()} ${f}`);
+  });
+  page.on('request', (r) => { if (!r.url().startsWith(base) && !/^(data|blob):/.test(r.url())) external.push(r.url()); });
+  return { problems, external };
+}
+
+// The form's fields the page shows (those of the served model), with their attributes.
+async function formFields(page) {
+  await page.waitForFunction(() => !document.getElementById('submit').disabled);
+  return page.evaluate(() => Object.fromEntries([...document.querySelectorAll('[data-field]')].filter((b) => !b.hidden).map((b) => {
+    const i = document.getElementById(b.dataset.field);
+    return [b.dataset.field, i.tagName === 'SELECT'
+      ? { value: i.value, options: [...i.options].map((o) => o.value) }
+      : { value: i.value, min: i.min, max: i.max, step: i.step }];
+  })));
+}
+
+// Watches the task view: every percentage shown, and whether a preview or a live frame was on
+// screen before the task completed.
+async function watchTask(page) {
+  await page.evaluate(() => {
+    const seen = { pcts: [], previewBeforeDone: false, frameBeforeDone: false };
+    window.__seen = seen;
+    const status = () => document.getElementById('task-status').textContent;
+    new MutationObserver(() => {
+      const p = document.getElementById('task-pct').textContent;
+      if (seen.pcts[seen.pcts.length - 1] !== p) seen.pcts.push(p);
+      if (status() === 'completed') return;
+      if (document.querySelector('#task img[src^="data:image/"]:not([hidden])')) seen.previewBeforeDone = true;
+      const live = document.getElementById('live');
+      if (!live.hidden && /\/frames\/\d+$|^blob:/.test(live.src)) seen.frameBeforeDone = true;
+    }).observe(document.getElementById('task'), { subtree: true, childList: true, characterData: true, attributes: true });
+  });
 }
 
 const browser = await chromium.launch({
@@ -59,20 +110,7 @@ log('chromium', browser.version());
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
   const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    const text = m.text();
-    // The error checks below provoke 4xx answers on purpose; the browser logs those.
-    if (m.type() === 'error' && !/the server responded with a status of 4\d\d/.test(text)) problems.push(`console: ${text}`);
-  });
-  page.on('requestfailed', (r) => {
-    // Streams and media the page aborts itself when it switches tasks are not failures.
-    const f = r.failure() && r.failure().errorText;
-    if (f && !/ERR_ABORTED/.test(f)) problems.push(`request failed: ${r.url()} ${f}`);
-  });
-  const external = [];
-  page.on('request', (r) => { if (!r.url().startsWith(BASE) && !/^(data|blob):/.test(r.url())) external.push(r.url()); });
+  const { problems, external } = watchPage(page, BASE);
 
   // ---- 1. The page loads, with its stats panel filled.
   const res = await page.goto(BASE + '/');
@@ -81,6 +119,11 @@ try {
   await page.waitForFunction(() => document.getElementById('stat-queue').textContent.includes('/'));
   assert.equal(await page.locator('#task').isVisible(), false);
   assert.equal(await page.locator('#key-box').isVisible(), false, 'no key field while the server is open');
+  // The built-in model's form, as its CreateTask schema has it: no free-form field.
+  const builtIn = await formFields(page);
+  assert.deepEqual(Object.keys(builtIn), ['num_scenes', 'seconds_per_scene', 'size', 'fps', 'steps', 'guidance']);
+  assert.deepEqual(Object.values(builtIn).map((f) => f.value), ['3', '2', '256', '24', '20', '4']);
+  assert.deepEqual([builtIn.size.min, builtIn.size.max, builtIn.size.step], ['64', '512', '16']);
   await shot(page, '1-form');
 
   // ---- 2. Type a prompt (Chinese: UTF-8 all the way), set the options, click.
@@ -92,21 +135,7 @@ try {
     await page.locator('#' + id).fill('');
     await page.locator('#' + id).type(String(v));
   }
-  // Watch the page: every percentage shown, and whether a preview or a live frame was on
-  // screen before the task completed.
-  await page.evaluate(() => {
-    const seen = { pcts: [], previewBeforeDone: false, frameBeforeDone: false };
-    window.__seen = seen;
-    const status = () => document.getElementById('task-status').textContent;
-    new MutationObserver(() => {
-      const p = document.getElementById('task-pct').textContent;
-      if (seen.pcts[seen.pcts.length - 1] !== p) seen.pcts.push(p);
-      if (status() === 'completed') return;
-      if (document.querySelector('#task img[src^="data:image/"]:not([hidden])')) seen.previewBeforeDone = true;
-      const live = document.getElementById('live');
-      if (!live.hidden && /\/frames\/\d+$|^blob:/.test(live.src)) seen.frameBeforeDone = true;
-    }).observe(document.getElementById('task'), { subtree: true, childList: true, characterData: true, attributes: true });
-  });
+  await watchTask(page);
   await page.locator('#submit').click();
   await page.waitForFunction(() => /^Task #\d+$/.test(document.getElementById('task-title').textContent));
   const id = Number((await page.locator('#task-title').textContent()).slice(6));
@@ -287,6 +316,81 @@ try {
   assert.deepEqual(external, [], 'nothing was fetched from anywhere else');
   assert.deepEqual(problems, [], 'no page errors, console errors or failed requests');
   await context.close();
+
+  // ---- 7. A free-form model (the tiny Wan2.1 checkpoint): the form is its CreateTask's,
+  // and a non-square task is followed to its video.
+  const wanStarted = Date.now();
+  const wanContext = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
+  const wp = await wanContext.newPage();
+  const wanSeen = watchPage(wp, WAN_BASE);
+  const schema = (await api('GET', '/openapi.json', undefined, undefined, WAN_BASE)).body.components.schemas.CreateTask.properties;
+  assert.equal((await wp.goto(WAN_BASE + '/')).status(), 200);
+  const form = await formFields(wp);
+  assert.deepEqual(Object.keys(form), ['negative_prompt', 'num_scenes', 'width', 'height', 'num_frames', 'fps', 'steps', 'guidance', 'scheduler']);
+  for (const f of ['width', 'height']) {
+    const s = schema[f];
+    assert.deepEqual(form[f], { value: String(s.default), min: String(s.minimum), max: String(s.maximum), step: String(s.multipleOf) }, f);
+  }
+  assert.deepEqual([form.width.step, form.height.step], ['24', '16'], 'the tiny checkpoint\'s multiples');
+  assert.deepEqual(form.num_frames, { value: String(schema.num_frames.default), min: '1', max: String(schema.num_frames.maximum), step: '4' }, 'frames: 1 + 4k');
+  assert.equal(form.fps.value, String(schema.fps.default), 'FPS defaults to the model\'s');
+  assert.deepEqual(form.scheduler, { value: schema.scheduler.default, options: schema.scheduler.enum });
+  assert.ok(schema.scheduler.enum.length >= 2, `schedulers: ${schema.scheduler.enum}`);
+  const fps = Number(form.fps.value);
+  const wan = { prompt: 'a red fox runs through fresh snow, then it leaps over a log', negative_prompt: 'blurry',
+    num_scenes: 2, width: 48, height: 32, num_frames: 9, steps: 3, seed: 7 };
+  // The scheduler that is not the default, so the choice is seen to be sent.
+  const scheduler = schema.scheduler.enum.find((s) => s !== schema.scheduler.default);
+  await wp.locator('#prompt').fill(wan.prompt);
+  for (const f of ['negative_prompt', 'num_scenes', 'width', 'height', 'num_frames', 'steps', 'seed']) await wp.locator('#' + f).fill(String(wan[f]));
+  await wp.locator('#scheduler').selectOption(scheduler);
+  assert.equal(await wp.locator('#estimate').textContent(), `2 × 9 frames at 48×32 · ${+(18 / fps).toFixed(1)} s of video`);
+  await wp.evaluate(() => document.activeElement.blur()); // (no focus ring in the screenshot)
+  await shot(wp, '7-free-form');
+  await watchTask(wp);
+  await wp.locator('#submit').click();
+  await wp.waitForFunction(() => /^Task #\d+$/.test(document.getElementById('task-title').textContent));
+  const wanId = Number((await wp.locator('#task-title').textContent()).slice(6));
+  const wanTask = (await api('GET', `/api/tasks/${wanId}`, undefined, undefined, WAN_BASE)).body;
+  assert.deepEqual(wanTask.params.free_form, { width: 48, height: 32, num_frames: 9, negative_prompt: 'blurry', scheduler });
+  assert.deepEqual([wanTask.params.num_scenes, wanTask.params.steps, wanTask.params.seed, wanTask.params.fps], [2, 3, 7, fps]);
+  await wp.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return document.getElementById('task-status').textContent === 'completed' && !v.hidden && v.readyState === 4;
+  }, null, { timeout: 120_000 });
+  const wanSeenTask = await wp.evaluate(() => window.__seen);
+  assert.ok(wanSeenTask.frameBeforeDone, 'live frames were on screen before completion');
+  const wanMedia = await wp.evaluate(() => {
+    const v = document.getElementById('video');
+    const dd = [...document.querySelectorAll('#task-meta dt')].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]);
+    return { readyState: v.readyState, videoWidth: v.videoWidth, videoHeight: v.videoHeight, duration: v.duration,
+      error: v.error && v.error.message, meta: Object.fromEntries(dd), pct: document.getElementById('task-pct').textContent,
+      screen: (() => { const r = document.getElementById('screen').getBoundingClientRect(); return +(r.width / r.height).toFixed(2); })(),
+      thumbs: document.querySelectorAll('.scene-thumb img:not([hidden])').length };
+  });
+  log('free-form video', JSON.stringify(wanMedia));
+  assert.equal(wanMedia.error, null);
+  assert.deepEqual([wanMedia.readyState, wanMedia.videoWidth, wanMedia.videoHeight], [4, 48, 32]);
+  assert.ok(Math.abs(wanMedia.duration - 18 / fps) < 0.15, `duration ${wanMedia.duration}`);
+  assert.equal(wanMedia.meta.Size, `48×32 @ ${fps} fps`);
+  assert.equal(wanMedia.meta.Scenes, `2 × 9 frames · ${+(9 / fps).toFixed(2)} s`);
+  assert.equal(wanMedia.meta.Negative, 'blurry');
+  assert.equal(wanMedia.pct, '100%');
+  assert.equal(wanMedia.screen, 1.5, 'the screen takes the frames\' aspect');
+  assert.equal(wanMedia.thumbs, 2);
+  // A width off the model's multiple: the page shows the server's own message.
+  await wp.locator('#width').fill('40');
+  const wanBad = await api('POST', '/api/tasks', { ...wan, width: 40, scheduler }, undefined, WAN_BASE);
+  assert.equal(wanBad.status, 400);
+  await wp.locator('#submit').click();
+  await wp.locator('#error').waitFor({ state: 'visible' });
+  assert.equal(await wp.locator('#error-message').textContent(), wanBad.body.message);
+  log('free-form error shown:', wanBad.body.message);
+  assert.deepEqual((await api('GET', '/api/tasks', undefined, undefined, WAN_BASE)).body.tasks.map((t) => t.id), [wanId], 'the bad width made no task');
+  assert.deepEqual(wanSeen.external, [], 'nothing was fetched from anywhere else (free-form)');
+  assert.deepEqual(wanSeen.problems, [], 'no page errors, console errors or failed requests (free-form)');
+  await wanContext.close();
+  log(`free-form model: ${((Date.now() - wanStarted) / 1000).toFixed(1)} s`);
 } finally {
   await browser.close();
 }

@@ -153,8 +153,19 @@
     return new Date(ms).toLocaleDateString();
   }
 
-  function framesPerScene(p) {
-    return Math.max(2, Math.round(p.seconds_per_scene * p.fps));
+  // A task's scene shape from its own parameters: a free-form model's frame size and count
+  // (`params.free_form`), else the built-in model's square frames over seconds_per_scene (a
+  // free-form task's record carries those fields too, at their unused defaults).
+  function shapeOf(p) {
+    const f = p.free_form;
+    if (f) return { width: f.width, height: f.height, frames: f.num_frames, seconds: f.num_frames / p.fps };
+    return { width: p.size, height: p.size, frames: Math.max(2, Math.round(p.seconds_per_scene * p.fps)), seconds: p.seconds_per_scene };
+  }
+
+  // Screens and thumbnails take a wide frame's aspect; a tall one is letterboxed in a square
+  // (at its own aspect it would push the page's controls out of view).
+  function fitAspect(node, shape) {
+    node.style.aspectRatio = `${Math.max(1, shape.width / shape.height)}`;
   }
 
   // ---------- errors ----------
@@ -216,13 +227,21 @@
 
   // ---------- the form ----------
 
-  const NUMBER_FIELDS = ['num_scenes', 'seconds_per_scene', 'size', 'fps', 'steps', 'guidance'];
+  // The fields the served model may take; the HTML holds them all, and the ones its CreateTask
+  // schema does not name stay hidden and are not sent.
+  const NUMBER_FIELDS = ['num_scenes', 'seconds_per_scene', 'size', 'width', 'height', 'num_frames', 'fps', 'steps', 'guidance'];
+  const TEXT_FIELDS = ['negative_prompt', 'scheduler'];
+
+  const offered = (f) => !document.querySelector(`[data-field="${f}"]`).hidden;
 
   function requestBody() {
     const body = { prompt: $('prompt').value };
     for (const f of NUMBER_FIELDS) {
       const raw = $(f).value.trim();
-      if (raw !== '') body[f] = Number(raw);
+      if (offered(f) && raw !== '') body[f] = Number(raw);
+    }
+    for (const f of TEXT_FIELDS) {
+      if (offered(f) && $(f).value !== '') body[f] = $(f).value;
     }
     let json = JSON.stringify(body);
     // The seed is sent as typed (64-bit digits would lose precision as a JS number); the API
@@ -236,16 +255,49 @@
   }
 
   function updateEstimate() {
-    const n = Number($('num_scenes').value);
-    const s = Number($('seconds_per_scene').value);
-    const fps = Number($('fps').value);
-    const size = Number($('size').value);
-    if (![n, s, fps, size].every((x) => Number.isFinite(x) && x > 0)) {
+    const num = (f) => Number($(f).value);
+    const n = num('num_scenes');
+    const p = { fps: num('fps'), size: num('size'), seconds_per_scene: num('seconds_per_scene') };
+    if (offered('width')) p.free_form = { width: num('width'), height: num('height'), num_frames: num('num_frames') };
+    const shape = shapeOf(p);
+    if (![n, p.fps, shape.width, shape.height, shape.seconds].every((x) => Number.isFinite(x) && x > 0)) {
       $('estimate').textContent = '';
       return;
     }
-    const frames = Math.max(2, Math.round(s * fps));
-    $('estimate').textContent = `${n} × ${frames} frames at ${size}×${size} · ${+(n * s).toFixed(1)} s of video`;
+    $('estimate').textContent = `${n} × ${shape.frames} frames at ${shape.width}×${shape.height} · ${+(n * shape.seconds).toFixed(1)} s of video`;
+  }
+
+  // The form for the served model, from its CreateTask schema in /openapi.json: the fields it
+  // names, with its defaults, bounds, multiples and choices (a free-form model's width,
+  // height, frames, negative prompt and scheduler instead of the built-in model's size and
+  // seconds per scene). The document is public, so no key is sent. Without it the page keeps
+  // the HTML's form, the built-in model's, and the server judges what is sent.
+  async function loadModelForm() {
+    let props;
+    try {
+      const res = await fetch('/openapi.json');
+      if (res.ok) props = (await res.json()).components.schemas.CreateTask.properties;
+    } catch (_) { /* unreachable: keep the HTML's form */ }
+    if (!props) return;
+    for (const box of document.querySelectorAll('[data-field]')) {
+      const f = box.dataset.field;
+      const s = props[f];
+      box.hidden = !s;
+      if (!s) continue;
+      const input = $(f);
+      if (input.tagName === 'SELECT') {
+        input.replaceChildren(...(s.enum || []).map((v) => el('option', { value: v, text: v })));
+      } else if (input.type === 'number') {
+        if (s.minimum !== undefined) input.min = String(s.minimum);
+        if (s.maximum !== undefined) input.max = String(s.maximum);
+        // num_frames is 1 + k·m, which JSON Schema cannot say: its description names m, and
+        // with min 1 a step of m offers exactly those counts.
+        const m = s.multipleOf || (/multiple of (\d+)/.exec(s.description || '') || [])[1];
+        if (m) input.step = String(m);
+      }
+      if (s.default !== undefined && s.default !== null) input.value = String(s.default);
+    }
+    updateEstimate();
   }
 
   function initForm() {
@@ -272,6 +324,10 @@
     });
     for (const f of NUMBER_FIELDS) $(f).addEventListener('input', updateEstimate);
     updateEstimate();
+    // Not sent before the form is the served model's.
+    const button = $('submit');
+    button.disabled = true;
+    loadModelForm().finally(() => { button.disabled = false; });
   }
 
   // ---------- the task view ----------
@@ -290,13 +346,15 @@
     const thumbImg = el('img', { alt: `scene ${i + 1}`, hidden: true });
     const tag = el('span', { class: 'screen-tag', hidden: true });
     const empty = el('span', { class: 'empty-thumb', text: 'waiting' });
+    const thumb = el('div', { class: 'scene-thumb' }, thumbImg, empty, tag);
+    fitAspect(thumb, view.shape);
     const bar = el('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' }, el('div'));
     const step = el('span', { class: 'scene-step', text: '' });
     const caption = el('p', { class: 'scene-caption', text: plan ? plan.caption : '…' });
     const chips = el('div', { class: 'chips' });
     for (const g of (plan && plan.guessed) || []) chips.append(el('span', { class: 'chip', title: 'left open by the prompt, drawn from the seed', text: 'guessed ' + g }));
     const li = el('li', { class: 'scene', 'data-scene': String(i) },
-      el('div', { class: 'scene-thumb' }, thumbImg, empty, tag),
+      thumb,
       el('div', { class: 'scene-head' }, el('span', { text: `Scene ${i + 1}` }), step),
       bar, caption, chips);
     return { li, thumbImg, tag, empty, bar, step, caption, chips, hasFrame: false, progress: 0 };
@@ -350,13 +408,16 @@
 
   function renderMeta(task) {
     const p = task.params;
+    const shape = shapeOf(p);
+    const f = p.free_form;
     const rows = [
-      ['Scenes', `${p.num_scenes} × ${p.seconds_per_scene} s`],
-      ['Size', `${p.size}×${p.size} @ ${p.fps} fps`],
-      ['Steps', `${p.steps} · guidance ${p.guidance}`],
+      ['Scenes', f ? `${p.num_scenes} × ${shape.frames} frames · ${+shape.seconds.toFixed(2)} s` : `${p.num_scenes} × ${p.seconds_per_scene} s`],
+      ['Size', `${shape.width}×${shape.height} @ ${p.fps} fps`],
+      ['Steps', `${p.steps} · guidance ${p.guidance}` + (f ? ` · ${f.scheduler}` : '')],
+      f && f.negative_prompt ? ['Negative', f.negative_prompt] : null,
       ['Seed', p.seed_text || String(p.seed)],
       ['Created', new Date(task.created_ms).toLocaleString()],
-    ];
+    ].filter(Boolean);
     if (task.artifact) rows.push(['Video', `${task.artifact.frame_count} frames · ${bytes(task.artifact.video_bytes)}`]);
     if (task.cached) rows.push(['Cache', 'answered from an identical earlier task']);
     const total = Object.values(task.timings_ms || {}).reduce((a, b) => a + b, 0);
@@ -430,9 +491,7 @@
   }
 
   function onFrame(d) {
-    const p = view.task.params;
-    const per = framesPerScene(p);
-    const scene = Math.floor(d.index / per);
+    const scene = Math.floor(d.index / view.shape.frames);
     const card = view.scenes[scene];
     if (!view.frames.has(d.index) && d.index % view.stride === 0) view.frames.set(d.index, null);
     view.frameCount = Math.max(view.frameCount, d.index + 1);
@@ -495,7 +554,7 @@
     a.hidden = false;
     video.play().catch(() => { /* autoplay refused: the controls are there */ });
     // Scene thumbnails for a task opened after it finished.
-    const per = framesPerScene(task.params);
+    const per = v.shape.frames;
     v.scenes.forEach((card, i) => {
       setSceneProgress(i, 1, 'done');
       if (!card.hasFrame) {
@@ -572,6 +631,7 @@
       id, task: null, abort: new AbortController(), scenes: [], planShown: false,
       frames: new Map(), urls: [], frameCount: 0, previews: 0, overall: 0,
       flipTimer: null, busy: false, finished: false, stride: 1, total: 0, shownFrame: false,
+      shape: null,
     };
     view = v;
     history.replaceState(null, '', `#task-${id}`);
@@ -592,7 +652,9 @@
       return;
     }
     if (view !== v) return;
-    v.total = task.params.num_scenes * framesPerScene(task.params);
+    v.shape = shapeOf(task.params);
+    fitAspect($('screen'), v.shape);
+    v.total = task.params.num_scenes * v.shape.frames;
     v.stride = Math.max(1, Math.ceil(v.total / MAX_FLIPBOOK));
     renderTask(task);
     $('task').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
