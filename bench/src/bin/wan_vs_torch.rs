@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kernels::wan::{
     denoise, postprocess_video, prompt_embeds, Guidance, Umt5Encoder, WanCheckpoint, WanDtype,
-    WanInput, WanSampler, WanTextContext, WanTransformer, WanTransformerConfig, WanVaeDecoder,
+    WanInput, WanSampler, WanTransformer, WanTransformerConfig, WanVaeDecoder,
 };
 use serde_json::json;
 
@@ -148,13 +148,24 @@ fn checkpoint(config: &str, dir: PathBuf, runs: usize, shapes: Shapes) -> Result
         "transformer_cfg",
         "forward_batch of 2 (cond + uncond), contexts cached",
         time(runs, || {
-            let item = |context: &WanTextContext| WanInput {
+            let items = [&prompt, &uncond].map(|context| WanInput {
                 latent: &latent,
                 shape,
                 timestep: 500.0,
                 context,
-            };
-            model.forward_batch(&[item(&prompt), item(&uncond)]);
+            });
+            model.forward_batch(&items);
+        }),
+    );
+
+    // The same two predictions as two batch-1 calls: what forward_batch saves, side by side.
+    report(
+        config,
+        "transformer_cfg_two_calls",
+        "2 x forward, batch 1, contexts cached",
+        time(runs, || {
+            model.forward(&latent, shape, 500.0, &prompt);
+            model.forward(&latent, shape, 500.0, &uncond);
         }),
     );
 
