@@ -2,8 +2,8 @@
 //! widened to f32 one panel at a time as the GEMM needs them.
 //!
 //! `y = x W^T + b` for an `nn.Linear` weight `W` stored `[out, in]`. The output features are
-//! cut into panels of [`PANEL`] columns; a group of panels is widened and packed for the CPU
-//! backend's GEMM (in parallel, one panel per task), every row block of `x` is multiplied
+//! cut into panels of [`PANEL`] columns; a group of panels is widened (f32 weights are read
+//! where they lie) and packed for the CPU backend's GEMM (in parallel, one panel per task), every row block of `x` is multiplied
 //! against the group (in parallel, one block of rows per task), and the group's f32 copy is
 //! dropped before the next. So a bf16 checkpoint costs 2 bytes per parameter at rest plus at
 //! most [`GROUP_ELEMS`] widened floats per layer call, and the widening is `in x out` work

@@ -25,9 +25,12 @@
 //!   scale) + shift)`, each token's `pt ph pw C` values (channel fastest) put back in place.
 //!
 //! The cross-attention's keys and values depend on the text only, so [`WanTextContext`]
-//! computes them once per prompt and every denoising step reuses them. Attention is tiled
-//! with an online softmax (`attention.rs`); projections go through the packed GEMM; rows are
-//! split over the current rayon pool.
+//! computes them once per prompt and every denoising step reuses them. Attention runs in
+//! GEMM-shaped blocks with an online softmax (`attention.rs`); projections go through the
+//! packed GEMM; rows are split over the current rayon pool. A batch
+//! ([`WanTransformer::forward_batch`]) stacks its items' tokens for every projection (each
+//! weight packed once per call, not once per item) and keeps the time modulation and both
+//! attentions per item.
 
 use std::path::Path;
 
