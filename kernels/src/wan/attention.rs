@@ -94,7 +94,8 @@ pub(crate) fn attention<B>(
             (PackedB::new(dk, tk, kt), PackedB::new(tk, dk, vb))
         })
         .collect();
-    let ldv = dk.next_multiple_of(32);
+    // The row length the P_b V_b product writes: dk padded to whole GEMM panels.
+    let ldv = packed.first().map_or(dk, |(_, vb)| vb.padded_n());
     out.par_chunks_mut(TILE_Q * inner)
         .enumerate()
         .for_each(|(t, out)| {
