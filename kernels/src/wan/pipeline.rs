@@ -3,10 +3,12 @@
 //! classifier-free guidance, then one sampler step.
 //!
 //! Guidance is on when the scale `g > 1` (as diffusers'
-//! `do_classifier_free_guidance`): `v = v_neg + g (v_cond - v_neg)`, both predictions one
-//! batch of 2 ([`WanTransformer::forward_batch`]), as the pipeline batches them. The latent starts as the caller gives it
-//! (diffusers draws it from torch's generator; Wan's initial noise sigma is 1, so no scaling)
-//! and ends as the denoised latent, before the VAE's de-normalisation.
+//! `do_classifier_free_guidance`): `v = v_neg + g (v_cond - v_neg)`. diffusers makes the two
+//! predictions as two transformer calls; here they are one batch of 2
+//! ([`WanTransformer::forward_batch`]), whose predictions equal the two single calls. The
+//! latent starts as the caller gives it (diffusers draws it from torch's generator; Wan's
+//! initial noise sigma is 1, so no scaling) and ends as the denoised latent, before the VAE's
+//! de-normalisation.
 
 use rayon::prelude::*;
 
