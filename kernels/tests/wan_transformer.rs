@@ -9,7 +9,7 @@ mod common;
 use std::time::Instant;
 
 use common::wan::{max_abs_diff, open_tiny, Goldens};
-use kernels::wan::{WanDtype, WanTransformer, WanTransformerConfig};
+use kernels::wan::{WanDtype, WanInput, WanTransformer, WanTransformerConfig};
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -102,6 +102,68 @@ fn the_test_notices_a_wrong_axis() {
     );
     eprintln!("the negative prompt instead: max abs error {err:e}");
     assert!(err > 100.0 * TOLERANCE, "{err}");
+}
+
+#[test]
+fn forward_batch_equals_single_forwards() {
+    // Three items with their own timesteps and texts (the second and third share a latent
+    // but not a text): batching the linear layers must not mix items.
+    let ckpt = open_tiny();
+    let model = WanTransformer::from_checkpoint(&ckpt).expect("transformer");
+    let goldens = Goldens::load();
+    let prompt = model.text_context(&goldens.f32("en.prompt_embeds"));
+    let negative = model.text_context(&goldens.f32("negative.prompt_embeds"));
+    let latent = goldens.f32("transformer.latent");
+    let other: Vec<f32> = latent.iter().map(|v| 0.5 - v).collect();
+    let shape = [5, 2, 4, 6];
+    let items = [
+        WanInput {
+            latent: &latent,
+            shape,
+            timestep: 999.0,
+            context: &prompt,
+        },
+        WanInput {
+            latent: &other,
+            shape,
+            timestep: 500.0,
+            context: &negative,
+        },
+        WanInput {
+            latent: &other,
+            shape,
+            timestep: 250.0,
+            context: &prompt,
+        },
+    ];
+    let batch = model.forward_batch(&items);
+    assert_eq!(batch.len(), 3);
+    for (i, (item, got)) in items.iter().zip(&batch).enumerate() {
+        let single = model.forward(item.latent, shape, item.timestep, item.context);
+        let err = max_abs_diff(got, &single);
+        eprintln!("item {i}: batched vs single max abs diff {err:e}");
+        assert!(err <= 1e-6, "item {i} off by {err}");
+    }
+    // The items differ, so a batch that returned one item's prediction thrice would fail.
+    assert!(max_abs_diff(&batch[1], &batch[2]) > 1e-3);
+    assert!(model.forward_batch(&[]).is_empty());
+}
+
+#[test]
+#[should_panic(expected = "a batch shares one shape")]
+fn forward_batch_rejects_mixed_shapes() {
+    let ckpt = open_tiny();
+    let model = WanTransformer::from_checkpoint(&ckpt).expect("transformer");
+    let goldens = Goldens::load();
+    let context = model.text_context(&goldens.f32("en.prompt_embeds"));
+    let latent = goldens.f32("transformer.latent");
+    let item = |shape| WanInput {
+        latent: &latent,
+        shape,
+        timestep: 999.0,
+        context: &context,
+    };
+    model.forward_batch(&[item([5, 2, 4, 6]), item([5, 2, 6, 4])]);
 }
 
 /// Wan2.1-T2V-1.3B's transformer config (FACTS.md; the published `transformer/config.json`).

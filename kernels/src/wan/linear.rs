@@ -2,8 +2,8 @@
 //! widened to f32 one panel at a time as the GEMM needs them.
 //!
 //! `y = x W^T + b` for an `nn.Linear` weight `W` stored `[out, in]`. The output features are
-//! cut into panels of [`PANEL`] columns; a group of panels is widened and packed for the CPU
-//! backend's GEMM (in parallel, one panel per task), every row block of `x` is multiplied
+//! cut into panels of [`PANEL`] columns; a group of panels is widened (f32 weights are read
+//! where they lie) and packed for the CPU backend's GEMM (in parallel, one panel per task), every row block of `x` is multiplied
 //! against the group (in parallel, one block of rows per task), and the group's f32 copy is
 //! dropped before the next. So a bf16 checkpoint costs 2 bytes per parameter at rest plus at
 //! most [`GROUP_ELEMS`] widened floats per layer call, and the widening is `in x out` work
@@ -21,58 +21,83 @@ const GROUP_ELEMS: usize = 1 << 20;
 /// Rows of `x` per parallel GEMM task.
 const ROWS_PER_TASK: usize = 64;
 
-/// A tensor's elements in their stored type, owned (little-endian, row-major).
+/// A tensor's elements in their stored type, owned (row-major): f32 as floats, which the
+/// GEMM packs straight from, bf16 and f16 as their little-endian bytes, widened per panel.
 #[derive(Debug, Clone)]
-pub(crate) struct Stored {
-    dtype: WanDtype,
-    data: Vec<u8>,
+pub(crate) enum Stored {
+    /// f32 elements.
+    F32(Vec<f32>),
+    /// bf16 or f16 elements (`dtype`), little-endian bytes.
+    Half { dtype: WanDtype, data: Vec<u8> },
 }
 
 impl Stored {
-    /// Copies `t`'s bytes, keeping its type.
+    /// Copies `t`'s elements, keeping its type.
     pub(crate) fn from_tensor(t: &WanTensor<'_>) -> Stored {
-        Stored {
-            dtype: t.dtype,
-            data: t.data.to_vec(),
-        }
+        Stored::from_bytes(t.dtype, t.data.to_vec())
     }
 
     /// Stored elements given as raw little-endian bytes of `dtype`.
     pub(crate) fn from_bytes(dtype: WanDtype, data: Vec<u8>) -> Stored {
         assert_eq!(data.len() % dtype.size(), 0, "Stored: partial element");
-        Stored { dtype, data }
+        match dtype {
+            WanDtype::F32 => {
+                let mut wide = vec![0.0f32; data.len() / 4];
+                dtype.widen(&data, &mut wide);
+                Stored::F32(wide)
+            }
+            WanDtype::Bf16 | WanDtype::F16 => Stored::Half { dtype, data },
+        }
     }
 
     /// Elements held.
     pub(crate) fn len(&self) -> usize {
-        self.data.len() / self.dtype.size()
+        match self {
+            Stored::F32(v) => v.len(),
+            Stored::Half { dtype, data } => data.len() / dtype.size(),
+        }
     }
 
     /// Concatenates `parts` (row-major, so rows of `[out_i, in]` matrices stack); widens to
     /// f32 only if their types differ.
     pub(crate) fn concat(parts: Vec<Stored>) -> Stored {
-        let dtype = parts[0].dtype;
-        if parts.iter().all(|p| p.dtype == dtype) {
-            let data = parts.into_iter().flat_map(|p| p.data).collect();
-            return Stored { dtype, data };
+        match &parts[0] {
+            Stored::Half { dtype, .. }
+                if parts
+                    .iter()
+                    .all(|p| matches!(p, Stored::Half { dtype: d, .. } if d == dtype)) =>
+            {
+                let dtype = *dtype;
+                let data = parts
+                    .into_iter()
+                    .flat_map(|p| match p {
+                        Stored::Half { data, .. } => data,
+                        Stored::F32(_) => unreachable!("all parts are half"),
+                    })
+                    .collect();
+                Stored::Half { dtype, data }
+            }
+            _ => Stored::F32(parts.iter().flat_map(Stored::to_f32).collect()),
         }
-        let mut data = Vec::new();
-        for p in &parts {
-            let mut wide = vec![0.0f32; p.len()];
-            p.widen(0, &mut wide);
-            data.extend(wide.iter().flat_map(|v| v.to_le_bytes()));
-        }
-        Stored {
-            dtype: WanDtype::F32,
-            data,
+    }
+
+    /// The elements as f32 in place, when that is how they are stored.
+    fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            Stored::F32(v) => Some(v),
+            Stored::Half { .. } => None,
         }
     }
 
     /// Widens elements `start..start + out.len()` into `out`.
     pub(crate) fn widen(&self, start: usize, out: &mut [f32]) {
-        let size = self.dtype.size();
-        self.dtype
-            .widen(&self.data[start * size..(start + out.len()) * size], out);
+        match self {
+            Stored::F32(v) => out.copy_from_slice(&v[start..start + out.len()]),
+            Stored::Half { dtype, data } => {
+                let size = dtype.size();
+                dtype.widen(&data[start * size..(start + out.len()) * size], out);
+            }
+        }
     }
 
     /// All elements widened to f32.
@@ -133,11 +158,20 @@ impl Linear {
                 .into_par_iter()
                 .map(|p| {
                     let cols = PANEL.min(n - p * PANEL);
-                    let mut wide = vec![0.0f32; cols * k];
-                    self.weight.widen(p * PANEL * k, &mut wide);
+                    // f32 weights are packed from where they lie; others widened first.
+                    let wide;
+                    let data = match self.weight.as_f32() {
+                        Some(all) => &all[p * PANEL * k..(p * PANEL + cols) * k],
+                        None => {
+                            let mut panel = vec![0.0f32; cols * k];
+                            self.weight.widen(p * PANEL * k, &mut panel);
+                            wide = panel;
+                            &wide
+                        }
+                    };
                     // Column j of the panel is weight row p * PANEL + j.
                     let b = Operand {
-                        data: &wide,
+                        data,
                         row_stride: 1,
                         col_stride: k,
                     };

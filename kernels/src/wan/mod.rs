@@ -56,7 +56,7 @@ pub use error::WanLoadError;
 pub use euler::FlowMatchEulerScheduler;
 pub use pipeline::{denoise, Guidance, WanSampler};
 pub use served::{WanModel, TEXT_LEN};
-pub use transformer::{WanTextContext, WanTransformer};
+pub use transformer::{WanInput, WanTextContext, WanTransformer};
 pub use umt5::{prompt_embeds, relative_position_bucket, Umt5Encoder};
 pub use unipc::UniPcScheduler;
 pub use vae::{postprocess_video, WanVaeDecoder, WanVaeState};

@@ -3,15 +3,17 @@
 //! classifier-free guidance, then one sampler step.
 //!
 //! Guidance is on when the scale `g > 1` (as diffusers'
-//! `do_classifier_free_guidance`): `v = v_neg + g (v_cond - v_neg)`, each prediction its own
-//! transformer call as the pipeline makes them. The latent starts as the caller gives it
-//! (diffusers draws it from torch's generator; Wan's initial noise sigma is 1, so no scaling)
-//! and ends as the denoised latent, before the VAE's de-normalisation.
+//! `do_classifier_free_guidance`): `v = v_neg + g (v_cond - v_neg)`. diffusers makes the two
+//! predictions as two transformer calls; here they are one batch of 2
+//! ([`WanTransformer::forward_batch`]), whose predictions equal the two single calls. The
+//! latent starts as the caller gives it (diffusers draws it from torch's generator; Wan's
+//! initial noise sigma is 1, so no scaling) and ends as the denoised latent, before the VAE's
+//! de-normalisation.
 
 use rayon::prelude::*;
 
 use super::{
-    FlowMatchEulerScheduler, UniPcScheduler, WanScheduler, WanTextContext, WanTransformer,
+    FlowMatchEulerScheduler, UniPcScheduler, WanInput, WanScheduler, WanTextContext, WanTransformer,
 };
 
 /// The sampler of a denoising run: the checkpoint's scheduler with its step count.
@@ -76,14 +78,24 @@ pub fn denoise(
     mut on_step: impl FnMut(usize, &[f32]),
 ) -> Vec<f32> {
     for (i, t) in sampler.timesteps().into_iter().enumerate() {
-        let mut v = transformer.forward(&latents, shape, t, guidance.prompt);
-        if guidance.scale > 1.0 {
-            let uncond = transformer.forward(&latents, shape, t, guidance.negative);
+        let item = |context| WanInput {
+            latent: &latents,
+            shape,
+            timestep: t,
+            context,
+        };
+        let v = if guidance.scale > 1.0 {
+            let mut out =
+                transformer.forward_batch(&[item(guidance.prompt), item(guidance.negative)]);
+            let (uncond, mut v) = (out.pop().expect("2 outputs"), out.pop().expect("2 outputs"));
             let g = guidance.scale;
             v.par_iter_mut()
                 .zip(&uncond)
                 .for_each(|(c, &u)| *c = u + g * (*c - u));
-        }
+            v
+        } else {
+            transformer.forward(&latents, shape, t, guidance.prompt)
+        };
         latents = sampler.step(&v, &latents);
         on_step(i, &latents);
     }

@@ -26,8 +26,8 @@ use contract::{FreeFormSpec, ModelKind, ModelSpec};
 use sha1::{Digest, Sha1};
 
 use super::{
-    prompt_embeds, Umt5Encoder, WanCheckpoint, WanLoadError, WanSampler, WanScheduler, WanSummary,
-    WanTextContext, WanTransformer, WanVaeDecoder,
+    prompt_embeds, Umt5Encoder, WanCheckpoint, WanInput, WanLoadError, WanSampler, WanScheduler,
+    WanSummary, WanTextContext, WanTransformer, WanVaeDecoder,
 };
 use crate::error::KernelError;
 use crate::philox;
@@ -500,15 +500,30 @@ impl VideoModel for WanModel {
 
 /// The guided flow of each scene at its step (all of one latent shape): the
 /// prompt's prediction and, with guidance above 1, the negative prompt's, combined as
-/// `v_neg + g (v - v_neg)`.
+/// `v_neg + g (v - v_neg)`. Every scene's prompt and negative prompt go through the
+/// transformer as one batch, so its weights are read once per step for all of them.
 fn predict(transformer: &WanTransformer, scenes: &[(&WanScene, usize)]) -> Vec<Vec<f32>> {
+    let mut items = Vec::with_capacity(scenes.len() * 2);
+    for &(s, step) in scenes {
+        let contexts = if s.guidance > 1.0 {
+            vec![&*s.prompt, &*s.negative]
+        } else {
+            vec![&*s.prompt]
+        };
+        items.extend(contexts.into_iter().map(|context| WanInput {
+            latent: &s.latents,
+            shape: s.shape,
+            timestep: s.timesteps[step],
+            context,
+        }));
+    }
+    let mut flows = transformer.forward_batch(&items).into_iter();
     scenes
         .iter()
-        .map(|&(s, step)| {
-            let t = s.timesteps[step];
-            let mut v = transformer.forward(&s.latents, s.shape, t, &s.prompt);
+        .map(|&(s, _)| {
+            let mut v = flows.next().expect("one flow per item");
             if s.guidance > 1.0 {
-                let uncond = transformer.forward(&s.latents, s.shape, t, &s.negative);
+                let uncond = flows.next().expect("one flow per item");
                 let g = s.guidance;
                 for (c, u) in v.iter_mut().zip(uncond) {
                     *c = u + g * (*c - u);

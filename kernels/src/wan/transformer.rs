@@ -25,9 +25,12 @@
 //!   scale) + shift)`, each token's `pt ph pw C` values (channel fastest) put back in place.
 //!
 //! The cross-attention's keys and values depend on the text only, so [`WanTextContext`]
-//! computes them once per prompt and every denoising step reuses them. Attention is tiled
-//! with an online softmax (`attention.rs`); projections go through the packed GEMM; rows are
-//! split over the current rayon pool.
+//! computes them once per prompt and every denoising step reuses them. Attention runs in
+//! GEMM-shaped blocks with an online softmax (`attention.rs`); projections go through the
+//! packed GEMM; rows are split over the current rayon pool. A batch
+//! ([`WanTransformer::forward_batch`]) stacks its items' tokens for every projection (each
+//! weight packed once per call, not once per item) and keeps the time modulation and both
+//! attentions per item.
 
 use std::path::Path;
 
@@ -85,6 +88,20 @@ pub struct WanTextContext {
     /// Per block, `rows` rows of `ld` floats: keys in `0..d`, values in `d..2d`.
     kv: Vec<Vec<f32>>,
     ld: usize,
+}
+
+/// One latent of a [`WanTransformer::forward_batch`] call: what
+/// [`WanTransformer::forward`] takes as arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct WanInput<'a> {
+    /// The latent, `[C, F, H, W]` as `shape`, row-major.
+    pub latent: &'a [f32],
+    /// `[C, F, H, W]`; every item of a batch has the same.
+    pub shape: [usize; 4],
+    /// The timestep.
+    pub timestep: f32,
+    /// The text the item attends to.
+    pub context: &'a WanTextContext,
 }
 
 impl WanTextContext {
@@ -430,7 +447,25 @@ impl WanTransformer {
         timestep: f32,
         context: &WanTextContext,
     ) -> Vec<f32> {
-        self.run(latent, shape, timestep, context, None)
+        let item = WanInput {
+            latent,
+            shape,
+            timestep,
+            context,
+        };
+        self.run(&[item], None).remove(0)
+    }
+
+    /// [`WanTransformer::forward`] for several latents of one shape at once, each with its
+    /// own timestep and text: the predictions in the order of `items`. The linear layers
+    /// run once over every item's tokens (one GEMM with `items x tokens` rows, which packs
+    /// each weight once per batch instead of once per item); time modulation and self- and
+    /// cross-attention stay per item. Each prediction equals the item's own
+    /// [`WanTransformer::forward`] up to float rounding.
+    ///
+    /// Panics if the items' shapes differ, or as [`WanTransformer::forward`] does.
+    pub fn forward_batch(&self, items: &[WanInput<'_>]) -> Vec<Vec<f32>> {
+        self.run(items, None)
     }
 
     /// [`WanTransformer::forward`], handing `trace` the patch embedding (`"patch_embed"`)
@@ -444,23 +479,33 @@ impl WanTransformer {
         context: &WanTextContext,
         trace: &mut dyn FnMut(&str, &[f32]),
     ) -> Vec<f32> {
-        self.run(latent, shape, timestep, context, Some(trace))
+        let item = WanInput {
+            latent,
+            shape,
+            timestep,
+            context,
+        };
+        self.run(&[item], Some(trace)).remove(0)
     }
 
-    fn run(
-        &self,
-        latent: &[f32],
-        shape: [usize; 4],
-        timestep: f32,
-        context: &WanTextContext,
-        mut trace: Option<Trace<'_>>,
-    ) -> Vec<f32> {
+    /// The forward pass of `items` (one shape), `trace` seeing every item's tokens stacked.
+    fn run(&self, items: &[WanInput<'_>], mut trace: Option<Trace<'_>>) -> Vec<Vec<f32>> {
+        let Some(first) = items.first() else {
+            return Vec::new();
+        };
+        let shape = first.shape;
+        for (i, item) in items.iter().enumerate() {
+            assert_eq!(
+                item.shape, shape,
+                "forward_batch: item {i} has shape {:?}, item 0 {shape:?}; a batch shares one shape",
+                item.shape
+            );
+        }
         let c = &self.config;
         let (d, heads, dh) = (c.inner_dim(), c.num_attention_heads, c.attention_head_dim);
         let [pt, ph, pw] = c.patch_size;
         let [ch, f, h, w] = shape;
         assert_eq!(ch, c.in_channels, "latent channels");
-        assert_eq!(latent.len(), ch * f * h * w, "latent size");
         assert!(
             f % pt == 0 && h % ph == 0 && w % pw == 0,
             "latent {f}x{h}x{w} not divisible by the patch {pt}x{ph}x{pw}"
@@ -471,60 +516,80 @@ impl WanTransformer {
             "patch grid {grid:?} longer than rope_max_seq_len {}",
             c.rope_max_seq_len
         );
-        assert_eq!(context.kv.len(), self.blocks.len(), "text context");
+        for item in items {
+            assert_eq!(item.latent.len(), ch * f * h * w, "latent size");
+            assert_eq!(item.context.kv.len(), self.blocks.len(), "text context");
+        }
         let n = grid.iter().product::<usize>();
+        let b = items.len();
         let eps = self.eps();
 
         // Patchify: token (gf, gh, gw), value (channel, a, b, e) at c pt ph pw + (a ph + b)
-        // pw + e, as the Conv3d weight is laid out.
+        // pw + e, as the Conv3d weight is laid out; item after item.
         let pv = ch * pt * ph * pw;
-        let mut patches = vec![0.0f32; n * pv];
-        patches.par_chunks_mut(pv).enumerate().for_each(|(t, row)| {
-            let (gf, gh, gw) = (
-                t / (grid[1] * grid[2]),
-                (t / grid[2]) % grid[1],
-                t % grid[2],
-            );
-            for (i, v) in row.iter_mut().enumerate() {
-                let (ci, a, b, e) = (
-                    i / (pt * ph * pw),
-                    (i / (ph * pw)) % pt,
-                    (i / pw) % ph,
-                    i % pw,
+        let mut patches = vec![0.0f32; b * n * pv];
+        patches
+            .par_chunks_mut(pv)
+            .enumerate()
+            .for_each(|(row_index, row)| {
+                let (latent, t) = (items[row_index / n].latent, row_index % n);
+                let (gf, gh, gw) = (
+                    t / (grid[1] * grid[2]),
+                    (t / grid[2]) % grid[1],
+                    t % grid[2],
                 );
-                *v = latent[((ci * f + gf * pt + a) * h + gh * ph + b) * w + gw * pw + e];
-            }
-        });
-        let mut x = self.patch.apply(n, &patches, pv);
+                for (i, v) in row.iter_mut().enumerate() {
+                    let (ci, a, b, e) = (
+                        i / (pt * ph * pw),
+                        (i / (ph * pw)) % pt,
+                        (i / pw) % ph,
+                        i % pw,
+                    );
+                    *v = latent[((ci * f + gf * pt + a) * h + gh * ph + b) * w + gw * pw + e];
+                }
+            });
+        let mut x = self.patch.apply(b * n, &patches, pv);
+        drop(patches);
         let ldx = self.patch.padded_out();
         if let Some(trace) = trace.as_mut() {
             trace("patch_embed", &dense(&x, ldx, d));
         }
 
-        let (temb, proj) = self.embed_time(timestep);
+        let times: Vec<(Vec<f32>, Vec<f32>)> =
+            items.iter().map(|i| self.embed_time(i.timestep)).collect();
         let rope = Rope::new(dh, grid);
         let scale = 1.0 / (dh as f32).sqrt();
         let zero_bias = |_: usize, _: usize, _: usize| 0.0;
-        let mut normed = vec![0.0f32; n * d];
-        let mut ctx = vec![0.0f32; n * d];
+        let mut normed = vec![0.0f32; b * n * d];
+        let mut ctx = vec![0.0f32; b * n * d];
         for (bi, block) in self.blocks.iter().enumerate() {
-            let m: Vec<f32> = block.table.iter().zip(&proj).map(|(t, p)| t + p).collect();
-            let row = |r: usize| &m[r * d..(r + 1) * d];
-            let (shift, scale_msa, gate) = (row(0), row(1), row(2));
-            let (c_shift, c_scale, c_gate) = (row(3), row(4), row(5));
+            // Each item's modulation rows: shift, scale, gate, c_shift, c_scale, c_gate.
+            let mods: Vec<Vec<f32>> = times
+                .iter()
+                .map(|(_, proj)| block.table.iter().zip(proj).map(|(t, p)| t + p).collect())
+                .collect();
+            let row = |item: usize, r: usize| &mods[item][r * d..(r + 1) * d];
 
             // Self-attention.
-            modulated_norm(&x, ldx, d, eps, shift, scale_msa, &mut normed);
-            let mut qkv = block.qkv.apply(n, &normed, d);
+            for i in 0..b {
+                modulated_norm(
+                    &x[i * n * ldx..(i + 1) * n * ldx],
+                    ldx,
+                    d,
+                    eps,
+                    row(i, 0),
+                    row(i, 1),
+                    &mut normed[i * n * d..(i + 1) * n * d],
+                );
+            }
+            let mut qkv = block.qkv.apply(b * n, &normed, d);
             let ldq = block.qkv.padded_out();
             rms_norm(&mut qkv, ldq, 0, &block.self_norm_q, eps);
             rms_norm(&mut qkv, ldq, d, &block.self_norm_k, eps);
-            rope.apply(&mut qkv, ldq, 0, heads);
-            rope.apply(&mut qkv, ldq, d, heads);
-            let rows = |offset: usize| Rows {
-                data: &qkv[offset..],
-                ld: ldq,
-            };
+            for item in qkv.chunks_mut(n * ldq) {
+                rope.apply(item, ldq, 0, heads);
+                rope.apply(item, ldq, d, heads);
+            }
             let shape = Shape {
                 queries: n,
                 keys: n,
@@ -532,90 +597,136 @@ impl WanTransformer {
                 dk: dh,
                 scale,
             };
-            attention(
-                rows(0),
-                rows(d),
-                rows(2 * d),
-                shape,
-                zero_bias,
-                None,
-                &mut ctx,
-            );
-            let o = block.self_out.apply(n, &ctx, d);
-            residual(&mut x, ldx, &o, block.self_out.padded_out(), d, Some(gate));
+            for (item, out) in qkv.chunks(n * ldq).zip(ctx.chunks_mut(n * d)) {
+                let rows = |offset: usize| Rows {
+                    data: &item[offset..],
+                    ld: ldq,
+                };
+                attention(rows(0), rows(d), rows(2 * d), shape, zero_bias, None, out);
+            }
+            drop(qkv);
+            let o = block.self_out.apply(b * n, &ctx, d);
+            let ldo = block.self_out.padded_out();
+            for i in 0..b {
+                residual(
+                    &mut x[i * n * ldx..(i + 1) * n * ldx],
+                    ldx,
+                    &o[i * n * ldo..(i + 1) * n * ldo],
+                    ldo,
+                    d,
+                    Some(row(i, 2)),
+                );
+            }
 
-            // Cross-attention to the text.
+            // Cross-attention to each item's text.
             match &block.norm2 {
                 Some((nw, nb)) => layer_norm(&x, ldx, d, eps, nw, nb, &mut normed),
                 None => normed.copy_from_slice(&dense(&x, ldx, d)),
             }
-            let mut q = block.cross_q.apply(n, &normed, d);
+            let mut q = block.cross_q.apply(b * n, &normed, d);
             let ldq = block.cross_q.padded_out();
             rms_norm(&mut q, ldq, 0, &block.cross_norm_q, eps);
-            let kv = &context.kv[bi];
-            let shape = Shape {
-                queries: n,
-                keys: context.rows,
-                heads,
-                dk: dh,
-                scale,
-            };
-            let (k, v) = (
-                Rows {
-                    data: kv,
-                    ld: context.ld,
-                },
-                Rows {
-                    data: &kv[d..],
-                    ld: context.ld,
-                },
-            );
-            let q = Rows { data: &q, ld: ldq };
-            attention(q, k, v, shape, zero_bias, None, &mut ctx);
-            let o = block.cross_out.apply(n, &ctx, d);
+            for ((item, q), out) in items
+                .iter()
+                .zip(q.chunks(n * ldq))
+                .zip(ctx.chunks_mut(n * d))
+            {
+                let (kv, ld) = (&item.context.kv[bi], item.context.ld);
+                let shape = Shape {
+                    queries: n,
+                    keys: item.context.rows,
+                    heads,
+                    dk: dh,
+                    scale,
+                };
+                let k = Rows { data: kv, ld };
+                let v = Rows { data: &kv[d..], ld };
+                attention(Rows { data: q, ld: ldq }, k, v, shape, zero_bias, None, out);
+            }
+            drop(q);
+            let o = block.cross_out.apply(b * n, &ctx, d);
             residual(&mut x, ldx, &o, block.cross_out.padded_out(), d, None);
+            drop(o);
 
             // Feed-forward.
-            modulated_norm(&x, ldx, d, eps, c_shift, c_scale, &mut normed);
-            let mut hidden = block.ffn_in.apply(n, &normed, d);
+            for i in 0..b {
+                modulated_norm(
+                    &x[i * n * ldx..(i + 1) * n * ldx],
+                    ldx,
+                    d,
+                    eps,
+                    row(i, 3),
+                    row(i, 4),
+                    &mut normed[i * n * d..(i + 1) * n * d],
+                );
+            }
+            let mut hidden = block.ffn_in.apply(b * n, &normed, d);
             hidden.par_iter_mut().for_each(|v| *v = gelu_tanh(*v));
-            let o = block.ffn_out.apply(n, &hidden, block.ffn_in.padded_out());
-            residual(&mut x, ldx, &o, block.ffn_out.padded_out(), d, Some(c_gate));
+            let o = block
+                .ffn_out
+                .apply(b * n, &hidden, block.ffn_in.padded_out());
+            drop(hidden);
+            let ldo = block.ffn_out.padded_out();
+            for i in 0..b {
+                residual(
+                    &mut x[i * n * ldx..(i + 1) * n * ldx],
+                    ldx,
+                    &o[i * n * ldo..(i + 1) * n * ldo],
+                    ldo,
+                    d,
+                    Some(row(i, 5)),
+                );
+            }
             if let Some(trace) = trace.as_mut() {
                 trace(&format!("block{bi}"), &dense(&x, ldx, d));
             }
         }
 
-        // Output head and unpatchify: token value (a, b, e, channel) at ((a ph + b) pw + e)
-        // C + channel.
-        let shift: Vec<f32> = self.out_table[..d]
-            .iter()
-            .zip(&temb)
-            .map(|(t, e)| t + e)
-            .collect();
-        let scale: Vec<f32> = self.out_table[d..]
-            .iter()
-            .zip(&temb)
-            .map(|(t, e)| t + e)
-            .collect();
-        modulated_norm(&x, ldx, d, eps, &shift, &scale, &mut normed);
-        let y = self.proj_out.apply(n, &normed, d);
+        // Output head (shift and scale from each item's temb) and unpatchify: token value
+        // (a, b, e, channel) at ((a ph + b) pw + e) C + channel.
+        for (i, (temb, _)) in times.iter().enumerate() {
+            let shift: Vec<f32> = self.out_table[..d]
+                .iter()
+                .zip(temb)
+                .map(|(t, e)| t + e)
+                .collect();
+            let scale: Vec<f32> = self.out_table[d..]
+                .iter()
+                .zip(temb)
+                .map(|(t, e)| t + e)
+                .collect();
+            modulated_norm(
+                &x[i * n * ldx..(i + 1) * n * ldx],
+                ldx,
+                d,
+                eps,
+                &shift,
+                &scale,
+                &mut normed[i * n * d..(i + 1) * n * d],
+            );
+        }
+        drop(x);
+        let y = self.proj_out.apply(b * n, &normed, d);
         let ldy = self.proj_out.padded_out();
         let co = c.out_channels;
-        let mut out = vec![0.0f32; co * f * h * w];
-        out.par_chunks_mut(h * w)
-            .enumerate()
-            .for_each(|(plane, o)| {
-                let (ci, fi) = (plane / f, plane % f);
-                let (gf, a) = (fi / pt, fi % pt);
-                for (idx, o) in o.iter_mut().enumerate() {
-                    let (hi, wi) = (idx / w, idx % w);
-                    let t = (gf * grid[1] + hi / ph) * grid[2] + wi / pw;
-                    let (b, e) = (hi % ph, wi % pw);
-                    *o = y[t * ldy + ((a * ph + b) * pw + e) * co + ci];
-                }
-            });
-        out
+        y.chunks(n * ldy)
+            .map(|y| {
+                let mut out = vec![0.0f32; co * f * h * w];
+                out.par_chunks_mut(h * w)
+                    .enumerate()
+                    .for_each(|(plane, o)| {
+                        let (ci, fi) = (plane / f, plane % f);
+                        let (gf, a) = (fi / pt, fi % pt);
+                        for (idx, o) in o.iter_mut().enumerate() {
+                            let (hi, wi) = (idx / w, idx % w);
+                            let t = (gf * grid[1] + hi / ph) * grid[2] + wi / pw;
+                            let (b, e) = (hi % ph, wi % pw);
+                            *o = y[t * ldy + ((a * ph + b) * pw + e) * co + ci];
+                        }
+                    });
+                out
+            })
+            .collect()
     }
 }
 
