@@ -6,6 +6,9 @@
 //!
 //! `cargo build --release && cargo run --release -p bench --bin peer_report -- --out docs/PEER_REPORT.md`
 //!
+//! The peer's packages must be installed first (`source bench/peer/deps.sh`, or a run of
+//! `scripts/peer_smoke.sh`): a peer start waits at most 180 s for its worker.
+//!
 //! `--input` rewrites the report from saved results without measuring.
 
 use std::path::PathBuf;
@@ -225,7 +228,7 @@ fn document(cmp: &Comparison, json_path: &std::path::Path) -> String {
         "# reel side by side with its peer (FastAPI + Celery + Redis + PyTorch)\n\n\
          Measured {date} on {machine}; the scenarios took {wall:.0} s (the adherence suite \
          apart). Measured by\n\n    {command}\n\n\
-         (after `cargo build --release`, from the repository root) and rewritten from its saved \
+         (after `cargo build --release` and `source bench/peer/deps.sh`, from the repository root) and rewritten from its saved \
          results by\n\n    peer_report --out docs/PEER_REPORT.md --input {json}\n\n\
          Each scenario runs against a fresh `reel serve` and then a fresh peer \
          (`bench/peer/serve.sh`: Redis, one Celery worker, uvicorn with FastAPI; see \
