@@ -48,7 +48,7 @@ while :; do
   sleep 0.5
 done
 task="$(curl -fsS "$base/api/tasks/$id")"
-[ "$(field 'len(v["plan"]["scenes"])' <<<"$task")" = 2 ] || fail "no 2-scene plan: $task"
+[ "$(field 'len(v["plan"])' <<<"$task")" = 2 ] || fail "no 2-scene plan: $task"
 curl -fsS -o "$dir/video.mp4" "$base/api/tasks/$id/video"
 probe="$(ffprobe -v error -select_streams v:0 -count_frames \
   -show_entries stream=codec_name,width,height,nb_read_frames -of csv=p=0 "$dir/video.mp4")"
@@ -57,9 +57,12 @@ probe="$(ffprobe -v error -select_streams v:0 -count_frames \
 again="$(curl -fsS -H 'content-type: application/json' -d "$body" "$base/api/tasks")"
 [ "$(field 'v["status"], v["cached"]' <<<"$again")" = "('completed', True)" ] || fail "not a cache hit: $again"
 [ "$(curl -fsS "$base/api/tasks?limit=5" | field 'len(v["tasks"])')" = 2 ] || fail "the list does not hold both tasks"
+page="$(curl -fsS "$base/api/tasks?limit=1")"
+[ "$(field '[t["id"] for t in v["tasks"]], v["next_cursor"]' <<<"$page")" = "([2], 2)" ] || fail "first page: $page"
+[ "$(curl -fsS "$base/api/tasks?limit=1&cursor=2" | field '[t["id"] for t in v["tasks"]]')" = "[1]" ] || fail "the second page is not task 1"
 [ "$(curl -fsS "$base/api/stats" | field 'v["tasks"]["completed"]')" = 2 ] || fail "the counts are wrong"
 code="$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -d '{"prompt": "x", "num_scenes": 99}' "$base/api/tasks")"
 [ "$code" = 400 ] || fail "an out-of-range num_scenes answered $code"
 code="$(curl -s -o /dev/null -w '%{http_code}' "$base/api/tasks/999")"
 [ "$code" = 404 ] || fail "a missing task answered $code"
-echo "peer smoke test passed: task $id -> $probe, a cache hit, list, counts, 400, 404 ($SECONDS s)"
+echo "peer smoke test passed: task $id -> $probe, a cache hit, list and pages, counts, 400, 404 ($SECONDS s)"

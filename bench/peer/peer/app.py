@@ -89,15 +89,19 @@ async def read(task_id: int):
 
 
 @app.get("/api/tasks")
-async def list_tasks(limit: int = 20, offset: int = 0, status: str | None = None):
-    if not 1 <= limit <= 100 or offset < 0:
-        return bad("limit must be in 1..=100 and offset at least 0")
-    q = select(db.Task).order_by(db.Task.id.desc()).limit(limit).offset(offset)
+async def list_tasks(limit: int = 20, cursor: int | None = None, status: str | None = None):
+    """Newest first, `limit` per page; `next_cursor` (an id) asks for the page after."""
+    if not 1 <= limit <= 100:
+        return bad("limit must be in 1..=100")
+    q = select(db.Task).order_by(db.Task.id.desc()).limit(limit)
+    if cursor is not None:
+        q = q.where(db.Task.id < cursor)
     if status:
         q = q.where(db.Task.status == status)
     async with state["sessions"]() as s:
         rows = (await s.execute(q)).scalars().all()
-    return {"tasks": [t.view() for t in rows], "limit": limit, "offset": offset}
+    more = len(rows) == limit
+    return {"tasks": [t.view() for t in rows], "next_cursor": rows[-1].id if more else None}
 
 
 @app.get("/api/tasks/{task_id}/video")

@@ -31,22 +31,26 @@ class Task(Base):
     timings_ms: Mapped[dict] = mapped_column(JSON, default=dict)
 
     def view(self):
-        """The JSON of GET /api/tasks/{id}, in reel's shape where the fields exist here."""
+        """The JSON of GET /api/tasks/{id}, in reel's shape (`api::models::TaskView`) where the
+        fields exist here (no owner, priority, planner origin, artifact details)."""
         p = self.params
+        n = p["num_scenes"]
+        done = 1.0 if self.status == "completed" else 0.0
+        scenes = [1.0 if i < self.scenes_done else done for i in range(n)]
+        plan = self.plan["scenes"] if self.plan else None
         return {
             "id": self.id,
             "status": self.status,
-            "prompt": self.prompt,
+            "created_ms": int(self.created_at * 1000),
+            "updated_ms": int((self.finished_at or self.created_at) * 1000),
             "params": p,
-            "plan": self.plan,
+            "plan": [{"caption": s["caption"], "guessed": s["guessed"]} for s in plan] if plan else None,
             # The peer has no partial frames: a video exists only once it is encoded.
-            "progress": {"scenes_done": self.scenes_done, "scenes": p["num_scenes"], "frames_ready": 0},
-            "video_url": f"/api/tasks/{self.id}/video" if self.status == "completed" else None,
-            "error": self.error,
+            "progress": {"overall": sum(scenes) / n, "scenes": scenes, "frames_ready": 0},
+            "timings_ms": {k: int(v) for k, v in self.timings_ms.items()},
             "cached": bool(self.cached),
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-            "timings_ms": self.timings_ms,
+            "error": self.error,
+            "links": {"self": f"/api/tasks/{self.id}", "video": f"/api/tasks/{self.id}/video"},
         }
 
 
