@@ -10,7 +10,15 @@ fresh data dir ids start at 1).
     reel serve --port 8000 --data-dir /tmp/reel-locust &
     locust -f bench/locustfile.py --host http://127.0.0.1:8000 --headless -u 50 -r 10 -t 1m
 
-For the same kind of measurement without Locust, see `bench/src/bin/load.rs`.
+The peer stack (`bench/peer/`: FastAPI + Celery + Redis + PyTorch) serves the same two
+routes with the same answers (no 429: it has no queue bound), so the same file runs against it
+unchanged:
+
+    bench/peer/serve.sh --port 8100 --data-dir /tmp/peer-locust &
+    locust -f bench/locustfile.py --host http://127.0.0.1:8100 --headless -u 50 -r 10 -t 1m
+
+For the same kind of measurement without Locust, see `bench/src/bin/load.rs`; `peer_report`
+(`docs/PEER_REPORT.md`) runs its paced users, Locust's `between(1, 2)`, against both.
 """
 
 import time

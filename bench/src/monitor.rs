@@ -1,4 +1,5 @@
-//! CPU and resident memory of one process (the reel server, or this process for the storage
+//! CPU and resident memory of one process and its descendants (the reel server; the peer's
+//! supervisor with its Redis, Celery and uvicorn processes; this process for the storage
 //! scenario), and the whole machine's CPU beside it, read through sysinfo: a [`ProcessProbe`]
 //! for samples taken on demand (the soak) and a [`Monitor`] that samples on a thread of its
 //! own while a scenario runs.
@@ -10,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{Pid, Process, ProcessRefreshKind, ProcessesToUpdate, System};
 
-/// Reads one process's CPU (percent of one core, since the previous read) and RSS, and the
+/// Reads one process's CPU (percent of one core, since the previous read) and RSS, its
+/// descendants' added (a process without children, like reel, reads as itself), and the
 /// whole machine's CPU over the same span.
 pub struct ProcessProbe {
     system: System,
@@ -32,21 +34,46 @@ impl ProcessProbe {
         })
     }
 
-    /// The process now; `None` once it is gone.
+    /// The process and its descendants now; `None` once the process is gone. CPU time of
+    /// descendants that exited between reads is not counted.
     pub fn sample(&mut self) -> Option<Reading> {
         let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
         self.system
-            .refresh_processes_specifics(ProcessesToUpdate::Some(&[self.pid]), true, kind);
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
         self.system.refresh_cpu_usage();
-        let p = self.system.process(self.pid)?;
+        self.system.process(self.pid)?;
+        let tree: Vec<&Process> = self
+            .system
+            .processes()
+            .values()
+            .filter(|p| p.thread_kind().is_none() && self.descends(p))
+            .collect();
         let reading = Reading {
-            cpu_percent: self.primed.then(|| p.cpu_usage()),
+            cpu_percent: self
+                .primed
+                .then(|| tree.iter().map(|p| p.cpu_usage()).sum()),
             machine_cpu_percent: self.primed.then(|| self.system.global_cpu_usage()),
-            rss_bytes: p.memory(),
-            cpu_time_ms: p.accumulated_cpu_time(),
+            rss_bytes: tree.iter().map(|p| p.memory()).sum(),
+            cpu_time_ms: tree.iter().map(|p| p.accumulated_cpu_time()).sum(),
         };
         self.primed = true;
         Some(reading)
+    }
+}
+
+impl ProcessProbe {
+    /// Whether `p` is the probed process or one of its descendants.
+    fn descends(&self, p: &Process) -> bool {
+        let mut at = Some(p.pid());
+        // Bounded: a parent chain is short, and a cycle (pid reuse) must not hang the probe.
+        for _ in 0..64 {
+            match at {
+                Some(pid) if pid == self.pid => return true,
+                Some(pid) => at = self.system.process(pid).and_then(Process::parent),
+                None => return false,
+            }
+        }
+        false
     }
 }
 

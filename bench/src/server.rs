@@ -1,18 +1,33 @@
-//! A real `reel serve` for the scenarios: started on a free loopback port with a fresh data
+//! A real `reel serve` for the scenarios, or the peer stack (`bench/peer/serve.sh`: FastAPI +
+//! Celery + Redis + PyTorch) in its place: started on a free loopback port with a fresh data
 //! dir, waited for (`/healthz`), and stopped and cleaned up on drop.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-/// `reel serve` on a free loopback port with its own data dir.
+/// `reel serve` (or the peer) on a free loopback port with its own data dir.
 pub struct Server {
     child: Child,
     dir: PathBuf,
     base: String,
+    /// The peer runs as a process group of its own (its supervisor script, Redis, the Celery
+    /// worker, uvicorn), stopped as one; reel is a single process.
+    group: bool,
+}
+
+/// A free loopback port and a fresh directory for a server's data and log.
+fn port_and_dir(name: &str) -> Result<(u16, PathBuf)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("{name}-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok((port, dir))
 }
 
 /// The reel binary of this build: next to this executable (a `bench` binary in
@@ -40,11 +55,7 @@ pub fn find_reel() -> Result<PathBuf> {
 impl Server {
     /// Starts `bin serve` with `extra` arguments (stderr goes to a log in the data dir).
     pub fn start(bin: &Path, extra: &[String]) -> Result<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let dir = std::env::temp_dir().join(format!("reel-load-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let (port, dir) = port_and_dir("reel-load")?;
         let log = File::create(dir.join("server.log"))?;
         let child = Command::new(bin)
             .arg("serve")
@@ -61,12 +72,45 @@ impl Server {
             child,
             dir,
             base: format!("http://127.0.0.1:{port}"),
+            group: false,
+        })
+    }
+
+    /// Starts the peer: `script` (`bench/peer/serve.sh`) with `--port` and `--data-dir`, in a
+    /// process group of its own, its worker planning with `reel_bin`'s `plan` (stdout and
+    /// stderr go to a log in the data dir's parent).
+    pub fn start_peer(script: &Path, reel_bin: &Path) -> Result<Server> {
+        let (port, dir) = port_and_dir("reel-peer")?;
+        let log = File::create(dir.join("server.log"))?;
+        let child = Command::new(script)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("REEL_BIN", reel_bin)
+            .process_group(0)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", script.display()))?;
+        Ok(Server {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+            group: true,
         })
     }
 
     /// Starts the server and waits until it answers.
     pub async fn start_ready(bin: &Path, extra: &[String]) -> Result<Server> {
         let mut srv = Server::start(bin, extra)?;
+        srv.ready(&reqwest::Client::new()).await?;
+        Ok(srv)
+    }
+
+    /// Starts the peer ([`Server::start_peer`]) and waits until it answers.
+    pub async fn start_peer_ready(script: &Path, reel_bin: &Path) -> Result<Server> {
+        let mut srv = Server::start_peer(script, reel_bin)?;
         srv.ready(&reqwest::Client::new()).await?;
         Ok(srv)
     }
@@ -93,10 +137,11 @@ impl Server {
 
     /// Waits for `/healthz`; fails with the server's log if it exits or never answers.
     pub async fn ready(&mut self, http: &reqwest::Client) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // The peer loads torch and the model in its worker before it serves.
+        let deadline = Instant::now() + Duration::from_secs(if self.group { 180 } else { 60 });
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
-                bail!("reel exited ({status}):\n{}", self.log_tail());
+                bail!("the server exited ({status}):\n{}", self.log_tail());
             }
             if let Ok(r) = http.get(self.url("/healthz")).send().await {
                 if r.status().is_success() {
@@ -105,7 +150,10 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("reel did not answer /healthz in 60 s:\n{}", self.log_tail())
+        bail!(
+            "the server did not answer /healthz in time:\n{}",
+            self.log_tail()
+        )
     }
 
     /// The last few kilobytes of the server's stderr.
@@ -119,8 +167,34 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stops the peer's process group: SIGTERM (its script stops each process by PID), and
+    /// SIGKILL to whatever is left after ten seconds.
+    fn stop_group(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let signal = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal("-KILL");
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.group {
+            self.stop_group();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

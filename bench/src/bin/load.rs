@@ -153,6 +153,7 @@ async fn over_http(args: &Args) -> Result<(Value, ProcessUsage)> {
                 requests: args.requests,
                 background_tasks: args.background_tasks,
                 think_ms: args.think_ms,
+                contract_only: false,
             };
             let r = http_load::api(&srv, load, deadline).await;
             r.map(|r| {

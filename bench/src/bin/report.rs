@@ -127,6 +127,8 @@ impl Args {
         };
         Plan {
             reel_bin: self.reel_bin.clone(),
+            peer: None,
+            contract_only: false,
             api: if on(Scenario::Api) {
                 self.api_users
                     .iter()
@@ -141,6 +143,7 @@ impl Args {
                 requests: self.busy_requests,
                 background_tasks: self.busy_tasks,
                 think_ms: self.busy_think_ms,
+                contract_only: false,
             }),
             burst: on(Scenario::Burst).then_some(self.burst),
             generate_scenes: if on(Scenario::Generate) {

@@ -38,6 +38,18 @@ pub const OPS: [&str; 17] = [
     "POST /v1/videos",
 ];
 
+/// The [`OPS`] of the routes the original plan names (create, read, list, video) with the
+/// health check and the task counts the bench reads: what both reel and the peer
+/// (`bench/peer/`) serve, so that a comparison runs these only ([`ApiLoad::contract_only`]).
+pub const CONTRACT_OPS: [&str; 6] = [
+    "GET /api/tasks",
+    "GET /api/tasks/{id}",
+    "GET /healthz",
+    "POST /api/tasks",
+    "GET /api/stats",
+    "GET /api/tasks/{done}/video",
+];
+
 /// [`OPS`] whose answer is timed to its head only: the live frame stream replays a finished task
 /// at its frame rate, so its body takes as long as the video.
 const HEAD_ONLY: &str = "GET /api/tasks/{done}/stream";
@@ -90,6 +102,9 @@ pub struct ApiLoad {
     /// A user's pause after each answer, drawn uniformly from `[min, max]` milliseconds, like
     /// Locust's `between(min, max)`; `[0, 0]` sends back to back (a closed-loop stress).
     pub think_ms: [u64; 2],
+    /// Cycle through [`CONTRACT_OPS`] only, rather than every endpoint of [`OPS`].
+    #[serde(default)]
+    pub contract_only: bool,
 }
 
 impl ApiLoad {
@@ -100,7 +115,15 @@ impl ApiLoad {
             requests,
             background_tasks: 0,
             think_ms: [0, 0],
+            contract_only: false,
         }
+    }
+
+    /// The indices into [`OPS`] the users cycle through, in order.
+    fn ops(&self) -> Vec<usize> {
+        (0..OPS.len())
+            .filter(|&i| !self.contract_only || CONTRACT_OPS.contains(&OPS[i]))
+            .collect()
     }
 
     fn think(&self, rng: &mut fastrand::Rng) -> Option<Duration> {
@@ -176,10 +199,11 @@ pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiRe
     }
     let last_id = Arc::new(AtomicU64::new(seeded));
     let next = Arc::new(AtomicUsize::new(0));
+    let ops: Arc<[usize]> = load.ops().into();
     let started = Instant::now();
     let mut clients = Vec::new();
     for user in 0..load.users {
-        let (http, next, last_id) = (http.clone(), next.clone(), last_id.clone());
+        let (http, next, last_id, ops) = (http.clone(), next.clone(), last_id.clone(), ops.clone());
         let base = srv.base().to_owned();
         clients.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(user as u64);
@@ -194,7 +218,7 @@ pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiRe
                 if i >= load.requests || Instant::now() >= deadline {
                     break;
                 }
-                let op = i % OPS.len();
+                let op = ops[i % ops.len()];
                 let last = last_id.load(Ordering::Relaxed);
                 let req = op_request(&http, &base, op, last, seeded);
                 let (took, res) = timed_op(req, OPS[op] == HEAD_ONLY).await;
@@ -236,9 +260,11 @@ pub async fn api(srv: &Server, load: ApiLoad, deadline: Instant) -> Result<ApiRe
     };
     let mut total = Tally::default();
     let mut by_op = BTreeMap::new();
-    for (name, t) in OPS.iter().zip(per_op) {
-        by_op.insert((*name).to_owned(), t.summary(wall));
-        total.merge(t);
+    for (i, t) in per_op.into_iter().enumerate() {
+        if ops.contains(&i) {
+            by_op.insert(OPS[i].to_owned(), t.summary(wall));
+            total.merge(t);
+        }
     }
     Ok(ApiResult {
         users: load.users,
@@ -263,6 +289,16 @@ mod tests {
         assert!(parse_think_ms("2000,1000").is_err());
         assert!(parse_think_ms("1000").is_err());
         assert!(parse_think_ms("a,b").is_err());
+    }
+
+    #[test]
+    fn the_contract_is_a_subset_of_every_endpoint() {
+        let mut load = ApiLoad::closed(1, 1);
+        assert_eq!(load.ops().len(), OPS.len());
+        load.contract_only = true;
+        let names: Vec<&str> = load.ops().iter().map(|&i| OPS[i]).collect();
+        assert_eq!(names.len(), CONTRACT_OPS.len());
+        assert!(CONTRACT_OPS.iter().all(|op| names.contains(op)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod feeder;
 mod first_frames;
 mod generate;
 
-pub use api::{api, parse_think_ms, ApiLoad, ApiResult, OPS};
+pub use api::{api, parse_think_ms, ApiLoad, ApiResult, CONTRACT_OPS, OPS};
 pub use burst::{burst, BurstResult};
 pub use client::{outcome, timed, PROMPT};
 pub use first_frames::{

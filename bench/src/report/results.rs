@@ -129,6 +129,12 @@ pub struct Plan {
     /// The reel binary to serve with; `None` finds the one of this build
     /// ([`find_reel`](crate::server::find_reel)) when a scenario needs a server.
     pub reel_bin: Option<PathBuf>,
+    /// Measure the peer instead of reel: its `bench/peer/serve.sh`, whose worker plans with
+    /// the reel binary's `plan`.
+    pub peer: Option<PathBuf>,
+    /// The `api` runs cycle through [`CONTRACT_OPS`](crate::http_load::CONTRACT_OPS) only
+    /// (what the peer serves too); `api_busy` says so itself.
+    pub contract_only: bool,
     /// `(users, requests)` pairs.
     pub api: Vec<(usize, usize)>,
     /// The API while generation runs.
@@ -159,12 +165,17 @@ impl Plan {
     }
 }
 
-/// Runs `run` against a fresh server, with its CPU and RSS monitored.
+/// Runs `run` against a fresh server (reel of `bin`, or the peer of the script `peer`), with
+/// its CPU and RSS monitored.
 async fn with_server<T>(
     bin: &Path,
+    peer: Option<&Path>,
     run: impl AsyncFnOnce(&Server) -> Result<T>,
 ) -> Result<Measured<T>> {
-    let srv = Server::start_ready(bin, &[]).await?;
+    let srv = match peer {
+        Some(script) => Server::start_peer_ready(script, bin).await?,
+        None => Server::start_ready(bin, &[]).await?,
+    };
     let monitor = Monitor::start(srv.pid(), Duration::from_millis(250))?;
     let result = run(&srv).await;
     let server = monitor.finish();
@@ -181,24 +192,31 @@ pub async fn measure(plan: &Plan) -> Result<Results> {
         (None, false) => None,
     };
     let deadline = || Instant::now() + Duration::from_secs(plan.max_secs);
+    let peer = plan.peer.as_deref();
     let mut out = Results::empty(now_utc(), Machine::detect()?);
     if let Some(bin) = &bin {
         for &(users, requests) in &plan.api {
-            let m = with_server(bin, async |srv| {
-                http_load::api(srv, ApiLoad::closed(users, requests), deadline()).await
+            let load = ApiLoad {
+                contract_only: plan.contract_only,
+                ..ApiLoad::closed(users, requests)
+            };
+            let m = with_server(bin, peer, async |srv| {
+                http_load::api(srv, load, deadline()).await
             })
             .await?;
             eprintln!("{}", m.result.total.line(&format!("api x{users}")));
             out.api.push(m);
         }
         if let Some(load) = plan.api_busy {
-            let m =
-                with_server(bin, async |srv| http_load::api(srv, load, deadline()).await).await?;
+            let m = with_server(bin, peer, async |srv| {
+                http_load::api(srv, load, deadline()).await
+            })
+            .await?;
             eprintln!("{}", m.result.total.line("api while generating"));
             out.api_busy = Some(m);
         }
         if let Some(n) = plan.burst {
-            let m = with_server(bin, async |srv| http_load::burst(srv, n).await).await?;
+            let m = with_server(bin, peer, async |srv| http_load::burst(srv, n).await).await?;
             eprintln!("{}", m.result.total.line(&format!("burst x{n}")));
             out.burst = Some(m);
         }
@@ -208,7 +226,7 @@ pub async fn measure(plan: &Plan) -> Result<Results> {
                 steps: plan.generate_steps,
             };
             let seed0 = 10_000 * (i as u64 + 1);
-            let m = with_server(bin, async |srv| {
+            let m = with_server(bin, peer, async |srv| {
                 http_load::generate(srv, shape, &plan.generate_tasks, seed0, deadline()).await
             })
             .await?;
@@ -237,7 +255,7 @@ pub async fn measure(plan: &Plan) -> Result<Results> {
         });
     }
     if let (Some(cfg), Some(bin)) = (plan.soak, &bin) {
-        let m = with_server(bin, async |srv| {
+        let m = with_server(bin, peer, async |srv| {
             soak::run(srv, cfg, |s| {
                 if s.starts_minute(&cfg) {
                     eprintln!("soak {}", s.progress_line());
