@@ -94,22 +94,17 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
 }
 
 /// The planner `--planner` names: the rules, or an OpenAI-compatible endpoint falling back to
-/// them; for a free-form model (`free_form`), the free-text planner.
+/// them; for a free-form model (`free_form`), the free-text planner, or the endpoint writing
+/// scene prompts and falling back to it.
 pub fn planner(s: &Resolved, free_form: bool) -> anyhow::Result<Arc<dyn Planner>> {
-    if free_form {
-        if s.planner != "rule" {
-            anyhow::bail!(
-                "--planner {} plans WORLD.md scenes for the built-in model; a free-form model \
-                 (--model wan:DIR) is planned by the free-text planner",
-                s.planner
-            );
-        }
-        return Ok(Arc::new(FreeTextPlanner));
-    }
     // `Settings::resolve` checked that openai comes with both.
     let (Some(url), Some(model), "openai") = (&s.planner_url, &s.planner_model, s.planner.as_str())
     else {
-        return Ok(Arc::new(RulePlanner));
+        return Ok(if free_form {
+            Arc::new(FreeTextPlanner)
+        } else {
+            Arc::new(RulePlanner)
+        });
     };
     let config = LlmConfig {
         url: url.clone(),
@@ -117,8 +112,19 @@ pub fn planner(s: &Resolved, free_form: bool) -> anyhow::Result<Arc<dyn Planner>
         timeout: Duration::from_millis(s.planner_timeout_ms),
         api_key: s.planner_api_key.clone(),
     };
-    let planner = LlmPlanner::new(config).context("starting the LLM planner")?;
-    tracing::info!(url, model, timeout_ms = s.planner_timeout_ms, "LLM planner");
+    let planner = if free_form {
+        LlmPlanner::free_form(config)
+    } else {
+        LlmPlanner::new(config)
+    }
+    .context("starting the LLM planner")?;
+    tracing::info!(
+        url,
+        model,
+        timeout_ms = s.planner_timeout_ms,
+        scenes = if free_form { "free text" } else { "WORLD.md" },
+        "LLM planner"
+    );
     Ok(Arc::new(planner))
 }
 

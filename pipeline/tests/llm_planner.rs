@@ -1,7 +1,9 @@
 //! The LLM planner against a fake OpenAI-compatible server on loopback: a valid answer, an
 //! invalid one then a valid one, invalid twice, no answer in time, a 500, a body trickling
 //! past the timeout, and an endpoint that refuses JSON schemas. Every case yields a plan, and
-//! the plan's origin says what happened (the reason is what the warning logs).
+//! the plan's origin says what happened (the reason is what the warning logs). For a
+//! free-form model: the model's scene prompts, and the free-text planner when they are
+//! invalid.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pipeline::plan::{Attr, Plan, Planner};
-use pipeline::planner::{LlmConfig, LlmPlanner, RulePlanner};
+use pipeline::planner::{FreeTextPlanner, LlmConfig, LlmPlanner, RulePlanner};
 use pipeline::world::{Background, Color, Motion, Shape, Size};
 use serde_json::{json, Value};
 
@@ -127,14 +129,17 @@ fn trickle(out: &mut TcpStream, body: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-fn planner(fake: &Fake, timeout_ms: u64) -> LlmPlanner {
-    LlmPlanner::new(LlmConfig {
+fn config(fake: &Fake, timeout_ms: u64) -> LlmConfig {
+    LlmConfig {
         url: fake.url.clone(),
         model: "fake-model".into(),
         timeout: Duration::from_millis(timeout_ms),
         api_key: Some("sk-test".into()),
-    })
-    .unwrap()
+    }
+}
+
+fn planner(fake: &Fake, timeout_ms: u64) -> LlmPlanner {
+    LlmPlanner::new(config(fake, timeout_ms)).unwrap()
 }
 
 const PROMPT: &str = "a big cyan diamond rises, then it shrinks";
@@ -349,4 +354,61 @@ fn an_endpoint_refusing_schemas_is_asked_for_a_json_object() {
             json!("json_object")
         ]
     );
+}
+
+const FREE_PROMPT: &str = "A fox runs through snow at dawn, then it leaps over a fallen log.";
+
+#[test]
+fn a_free_form_model_gets_the_models_scene_prompts() {
+    let answer = json!({"scenes": [
+        {"prompt": "A red fox runs through deep snow at dawn, soft light."},
+        {"prompt": "The red fox leaps over a fallen log in the snow."},
+    ]});
+    let fake = fake(vec![Reply::Content(answer.to_string())]);
+    let p = LlmPlanner::free_form(config(&fake, 5000)).unwrap();
+    let plan = p.plan(FREE_PROMPT, 2, 7);
+    assert_eq!(outcome(&plan), ("llm", None));
+    let prompts: Vec<&str> = plan.scenes.iter().map(|s| s.caption.as_str()).collect();
+    assert_eq!(
+        prompts,
+        [
+            "A red fox runs through deep snow at dawn, soft light.",
+            "The red fox leaps over a fallen log in the snow."
+        ]
+    );
+    assert!(plan
+        .scenes
+        .iter()
+        .all(|s| s.scene.is_none() && s.guessed.is_empty()));
+    let requests = fake.requests.lock().unwrap().clone();
+    let format = &requests[0]["response_format"]["json_schema"]["schema"];
+    let items = &format["properties"]["scenes"]["items"];
+    assert_eq!(items["properties"]["prompt"]["type"], "string");
+    assert!(requests[0]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("exactly 2 scenes"));
+    let again = p.plan(FREE_PROMPT, 2, 8);
+    assert_eq!(outcome(&again), ("cached", None));
+    assert_eq!(again.scenes, plan.scenes);
+}
+
+#[test]
+fn invalid_free_form_prompts_fall_back_to_the_free_text_planner() {
+    let empty = json!({"scenes": [{"prompt": "A fox runs."}, {"prompt": " "}]}).to_string();
+    let fake = fake(vec![Reply::Content(empty.clone()), Reply::Content(empty)]);
+    let p = LlmPlanner::free_form(config(&fake, 5000)).unwrap();
+    let plan = p.plan(FREE_PROMPT, 2, 7);
+    assert_eq!(
+        outcome(&plan),
+        (
+            "fallback_invalid",
+            Some("llm planner: invalid answer: scene 2 prompt is empty; free-text planner used")
+        )
+    );
+    assert_eq!(plan.scenes, FreeTextPlanner.plan(FREE_PROMPT, 2, 7).scenes);
+    let requests = fake.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "asked again once");
+    let retry = requests[1]["messages"][3]["content"].as_str().unwrap();
+    assert!(retry.contains("every prompt a non-empty string"), "{retry}");
 }

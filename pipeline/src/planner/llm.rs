@@ -9,6 +9,10 @@
 //! attributes are then filled as [`RulePlanner`] fills what a prompt leaves out: carried over
 //! from the previous scene, first-scene defaults, or drawn from the seed and marked guessed.
 //!
+//! For a free-form model (Wan2.1, [`LlmPlanner::free_form`]) the model writes each scene's
+//! prompt instead: the schema asks for `num_scenes` strings, each checked to be non-blank and
+//! within the API's prompt length, and [`FreeTextPlanner`] is the fallback.
+//!
 //! Whatever goes wrong (no answer within the timeout, which bounds all requests of one plan
 //! together; an error status; invalid output twice) the rule planner answers, and the plan's
 //! [`PlanOrigin`] says why (logged at warn too). Answers are cached by prompt and scene count
@@ -25,8 +29,8 @@ use lru::LruCache;
 use serde_json::{json, Map, Value};
 
 use super::mention::{Mention, MotionWord};
-use super::{fill, share_first_background, RulePlanner};
-use crate::plan::{Plan, PlanOrigin, Planner};
+use super::{fill, share_first_background, FreeTextPlanner, RulePlanner};
+use crate::plan::{Plan, PlanOrigin, PlannedScene, Planner};
 use crate::world::{Background, Color, Motion, Shape, Size};
 
 /// Plans kept by (prompt, scene count).
@@ -61,15 +65,34 @@ impl fmt::Debug for LlmConfig {
     }
 }
 
-/// Plans with an LLM, falling back to [`RulePlanner`]. Its [`Planner::plan`] blocks on the
-/// network (up to [`LlmConfig::timeout`]), so the engine runs it off the timely workers.
+/// Plans with an LLM, falling back to [`RulePlanner`] (or, for a free-form model,
+/// [`FreeTextPlanner`]). Its [`Planner::plan`] blocks on the network (up to
+/// [`LlmConfig::timeout`]), so the engine runs it off the timely workers.
 pub struct LlmPlanner {
     config: LlmConfig,
+    /// What the model is asked for.
+    scheme: Scheme,
     endpoint: String,
     client: reqwest::blocking::Client,
     /// False once the endpoint refused a JSON schema: ask for a JSON object instead.
     json_schema: AtomicBool,
-    cache: Mutex<LruCache<(String, usize), Vec<Mention>>>,
+    cache: Mutex<LruCache<(String, usize), Answer>>,
+}
+
+/// What the model is asked for, by the kind of model served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    /// WORLD.md attributes per scene (the built-in model).
+    World,
+    /// A prompt per scene, in free text (a free-form model).
+    FreeText,
+}
+
+/// A valid answer: what each scene names, or each scene's prompt.
+#[derive(Clone, Debug)]
+enum Answer {
+    World(Vec<Mention>),
+    FreeText(Vec<String>),
 }
 
 /// Why the LLM's plan was not used.
@@ -95,8 +118,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LlmPlanner {
-    /// A planner asking `config.url`; fails only when the HTTP client cannot be built.
+    /// A planner of WORLD.md scenes (the built-in model) asking `config.url`; fails only when
+    /// the HTTP client cannot be built.
     pub fn new(config: LlmConfig) -> anyhow::Result<LlmPlanner> {
+        LlmPlanner::with_scheme(config, Scheme::World)
+    }
+
+    /// A planner of free-text scene prompts (a free-form model such as Wan2.1) asking
+    /// `config.url`; fails only when the HTTP client cannot be built.
+    pub fn free_form(config: LlmConfig) -> anyhow::Result<LlmPlanner> {
+        LlmPlanner::with_scheme(config, Scheme::FreeText)
+    }
+
+    fn with_scheme(config: LlmConfig, scheme: Scheme) -> anyhow::Result<LlmPlanner> {
         let base = config.url.trim_end_matches('/');
         let endpoint = if base.ends_with("/chat/completions") {
             base.to_owned()
@@ -108,6 +142,7 @@ impl LlmPlanner {
             .build()?;
         Ok(LlmPlanner {
             config,
+            scheme,
             endpoint,
             client,
             json_schema: AtomicBool::new(true),
@@ -117,25 +152,37 @@ impl LlmPlanner {
         })
     }
 
-    /// What each of the `n` scenes of `prompt` names, asked of the model (retried once when
-    /// invalid), all within the timeout.
-    fn ask(&self, prompt: &str, n: usize) -> Result<Vec<Mention>, Failure> {
+    /// What each of the `n` scenes of `prompt` names (or, free-form, each scene's prompt),
+    /// asked of the model (retried once when invalid), all within the timeout.
+    fn ask(&self, prompt: &str, n: usize) -> Result<Answer, Failure> {
         let deadline = Instant::now() + self.config.timeout;
+        let system = match self.scheme {
+            Scheme::World => instructions(n),
+            Scheme::FreeText => free_text_instructions(n),
+        };
         let mut messages = vec![
-            json!({"role": "system", "content": instructions(n)}),
+            json!({"role": "system", "content": system}),
             json!({"role": "user", "content": prompt}),
         ];
         let mut attempt = 1;
         loop {
             let content = self.complete(&messages, n, deadline)?;
-            match read_answer(&content, n) {
-                Ok(mentions) => return Ok(mentions),
+            let answer = match self.scheme {
+                Scheme::World => read_answer(&content, n).map(Answer::World),
+                Scheme::FreeText => read_free_text(&content, n).map(Answer::FreeText),
+            };
+            match answer {
+                Ok(answer) => return Ok(answer),
                 Err(why) if attempt == 1 => {
                     tracing::debug!(why, "llm planner: invalid answer, asking again");
+                    let rule = match self.scheme {
+                        Scheme::World => "every value one of the allowed values or null",
+                        Scheme::FreeText => "every prompt a non-empty string",
+                    };
                     messages.push(json!({"role": "assistant", "content": content}));
                     messages.push(json!({"role": "user", "content": format!(
                         "That answer is invalid: {why}. Answer again with JSON only, exactly \
-                         {n} scenes, every value one of the allowed values or null."
+                         {n} scenes, {rule}."
                     )}));
                     attempt += 1;
                 }
@@ -149,8 +196,12 @@ impl LlmPlanner {
         loop {
             let with_schema = self.json_schema.load(Ordering::Relaxed);
             let format = if with_schema {
+                let schema = match self.scheme {
+                    Scheme::World => schema(n),
+                    Scheme::FreeText => free_text_schema(n),
+                };
                 json!({"type": "json_schema", "json_schema": {
-                    "name": "scene_plan", "schema": schema(n), "strict": true,
+                    "name": "scene_plan", "schema": schema, "strict": true,
                 }})
             } else {
                 json!({"type": "json_object"})
@@ -211,14 +262,17 @@ impl Planner for LlmPlanner {
         let key = (prompt.to_owned(), num_scenes);
         let cached = lock(&self.cache).get(&key).cloned();
         let answer = match cached {
-            Some(mentions) => Ok((mentions, "cached")),
-            None => self.ask(prompt, num_scenes).map(|mentions| {
-                lock(&self.cache).put(key, mentions.clone());
-                (mentions, "llm")
+            Some(answer) => Ok((answer, "cached")),
+            None => self.ask(prompt, num_scenes).map(|answer| {
+                lock(&self.cache).put(key, answer.clone());
+                (answer, "llm")
             }),
         };
         let (mut plan, outcome, reason) = match answer {
-            Ok((mentions, outcome)) => (fill(&mentions, num_scenes, seed), outcome, None),
+            Ok((Answer::World(mentions), outcome)) => {
+                (fill(&mentions, num_scenes, seed), outcome, None)
+            }
+            Ok((Answer::FreeText(prompts), outcome)) => (free_text_plan(prompts), outcome, None),
             Err(failure) => {
                 let what = match &failure {
                     Failure::Timeout => {
@@ -227,9 +281,14 @@ impl Planner for LlmPlanner {
                     Failure::Invalid(why) => format!("invalid answer: {why}"),
                     Failure::Error(why) => why.clone(),
                 };
-                let reason = format!("llm planner: {what}; rule planner used");
+                let (plan, fallback) = match self.scheme {
+                    Scheme::World => (RulePlanner.plan(prompt, num_scenes, seed), "rule"),
+                    Scheme::FreeText => {
+                        (FreeTextPlanner.plan(prompt, num_scenes, seed), "free-text")
+                    }
+                };
+                let reason = format!("llm planner: {what}; {fallback} planner used");
                 tracing::warn!(model = %self.config.model, %reason, "planning fell back");
-                let plan = RulePlanner.plan(prompt, num_scenes, seed);
                 (plan, failure.outcome(), Some(reason))
             }
         };
@@ -320,8 +379,83 @@ fn schema(n: usize) -> Value {
     })
 }
 
-/// What each scene of an answer names, or what is wrong with it.
-fn read_answer(content: &str, n: usize) -> Result<Vec<Mention>, String> {
+/// The system message for a free-form model: write each scene's prompt.
+fn free_text_instructions(n: usize) -> String {
+    format!(
+        "You plan short videos made by a text-to-video model, one clip per scene. The user's \
+         prompt describes the video. Split it into exactly {n} scenes, in order, and write each \
+         scene's prompt for the video model: one or two sentences in the prompt's language that \
+         say what is seen (subject, action, setting, style), repeating what the scene needs \
+         from earlier scenes because each clip is made on its own. Answer with JSON only, in \
+         this form: {{\"scenes\": [{{\"prompt\": ...}}]}} with exactly {n} scenes. If the \
+         prompt describes fewer than {n} scenes, continue it; if more, merge them into {n}."
+    )
+}
+
+/// The answer's JSON schema for `n` free-text scene prompts.
+fn free_text_schema(n: usize) -> Value {
+    json!({
+        "type": "object",
+        "properties": {"scenes": {
+            "type": "array", "minItems": n, "maxItems": n,
+            "items": {
+                "type": "object",
+                "properties": {"prompt": {
+                    "type": "string", "minLength": 1,
+                    "maxLength": storage::TaskParams::PROMPT_MAX_CHARS,
+                }},
+                "required": ["prompt"], "additionalProperties": false,
+            },
+        }},
+        "required": ["scenes"],
+        "additionalProperties": false,
+    })
+}
+
+/// Each scene's prompt of a free-form answer (trimmed), or what is wrong with it.
+fn read_free_text(content: &str, n: usize) -> Result<Vec<String>, String> {
+    scenes(content, n)?
+        .iter()
+        .enumerate()
+        .map(|(i, scene)| {
+            let prompt = scene
+                .get("prompt")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("scene {} has no \"prompt\" string", i + 1))?
+                .trim();
+            let chars = prompt.chars().count();
+            if chars == 0 {
+                return Err(format!("scene {} prompt is empty", i + 1));
+            }
+            let most = storage::TaskParams::PROMPT_MAX_CHARS;
+            if chars > most {
+                return Err(format!(
+                    "scene {} prompt has {chars} characters, more than {most}",
+                    i + 1
+                ));
+            }
+            Ok(prompt.to_owned())
+        })
+        .collect()
+}
+
+/// The plan of the model's scene prompts: free text, nothing guessed.
+fn free_text_plan(prompts: Vec<String>) -> Plan {
+    Plan {
+        scenes: prompts
+            .into_iter()
+            .map(|caption| PlannedScene {
+                scene: None,
+                caption,
+                guessed: Vec::new(),
+            })
+            .collect(),
+        origin: None,
+    }
+}
+
+/// The `n` scenes of an answer's `"scenes"` list, or what is wrong with it.
+fn scenes(content: &str, n: usize) -> Result<Vec<Value>, String> {
     // Some models fence JSON even when asked for JSON only.
     let text = content.trim();
     let text = text
@@ -329,16 +463,21 @@ fn read_answer(content: &str, n: usize) -> Result<Vec<Mention>, String> {
         .or_else(|| text.strip_prefix("```"))
         .and_then(|t| t.strip_suffix("```"))
         .unwrap_or(text);
-    let answer: Value =
+    let mut answer: Value =
         serde_json::from_str(text).map_err(|e| format!("not a JSON object ({e})"))?;
-    let scenes = answer
-        .get("scenes")
-        .and_then(Value::as_array)
-        .ok_or("no \"scenes\" list")?;
+    let scenes = match answer.get_mut("scenes").map(Value::take) {
+        Some(Value::Array(scenes)) => scenes,
+        _ => return Err("no \"scenes\" list".into()),
+    };
     if scenes.len() != n {
         return Err(format!("{} scenes, not {n}", scenes.len()));
     }
-    let mut mentions = scenes
+    Ok(scenes)
+}
+
+/// What each scene of an answer names, or what is wrong with it.
+fn read_answer(content: &str, n: usize) -> Result<Vec<Mention>, String> {
+    let mut mentions = scenes(content, n)?
         .iter()
         .enumerate()
         .map(|(i, scene)| {
@@ -419,6 +558,37 @@ mod tests {
         assert!(read_answer("the scenes are", 2)
             .unwrap_err()
             .starts_with("not a JSON object"));
+    }
+
+    #[test]
+    fn free_text_answers_are_checked_against_the_scene_prompt_schema() {
+        let ok = r#"{"scenes": [{"prompt": " A fox runs through snow. "}, {"prompt": "The fox leaps."}]}"#;
+        assert_eq!(
+            read_free_text(ok, 2).unwrap(),
+            ["A fox runs through snow.", "The fox leaps."]
+        );
+        assert_eq!(read_free_text(ok, 1).unwrap_err(), "2 scenes, not 1");
+        let blank = ok.replace("The fox leaps.", "  ");
+        assert_eq!(
+            read_free_text(&blank, 2).unwrap_err(),
+            "scene 2 prompt is empty"
+        );
+        let long = ok.replace("The fox leaps.", &"x".repeat(2001));
+        assert_eq!(
+            read_free_text(&long, 2).unwrap_err(),
+            "scene 2 prompt has 2001 characters, more than 2000"
+        );
+        let number = r#"{"scenes": [{"prompt": 3}]}"#;
+        assert_eq!(
+            read_free_text(number, 1).unwrap_err(),
+            "scene 1 has no \"prompt\" string"
+        );
+        let s = free_text_schema(3);
+        assert_eq!(s["properties"]["scenes"]["maxItems"], 3);
+        assert_eq!(
+            s["properties"]["scenes"]["items"]["required"],
+            json!(["prompt"])
+        );
     }
 
     #[test]
