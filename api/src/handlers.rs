@@ -152,7 +152,8 @@ impl AppState {
         }
         let owner = caller.owner();
         if let Some(key) = &owner {
-            st.quotas.admit(key, || st.tasks.live_of(key), &st.limits)?;
+            st.tasks
+                .with_live_of(key, |live| st.quotas.admit(key, live, &st.limits))?;
         }
         let new = NewTask {
             params,
@@ -160,14 +161,23 @@ impl AppState {
             priority,
             webhook,
         };
-        let created = st.blocking(move |st| Ok(st.tasks.create(new)?)).await;
-        if let Some(key) = &owner {
-            st.quotas.stored(key);
-        }
+        let key = owner.clone();
+        // The reservation ends as the task becomes live, under the same lock.
+        let created = st
+            .blocking(move |st| {
+                let on_live = || {
+                    if let Some(key) = &key {
+                        st.quotas.stored(key);
+                    }
+                };
+                Ok(st.tasks.create_then(new, on_live)?)
+            })
+            .await;
         let record = match created {
             Ok(r) => r,
             Err(e) => {
                 if let Some(key) = &owner {
+                    st.quotas.stored(key);
                     st.quotas.refund(key);
                 }
                 return Err(e);

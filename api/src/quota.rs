@@ -115,18 +115,17 @@ impl Quotas {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Admits one more task of `key`, whose unfinished tasks `live` counts, and reserves its
-    /// place until [`Quotas::stored`] or [`Quotas::refund`]; or says which limit it hit and
-    /// when to come back.
-    pub fn admit(
-        &self,
-        key: &str,
-        live: impl FnOnce() -> usize,
-        limits: &Limits,
-    ) -> Result<(), ApiError> {
+    /// Admits one more task of `key`, which has `live` unfinished tasks, and reserves its
+    /// place until [`Quotas::stored`]; or says which limit it hit and when to come back.
+    ///
+    /// `live` must not change until this returns, and a task must become live in the same
+    /// step as its reservation is released ([`tasks::TaskService::with_live_of`] and
+    /// [`tasks::TaskService::create_then`] do both): otherwise a task is counted twice, or
+    /// not at all, for a moment.
+    pub fn admit(&self, key: &str, live: usize, limits: &Limits) -> Result<(), ApiError> {
         let mut state = self.lock();
         let reserved = state.reserved.get(key).copied().unwrap_or(0);
-        if live() + reserved >= limits.in_flight_per_key {
+        if live + reserved >= limits.in_flight_per_key {
             return Err(too_many(
                 format!(
                     "limit of {} tasks in flight per key reached; wait for one to finish",
@@ -188,32 +187,32 @@ mod tests {
             ..Limits::default()
         };
         let q = Quotas::default();
-        let e = q.admit("a", || 2, &limits).unwrap_err();
+        let e = q.admit("a", 2, &limits).unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (429, "quota_exceeded"));
         assert!(e.message.contains("2 tasks in flight"), "{}", e.message);
         // Admitted but not yet stored counts as in flight.
-        q.admit("a", || 0, &limits).unwrap();
-        q.admit("a", || 0, &limits).unwrap();
+        q.admit("a", 0, &limits).unwrap();
+        q.admit("a", 0, &limits).unwrap();
         assert!(q
-            .admit("a", || 0, &limits)
+            .admit("a", 0, &limits)
             .unwrap_err()
             .message
             .contains("in flight"));
         q.stored("a");
         q.stored("a");
-        q.admit("a", || 0, &limits).unwrap();
+        q.admit("a", 0, &limits).unwrap();
         q.stored("a");
-        let e = q.admit("a", || 0, &limits).unwrap_err();
+        let e = q.admit("a", 0, &limits).unwrap_err();
         assert!(e.message.contains("3 tasks per hour"), "{}", e.message);
         let wait = e.retry_after.unwrap();
         assert!((3590..=3600).contains(&wait), "{wait}");
-        q.admit("b", || 0, &limits).unwrap();
-        q.admit("b", || 0, &limits).unwrap();
+        q.admit("b", 0, &limits).unwrap();
+        q.admit("b", 0, &limits).unwrap();
         for _ in 0..2 {
             q.stored("b");
             q.refund("b");
         }
-        q.admit("b", || 0, &limits).unwrap();
+        q.admit("b", 0, &limits).unwrap();
     }
 
     #[test]

@@ -73,8 +73,24 @@ impl TaskService {
 
     /// Stores a new queued task (flushed: acknowledged means durable) and makes it live.
     pub fn create(&self, new: NewTask) -> Result<TaskRecord, StoreError> {
+        self.create_then(new, || {})
+    }
+
+    /// [`TaskService::create`], running `on_live` under the live-state lock as the task
+    /// becomes live: whoever counts with [`TaskService::with_live_of`] sees the new task and
+    /// what `on_live` did together, never one without the other (the API's quotas release
+    /// the task's reservation there, so it is never counted twice or not at all).
+    pub fn create_then(
+        &self,
+        new: NewTask,
+        on_live: impl FnOnce(),
+    ) -> Result<TaskRecord, StoreError> {
         let record = self.store.create_task(new)?;
-        lock(&self.live).insert(record.id, Live::new(&record));
+        {
+            let mut live = lock(&self.live);
+            live.insert(record.id, Live::new(&record));
+            on_live();
+        }
         metrics::counter!("reel_task_transitions_total", "status" => TaskStatus::Queued.name())
             .increment(1);
         Ok(record)
@@ -197,12 +213,15 @@ impl TaskService {
         lock(&self.live).keys().copied().collect()
     }
 
-    /// Live tasks created by `owner`: the per-key in-flight count.
-    pub fn live_of(&self, owner: &str) -> usize {
-        lock(&self.live)
+    /// `f` of the number of live tasks created by `owner` (the per-key in-flight count),
+    /// called under the live-state lock, so that no task becomes live or ends while `f` runs.
+    pub fn with_live_of<R>(&self, owner: &str, f: impl FnOnce(usize) -> R) -> R {
+        let live = lock(&self.live);
+        let n = live
             .values()
             .filter(|l| l.owner.as_deref() == Some(owner))
-            .count()
+            .count();
+        f(n)
     }
 
     /// Resets the task's progress to `scenes` scenes, none done (after planning).
@@ -314,7 +333,11 @@ mod tests {
         let (_dir, s) = service();
         let t = s.create(new_task(Some("key_a"))).unwrap();
         assert_eq!(
-            (s.live_count(), s.live_of("key_a"), s.live_of("key_b")),
+            (
+                s.live_count(),
+                s.with_live_of("key_a", |n| n),
+                s.with_live_of("key_b", |n| n)
+            ),
             (1, 1, 0)
         );
         let Some(Subscription::Live { mut events, .. }) = s.subscribe(t.id).unwrap() else {
