@@ -166,29 +166,6 @@ fn forward_batch_rejects_mixed_shapes() {
     model.forward_batch(&[item([5, 2, 4, 6]), item([5, 2, 6, 4])]);
 }
 
-/// Wan2.1-T2V-1.3B's transformer config (FACTS.md; the published `transformer/config.json`).
-fn config_1_3b() -> WanTransformerConfig {
-    serde_json::from_value(serde_json::json!({
-        "_class_name": "WanTransformer3DModel",
-        "patch_size": [1, 2, 2],
-        "num_attention_heads": 12,
-        "attention_head_dim": 128,
-        "in_channels": 16,
-        "out_channels": 16,
-        "text_dim": 4096,
-        "freq_dim": 256,
-        "ffn_dim": 8960,
-        "num_layers": 30,
-        "cross_attn_norm": true,
-        "qk_norm": "rms_norm_across_heads",
-        "eps": 1e-6,
-        "image_dim": null,
-        "added_kv_proj_dim": null,
-        "rope_max_seq_len": 1024
-    }))
-    .expect("config")
-}
-
 /// The peak memory the 1.3B test allows: its bf16 weights (1.42 B parameters, 2.65 GiB) stay
 /// at their stored size, and the widened panels, 512 text rows' keys and values per block and
 /// the 64-token activations add well under 1 GiB. A model widened to f32 would need 5.3 GiB.
@@ -211,7 +188,7 @@ fn peak_rss_bytes() -> u64 {
 /// process's, the tiny-checkpoint tests running beside it included (a few MB).
 #[test]
 fn wan_1_3b_shape_forward() {
-    let config = config_1_3b();
+    let config = WanTransformerConfig::wan21_t2v_1_3b();
     let start = Instant::now();
     let model = WanTransformer::random(&config, WanDtype::Bf16, 7).expect("model");
     eprintln!("built random 1.3B (bf16) in {:?}", start.elapsed());

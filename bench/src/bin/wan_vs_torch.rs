@@ -217,28 +217,6 @@ fn checkpoint(config: &str, dir: PathBuf, runs: usize, shapes: Shapes) -> Result
     Ok(())
 }
 
-/// Wan2.1-T2V-1.3B's transformer config (FACTS.md; the published `transformer/config.json`).
-fn config_1_3b() -> Result<WanTransformerConfig> {
-    Ok(serde_json::from_value(json!({
-        "_class_name": "WanTransformer3DModel",
-        "patch_size": [1, 2, 2],
-        "num_attention_heads": 12,
-        "attention_head_dim": 128,
-        "in_channels": 16,
-        "out_channels": 16,
-        "text_dim": 4096,
-        "freq_dim": 256,
-        "ffn_dim": 8960,
-        "num_layers": 30,
-        "cross_attn_norm": true,
-        "qk_norm": "rms_norm_across_heads",
-        "eps": 1e-6,
-        "image_dim": null,
-        "added_kv_proj_dim": null,
-        "rope_max_seq_len": 1024
-    }))?)
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
@@ -264,7 +242,8 @@ fn main() -> Result<()> {
         }
         "1.3b" => {
             let start = Instant::now();
-            let model = WanTransformer::random(&config_1_3b()?, WanDtype::Bf16, 7)?;
+            let model =
+                WanTransformer::random(&WanTransformerConfig::wan21_t2v_1_3b(), WanDtype::Bf16, 7)?;
             eprintln!("built random 1.3B (bf16) in {:?}", start.elapsed());
             let text = values(TEXT_LEN * 4096, 2);
             let shape = [16, 5, 32, 32];

@@ -161,6 +161,31 @@ pub struct WanTransformerConfig {
     pub rope_max_seq_len: usize,
 }
 
+impl WanTransformerConfig {
+    /// Wan2.1-T2V-1.3B's transformer: the published `transformer/config.json` (FACTS.md), for
+    /// full-size tests and benchmarks that build the model with random weights.
+    pub fn wan21_t2v_1_3b() -> WanTransformerConfig {
+        WanTransformerConfig {
+            class_name: "WanTransformer3DModel".into(),
+            patch_size: [1, 2, 2],
+            num_attention_heads: 12,
+            attention_head_dim: 128,
+            in_channels: 16,
+            out_channels: 16,
+            text_dim: 4096,
+            freq_dim: 256,
+            ffn_dim: 8960,
+            num_layers: 30,
+            cross_attn_norm: true,
+            qk_norm: Some("rms_norm_across_heads".into()),
+            eps: 1e-6,
+            image_dim: None,
+            added_kv_proj_dim: None,
+            rope_max_seq_len: 1024,
+        }
+    }
+}
+
 fn default_rope_max_seq_len() -> usize {
     1024
 }

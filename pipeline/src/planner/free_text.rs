@@ -61,17 +61,22 @@ impl Planner for FreeTextPlanner {
             let last = parts.last().cloned().unwrap_or_default();
             parts.push(last);
         }
-        Plan {
-            scenes: parts
-                .into_iter()
-                .map(|caption| PlannedScene {
-                    scene: None,
-                    caption,
-                    guessed: Vec::new(),
-                })
-                .collect(),
-            origin: None,
-        }
+        scene_prompts_plan(parts)
+    }
+}
+
+/// The plan of free-text scene prompts, in order: no WORLD.md scenes, nothing guessed.
+pub(super) fn scene_prompts_plan(prompts: Vec<String>) -> Plan {
+    Plan {
+        scenes: prompts
+            .into_iter()
+            .map(|caption| PlannedScene {
+                scene: None,
+                caption,
+                guessed: Vec::new(),
+            })
+            .collect(),
+        origin: None,
     }
 }
 

@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use serde_json::{json, Map, Value};
 
+use super::free_text::scene_prompts_plan;
 use super::mention::{Mention, MotionWord};
 use super::{fill, share_first_background, FreeTextPlanner, RulePlanner};
-use crate::plan::{Plan, PlanOrigin, PlannedScene, Planner};
+use crate::plan::{Plan, PlanOrigin, Planner};
 use crate::world::{Background, Color, Motion, Shape, Size};
 
 /// Plans kept by (prompt, scene count).
@@ -272,7 +273,9 @@ impl Planner for LlmPlanner {
             Ok((Answer::World(mentions), outcome)) => {
                 (fill(&mentions, num_scenes, seed), outcome, None)
             }
-            Ok((Answer::FreeText(prompts), outcome)) => (free_text_plan(prompts), outcome, None),
+            Ok((Answer::FreeText(prompts), outcome)) => {
+                (scene_prompts_plan(prompts), outcome, None)
+            }
             Err(failure) => {
                 let what = match &failure {
                     Failure::Timeout => {
@@ -437,21 +440,6 @@ fn read_free_text(content: &str, n: usize) -> Result<Vec<String>, String> {
             Ok(prompt.to_owned())
         })
         .collect()
-}
-
-/// The plan of the model's scene prompts: free text, nothing guessed.
-fn free_text_plan(prompts: Vec<String>) -> Plan {
-    Plan {
-        scenes: prompts
-            .into_iter()
-            .map(|caption| PlannedScene {
-                scene: None,
-                caption,
-                guessed: Vec::new(),
-            })
-            .collect(),
-        origin: None,
-    }
 }
 
 /// The `n` scenes of an answer's `"scenes"` list, or what is wrong with it.
