@@ -116,13 +116,27 @@ class Task(Iterator[Event]):
     def video(self) -> Optional[Path]:
         """The finished MP4 (None until the task has completed)."""
 
+class WanModel:
+    """Wan2.1 text-to-video from a local diffusers checkpoint, on the CPU: for `Pipeline`."""
+
+    @staticmethod
+    def load(path: Union[str, PathLike[str]]) -> WanModel:
+        """Loads and checks the checkpoint directory (ValueError naming the file and tensor
+        when something is missing or wrong)."""
+    @property
+    def id(self) -> str:
+        """`wan2.1-<12 hex digits of the checkpoint's SHA-1>`."""
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What requests take: parameters, weight bytes, free-form defaults and rules."""
+
 class Pipeline:
     """The whole pipeline in-process (planner, timely dataflow engine, post-processing,
     PNG frames and MP4 under a data dir), no HTTP."""
 
     def __init__(
         self,
-        model: Optional[Model] = None,
+        model: Union[Model, WanModel, None] = None,
         data_dir: Union[str, PathLike[str], None] = None,
         workers: int = 1,
         max_batch: int = 8,
@@ -131,21 +145,30 @@ class Pipeline:
         queue_bound: int = 256,
         post: Literal["cpu", "wgpu", "auto"] = "cpu",
     ) -> None:
-        """`model`: the built-in one on the CPU by default; `data_dir`: a temporary directory
+        """`model`: the built-in one on the CPU by default, or a `WanModel` (scene prompts
+        then come from the free-text planner); `data_dir`: a temporary directory
         removed with the pipeline by default; the rest as `reel serve --help` says."""
     def submit(
         self,
         prompt: str,
-        num_scenes: int = 3,
+        num_scenes: Optional[int] = None,
         seed: int = 0,
-        steps: int = 20,
-        guidance: float = 4.0,
-        seconds_per_scene: float = 2.0,
-        fps: int = 24,
-        size: int = 256,
+        steps: Optional[int] = None,
+        guidance: Optional[float] = None,
+        seconds_per_scene: Optional[float] = None,
+        fps: Optional[int] = None,
+        size: Optional[int] = None,
         priority: int = 5,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        num_frames: Optional[int] = None,
+        negative_prompt: Optional[str] = None,
+        scheduler: Optional[Literal["unipc", "euler"]] = None,
     ) -> Task:
-        """Validates (ValueError with the reason), stores and runs a task."""
+        """Validates (ValueError with the reason), stores and runs a task. Unset fields take
+        the model's defaults; `size` and `seconds_per_scene` are the built-in model's,
+        `width`, `height` (multiples of 16), `num_frames` (1 + 4k), `negative_prompt` and
+        `scheduler` a free-form model's."""
     def task(self, id: int) -> Task:
         """Watches a task already submitted, from now on."""
     def cancel(self, id: int) -> str:

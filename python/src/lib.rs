@@ -19,20 +19,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contract::{TaskEvent, TaskStatus};
-use kernels::{cuda_available, Clip, CpuBackend, CudaBackend, KernelError, Model};
+use kernels::wan::WanModel;
+use kernels::{cuda_available, Clip, CpuBackend, CudaBackend, KernelError, Model, VideoModel};
 use numpy::{
     PyArray1, PyArray3, PyArray4, PyArrayMethods, PyReadonlyArray4, PyUntypedArrayMethods,
 };
 use pipeline::engine::EngineConfig;
 use pipeline::inprocess::{Events, Pipeline, PipelineConfig, PipelineError, TimedOut};
 use pipeline::plan::Planner as _;
-use pipeline::planner::RulePlanner;
+use pipeline::planner::{FreeTextPlanner, RulePlanner};
 use pipeline::post::{PostChoice, PostProcessor};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use storage::{NewTask, TaskParams};
+use storage::{NewTask, TaskParams, TaskRequest};
 
 create_exception!(
     reel,
@@ -236,6 +237,51 @@ struct Shared {
 
 /// The whole pipeline in-process: planner, timely dataflow engine, post-processing, PNG frames
 /// and MP4 under a data dir (a temporary one by default), no HTTP.
+/// Wan2.1 text-to-video from a local diffusers checkpoint, on the CPU: for `reel.Pipeline`.
+#[pyclass(name = "WanModel", module = "reel", frozen)]
+struct PyWanModel {
+    model: Arc<WanModel>,
+}
+
+#[pymethods]
+impl PyWanModel {
+    /// Loads and checks the diffusers checkpoint directory `path` (model_index.json, the
+    /// text encoder, tokenizer, transformer, VAE and scheduler); ValueError naming the file
+    /// and tensor when something is missing or wrong.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<PyWanModel> {
+        let model = py
+            .detach(|| WanModel::load(&path))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyWanModel {
+            model: Arc::new(model),
+        })
+    }
+
+    /// `wan2.1-<12 hex digits of the checkpoint's SHA-1>`.
+    #[getter]
+    fn id(&self) -> String {
+        self.model.spec().id.clone()
+    }
+
+    /// What requests take: parameters, weight bytes and the free-form defaults and rules
+    /// (a dict, as `/readyz`'s `model_info` has it).
+    #[getter]
+    fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, self.model.spec())
+    }
+
+    fn __repr__(&self) -> String {
+        let spec = self.model.spec();
+        format!(
+            "reel.WanModel({}, {} parameters, {})",
+            spec.id,
+            spec.parameters,
+            self.model.backend_name()
+        )
+    }
+}
+
 #[pyclass(name = "Pipeline", module = "reel", frozen)]
 struct PyPipeline {
     shared: Arc<Shared>,
@@ -243,7 +289,8 @@ struct PyPipeline {
 
 #[pymethods]
 impl PyPipeline {
-    /// Starts the engine. `model`: a `reel.Model` (the built-in one on the CPU by default);
+    /// Starts the engine. `model`: a `reel.Model` (the built-in one on the CPU by default) or
+    /// a `reel.WanModel` (scene prompts then come from the free-text planner);
     /// `data_dir`: where tasks and artifacts are kept (a temporary directory removed with the
     /// pipeline by default); `post`: "cpu", "wgpu" or "auto"; the rest as `reel serve`.
     #[new]
@@ -252,7 +299,7 @@ impl PyPipeline {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        model: Option<PyRef<'_, PyModel>>,
+        model: Option<&Bound<'_, PyAny>>,
         data_dir: Option<PathBuf>,
         workers: usize,
         max_batch: usize,
@@ -261,9 +308,24 @@ impl PyPipeline {
         queue_bound: usize,
         post: &str,
     ) -> PyResult<PyPipeline> {
-        let model = match model {
-            Some(m) => m.model.clone(),
+        let model: Arc<dyn VideoModel> = match model {
             None => PyModel::load(py, None, "cpu")?.model,
+            Some(m) => {
+                if let Ok(m) = m.cast::<PyModel>() {
+                    m.get().model.clone()
+                } else if let Ok(m) = m.cast::<PyWanModel>() {
+                    m.get().model.clone()
+                } else {
+                    return Err(PyTypeError::new_err(
+                        "model must be a reel.Model or a reel.WanModel",
+                    ));
+                }
+            }
+        };
+        let planner: Arc<dyn pipeline::plan::Planner> = if model.spec().is_free_form() {
+            Arc::new(FreeTextPlanner)
+        } else {
+            Arc::new(RulePlanner)
         };
         let choice: PostChoice = post
             .parse()
@@ -288,7 +350,7 @@ impl PyPipeline {
         });
         let pipeline = py.detach(move || -> anyhow::Result<Pipeline> {
             let post = Arc::new(PostProcessor::new(choice)?);
-            Pipeline::start(config, model, post, Arc::new(RulePlanner))
+            Pipeline::start(config, model, post, planner)
         });
         Ok(PyPipeline {
             shared: Arc::new(Shared {
@@ -298,33 +360,50 @@ impl PyPipeline {
         })
     }
 
-    /// Stores and runs a task; its `Task` iterates over its events as they happen.
-    #[pyo3(signature = (prompt, num_scenes=3, seed=0, steps=20, guidance=4.0,
-                        seconds_per_scene=2.0, fps=24, size=256, priority=5))]
+    /// Stores and runs a task; its `Task` iterates over its events as they happen. Unset
+    /// fields take the model's defaults (as `POST /api/tasks` does); `size` and
+    /// `seconds_per_scene` are the built-in model's, `width`, `height`, `num_frames`,
+    /// `negative_prompt` and `scheduler` a free-form model's. ValueError names a broken rule.
+    #[pyo3(signature = (prompt, num_scenes=None, seed=0, steps=None, guidance=None,
+                        seconds_per_scene=None, fps=None, size=None, priority=5, width=None,
+                        height=None, num_frames=None, negative_prompt=None, scheduler=None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         py: Python<'_>,
         prompt: String,
-        num_scenes: usize,
+        num_scenes: Option<usize>,
         seed: u64,
-        steps: usize,
-        guidance: f32,
-        seconds_per_scene: f32,
-        fps: u32,
-        size: u32,
+        steps: Option<usize>,
+        guidance: Option<f32>,
+        seconds_per_scene: Option<f32>,
+        fps: Option<u32>,
+        size: Option<u32>,
         priority: u8,
+        width: Option<u32>,
+        height: Option<u32>,
+        num_frames: Option<usize>,
+        negative_prompt: Option<String>,
+        scheduler: Option<String>,
     ) -> PyResult<PyTask> {
-        let params = TaskParams {
+        let request = TaskRequest {
+            prompt,
             num_scenes,
-            seed,
+            seed: Some(seed),
             steps,
             guidance,
             seconds_per_scene,
             fps,
             size,
-            ..pipeline::inprocess::task_params(prompt)
+            width,
+            height,
+            num_frames,
+            negative_prompt,
+            scheduler,
         };
+        let params = request
+            .resolve(self.shared.pipeline.engine().model().spec(), || seed)
+            .map_err(PyValueError::new_err)?;
         let new = NewTask {
             priority,
             ..NewTask::anonymous(params)
@@ -730,6 +809,7 @@ fn clip_of(frames: &Bound<'_, PyAny>) -> PyResult<Clip> {
 fn reel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReelError", m.py().get_type::<ReelError>())?;
     m.add_class::<PyModel>()?;
+    m.add_class::<PyWanModel>()?;
     m.add_class::<PyPipeline>()?;
     m.add_class::<PyTask>()?;
     m.add_class::<PyEvent>()?;

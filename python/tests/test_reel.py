@@ -1,5 +1,6 @@
 """The `reel` wheel, installed: run by scripts/python_test.sh (and so by .ci/run)."""
 
+import pathlib
 import threading
 
 import numpy as np
@@ -23,7 +24,7 @@ def pipeline(model):
 
 
 def test_import_names_the_api():
-    for name in ["Model", "Pipeline", "Task", "Event", "ReelError", "plan", "evaluate"]:
+    for name in ["Model", "WanModel", "Pipeline", "Task", "Event", "ReelError", "plan", "evaluate"]:
         assert hasattr(reel, name), name
     assert issubclass(reel.ReelError, RuntimeError)
 
@@ -159,3 +160,59 @@ def test_plan_and_evaluate(model):
         reel.evaluate(frames, "a circle")
     with pytest.raises(TypeError, match="numpy array"):
         reel.evaluate([[1, 2, 3]], caption)
+
+
+# The tiny random-weight Wan2.1 checkpoint model/wan/make_tiny.py builds (committed).
+WAN_TINY = pathlib.Path(__file__).resolve().parents[2] / "model" / "wan" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def wan_pipeline():
+    return reel.Pipeline(model=reel.WanModel.load(WAN_TINY), previews=False)
+
+
+def test_a_wan_checkpoint_runs_in_the_pipeline(wan_pipeline):
+    wan = reel.WanModel.load(WAN_TINY)
+    assert wan.id.startswith("wan2.1-")
+    # The tiny checkpoint's VAE scales by 12 and its patches are 2 wide: widths of 24k.
+    assert wan.spec["free_form"]["width_multiple"] == 24
+    # Two scenes of 48 x 32, 5 frames each (2 latent frames), 2 steps; frames stream per
+    # decoded latent frame, before the task completes.
+    task = wan_pipeline.submit(
+        "A fox runs through snow. Then it leaps over a log.",
+        num_scenes=2, steps=2, width=48, height=32, num_frames=5, seed=3,
+        negative_prompt="blurry", scheduler="euler",
+    )
+    events = list(task)
+    assert events[-1].kind == "done" and events[-1].status == "completed", events[-1]
+    frames = [e for e in events if e.kind == "frame"]
+    assert [f.index for f in frames] == list(range(10))
+    assert all(f.frame.shape == (32, 48, 3) and f.frame.dtype == np.uint8 for f in frames)
+    completed = next(i for i, e in enumerate(events) if e.status == "completed")
+    assert events.index(frames[0]) < completed
+    plan = task.record()["plan"]["scenes"]
+    assert [s["caption"] for s in plan] == ["A fox runs through snow.", "it leaps over a log."]
+    # The same request with another seed makes other frames.
+    other = wan_pipeline.submit(
+        "A fox runs through snow. Then it leaps over a log.",
+        num_scenes=2, steps=2, width=48, height=32, num_frames=5, seed=4,
+        negative_prompt="blurry", scheduler="euler",
+    )
+    other_frames = list(other.frames())
+    assert len(other_frames) == 10
+    assert not np.array_equal(other_frames[0], frames[0].frame)
+
+
+def test_wan_requests_are_checked_against_the_model(wan_pipeline, pipeline):
+    with pytest.raises(ValueError, match="width must be a multiple of 24, got 50"):
+        wan_pipeline.submit("a fox", width=50, height=32, num_frames=5)
+    with pytest.raises(ValueError, match="num_frames must be 1 more than a multiple of 4"):
+        wan_pipeline.submit("a fox", width=48, height=32, num_frames=6)
+    with pytest.raises(ValueError, match="size is for the built-in model"):
+        wan_pipeline.submit("a fox", size=64)
+    with pytest.raises(ValueError, match="width is for free-form models"):
+        pipeline.submit("a red circle", width=64)
+    with pytest.raises(ValueError, match="model_index.json"):
+        reel.WanModel.load("/nonexistent/wan")
+    with pytest.raises(TypeError, match="reel.Model or a reel.WanModel"):
+        reel.Pipeline(model="wan:/somewhere")
