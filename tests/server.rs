@@ -229,6 +229,78 @@ fn cancelling_stops_a_task_and_is_idempotent() {
     assert_eq!(wait_final(&c, &server, next)["status"], "completed");
 }
 
+/// The MP4 of a completed task.
+fn video_of(c: &Client, s: &Server, id: u64) -> Vec<u8> {
+    let r = c
+        .get(s.url(&format!("/api/tasks/{id}/video")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.bytes().unwrap().to_vec()
+}
+
+#[test]
+fn identical_tasks_in_flight_at_once_are_denoised_once() {
+    let data = temp_dir("shared");
+    let server = Server::start(&data, &[]);
+    let c = client();
+    // 2 scenes x 40 steps: long enough that all ten arrive while the first scene runs.
+    let mut body = small_task("a yellow star spins", 11);
+    body["steps"] = json!(40);
+    let ids: Vec<u64> = std::thread::scope(|scope| {
+        let posts: Vec<_> = (0..10)
+            .map(|_| scope.spawn(|| submit(&client(), &server, &body)["id"].as_u64().unwrap()))
+            .collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    let mut videos = Vec::new();
+    for &id in &ids {
+        let done = wait_final(&c, &server, id);
+        assert_eq!(done["status"], "completed", "{done}");
+        // Not the finished-result cache: every task was in flight at once.
+        assert_eq!(done["cached"], false, "{done}");
+        videos.push(video_of(&c, &server, id));
+    }
+    // Ten tasks, one run per scene: 2 x 40 scene-steps, not 10 x 80.
+    assert_eq!(denoise_steps(&c, &server), 2 * 40);
+    assert!(videos.iter().all(|v| v == &videos[0]), "the videos differ");
+
+    // Alone, the same request with another seed denoises again and makes another video.
+    body["seed"] = json!(12);
+    let other = submit(&c, &server, &body)["id"].as_u64().unwrap();
+    assert_eq!(wait_final(&c, &server, other)["status"], "completed");
+    assert_eq!(denoise_steps(&c, &server), 2 * 2 * 40);
+    assert_ne!(video_of(&c, &server, other), videos[0]);
+}
+
+#[test]
+fn a_shared_run_goes_on_for_the_tasks_that_still_want_it() {
+    let data = temp_dir("shared-cancel");
+    let server = Server::start(&data, &[]);
+    let c = client();
+    let mut body = small_task("a pink heart moving down", 5);
+    body["steps"] = json!(100);
+    body["num_scenes"] = json!(1);
+    let first = submit(&c, &server, &body)["id"].as_u64().unwrap();
+    let second = submit(&c, &server, &body)["id"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while denoise_steps(&c, &server) == 0 {
+        assert!(Instant::now() < deadline, "no denoising started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The run's leader is cancelled; its follower keeps the run.
+    let r = c
+        .delete(server.url(&format!("/api/tasks/{first}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(wait_final(&c, &server, first)["status"], "cancelled");
+    let done = wait_final(&c, &server, second);
+    assert_eq!(done["status"], "completed", "{done}");
+    // One run of 100 steps served both.
+    assert_eq!(denoise_steps(&c, &server), 100);
+}
+
 #[test]
 fn accepted_tasks_survive_kill_9_and_complete_after_restart() {
     let data = temp_dir("restart");

@@ -9,12 +9,23 @@
 //! and its slot goes to another task's), and scenes of tasks that ended (cancelled, failed)
 //! leave, freeing their slot within one step. After a step, a scene of a task someone watches
 //! is previewed at the [`CADENCE`] (`--previews`): its current estimate of the clean frames,
-//! as a small PNG sent through the task service; nobody watching, nothing is made. The operator re-activates itself
+//! as a small PNG sent through the task service; nobody watching, nothing is made.
+//!
+//! Identical scenes in flight at once are sampled once: a scene whose [`SceneKey`] (all that
+//! the model's `start` reads: caption, seed, scene index, steps, guidance, free-form shape and
+//! conditioning) matches a running scene's joins that run as a follower instead of taking a
+//! batch slot, and so do waiting scenes with its key when a run starts. Every follower's task
+//! sees the run's steps and previews, and gets the finished run at its own epoch (the result
+//! cache cannot do this for work still running). A run whose leader's task ends passes to a
+//! follower; it stops only when no task wants it.
+//!
+//! The operator re-activates itself
 //! while it has work instead of looping, so the worker stays responsive; over the CPU ceiling
 //! (`--max-cpu-percent`, [`crate::governor`]) it re-activates itself after the pause instead.
-//! Capabilities: one per waiting or running scene, dropped when the scene leaves.
+//! Capabilities: one per waiting, running or following scene, dropped when the scene leaves.
 
 use std::collections::HashMap;
+use std::iter;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,20 +47,95 @@ use super::schedule::{SceneOrder, Stage};
 /// Input: [`SceneJob`], pipelined (no exchange: a task's scenes all arrive on one worker,
 /// which staggers them). Output: one [`DenoisedScene`] per scene that finishes sampling, at its
 /// task's epoch, as soon as its last step is done; previews go to watchers through the task
-/// service, not downstream. Capabilities: one retained per waiting or running scene, dropped
-/// when the scene is emitted, fails or is cancelled.
+/// service, not downstream. Identical scenes in flight at once share one run (the module's
+/// doc). Capabilities: one retained per waiting, running or following scene, dropped when
+/// the scene is emitted, fails or is cancelled.
 pub trait Denoise<'s> {
     /// Samples the scenes with the model, all in-flight scenes of any task advanced together
     /// by one batched step per activation (continuous batching, at most `max_batch` scenes).
     fn denoise(self, ctx: Arc<Context>) -> StreamVec<'s, u64, DenoisedScene>;
 }
 
-struct Running {
+/// Everything the model's `start` reads of a scene: scenes with equal keys sample the same
+/// latent, step for step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SceneKey(String);
+
+impl SceneKey {
+    fn of(job: &SceneJob) -> SceneKey {
+        let p = &job.params;
+        let fields = (
+            &job.caption,
+            p.seed,
+            job.index,
+            p.steps,
+            p.guidance,
+            &p.free_form,
+        );
+        SceneKey(serde_json::to_string(&fields).unwrap_or_default())
+    }
+}
+
+/// A scene waiting for a batch slot.
+struct Waiting {
     cap: Capability<u64>,
     job: SceneJob,
+    key: SceneKey,
+}
+
+/// A scene of another task riding on a run with its key.
+struct Follower {
+    cap: Capability<u64>,
+    job: SceneJob,
+}
+
+struct Running {
+    /// The leader: the scene the run was started for (or that took it over).
+    cap: Capability<u64>,
+    job: SceneJob,
+    key: SceneKey,
     state: SceneRun,
     /// After which step, and when, this scene was last previewed.
     previewed: Option<(usize, Instant)>,
+    /// Identical scenes of other tasks, delivered the same run.
+    followers: Vec<Follower>,
+}
+
+impl Running {
+    /// Every scene this run is for, the leader first.
+    fn jobs(&self) -> impl Iterator<Item = &SceneJob> {
+        iter::once(&self.job).chain(self.followers.iter().map(|f| &f.job))
+    }
+
+    /// Drops the scenes of tasks that ended; a follower takes over from an ended leader.
+    /// False when no scene is left, so the run can stop.
+    fn keep_live(&mut self, ctx: &Context) -> bool {
+        self.followers.retain(|f| ctx.live(f.job.task));
+        if !ctx.live(self.job.task) {
+            if self.followers.is_empty() {
+                return false;
+            }
+            let next = self.followers.remove(0);
+            self.cap = next.cap;
+            self.job = next.job;
+        }
+        true
+    }
+
+    /// Adds `job` (with its capability) to this run, its task's clock at the run's step.
+    fn follow(
+        &mut self,
+        cap: Capability<u64>,
+        job: SceneJob,
+        clocks: &mut HashMap<u64, TaskClock>,
+    ) {
+        if let Some(c) = clocks.get_mut(&job.task) {
+            c.order
+                .set(job.index, Stage::Running(self.state.step_index()));
+        }
+        metrics::counter!("reel_scenes_shared_total").increment(1);
+        self.followers.push(Follower { cap, job });
+    }
 }
 
 /// Per task: when its first scene started, how many are still to finish, where each stands
@@ -66,7 +152,7 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
         let scope = self.scope();
         self.unary(Pipeline, "denoise", move |_cap, info| {
             let activator = scope.activator_for(info.address);
-            let mut waiting: FairQueue<(Capability<u64>, SceneJob)> = FairQueue::default();
+            let mut waiting: FairQueue<Waiting> = FairQueue::default();
             let mut running: Vec<Running> = Vec::new();
             let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
             move |input, output| {
@@ -81,32 +167,51 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                             order: SceneOrder::new(job.count, job.params.steps, ctx.scene_stagger),
                             preview_secs: 0.0,
                         });
-                        waiting.push(job.priority, job.owner.clone(), (cap.clone(), job));
+                        let key = SceneKey::of(&job);
+                        match running.iter_mut().find(|r| r.key == key) {
+                            Some(r) => r.follow(cap.clone(), job, &mut clocks),
+                            None => {
+                                let (priority, owner) = (job.priority, job.owner.clone());
+                                let cap = cap.clone();
+                                waiting.push(priority, owner, Waiting { cap, job, key });
+                            }
+                        }
                     }
                 });
-                waiting.retain(|(_, j)| ctx.live(j.task));
-                running.retain(|r| ctx.live(r.job.task));
+                waiting.retain(|w| ctx.live(w.job.task));
+                running.retain_mut(|r| r.keep_live(&ctx));
                 clocks.retain(|id, _| ctx.live(*id));
 
                 while running.len() < ctx.max_batch {
-                    let may_start = |(_, j): &(Capability<u64>, SceneJob)| {
+                    let may_start = |w: &Waiting| {
                         clocks
-                            .get(&j.task)
-                            .is_none_or(|c| c.order.may_start(j.index))
+                            .get(&w.job.task)
+                            .is_none_or(|c| c.order.may_start(w.job.index))
                     };
-                    let Some((cap, job)) = waiting.pop_where(may_start) else {
+                    let Some(Waiting { cap, job, key }) = waiting.pop_where(may_start) else {
                         break;
                     };
+                    if let Some(r) = running.iter_mut().find(|r| r.key == key) {
+                        r.follow(cap, job, &mut clocks);
+                        continue;
+                    }
                     if let Some(state) = start(&ctx, &job) {
                         if let Some(c) = clocks.get_mut(&job.task) {
                             c.order.set(job.index, Stage::Running(0));
                         }
-                        running.push(Running {
+                        let mut run = Running {
                             cap,
                             job,
+                            key,
                             state,
                             previewed: None,
-                        });
+                            followers: Vec::new(),
+                        };
+                        // Waiting scenes with the same key ride along.
+                        while let Some(w) = waiting.pop_where(|w| w.key == run.key) {
+                            run.follow(w.cap, w.job, &mut clocks);
+                        }
+                        running.push(run);
                     }
                 }
                 metrics::gauge!("reel_batch_size").set(running.len() as f64);
@@ -129,13 +234,17 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     metrics::gauge!("reel_denoise_frame_steps_per_second")
                         .set(frames as f64 / dt.max(1e-9));
                     for r in &mut running {
-                        let (task, index) = (r.job.task, r.job.index);
                         let (step, steps) = (r.state.step_index(), r.state.steps());
-                        ctx.tasks.step(task, index, step, steps);
-                        if let Some(c) = clocks.get_mut(&task) {
-                            c.order.set(index, Stage::Running(step));
-                            if ctx.previews {
-                                c.preview_secs += send_preview(&ctx, r);
+                        for job in r.jobs() {
+                            ctx.tasks.step(job.task, job.index, step, steps);
+                            if let Some(c) = clocks.get_mut(&job.task) {
+                                c.order.set(job.index, Stage::Running(step));
+                            }
+                        }
+                        if ctx.previews {
+                            let secs = send_preview(&ctx, r);
+                            if let Some(c) = clocks.get_mut(&r.job.task) {
+                                c.preview_secs += secs;
                             }
                         }
                     }
@@ -144,30 +253,34 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     running.drain(..).partition(|r| r.state.done());
                 running = still;
                 for r in finished {
-                    let task = r.job.task;
-                    if let Some(c) = clocks.get_mut(&task) {
-                        c.order.set(r.job.index, Stage::Done);
-                    }
-                    output.session(&r.cap).give(DenoisedScene {
-                        job: r.job,
-                        run: Arc::new(r.state),
-                    });
-                    let clock_done = clocks.get_mut(&task).map(|c| {
-                        c.left -= 1;
-                        c.left == 0
-                    });
-                    if clock_done == Some(true) {
-                        if let Some(c) = clocks.remove(&task) {
-                            let secs = c.started.elapsed();
-                            ctx.add_timing(task, "denoise", secs.as_millis() as u64);
-                            if c.preview_secs > 0.0 {
-                                let ms = (c.preview_secs * 1000.0).round() as u64;
-                                ctx.add_timing(task, "preview", ms);
-                            }
-                            metrics::histogram!("reel_stage_seconds", "stage" => "denoise")
-                                .record(secs.as_secs_f64());
+                    let run = Arc::new(r.state);
+                    let followers = r.followers.into_iter().map(|f| (f.cap, f.job));
+                    for (cap, job) in iter::once((r.cap, r.job)).chain(followers) {
+                        let task = job.task;
+                        if let Some(c) = clocks.get_mut(&task) {
+                            c.order.set(job.index, Stage::Done);
                         }
-                        let _ = ctx.tasks.advance(task, TaskStatus::PostProcessing, |_| {});
+                        output.session(&cap).give(DenoisedScene {
+                            job,
+                            run: run.clone(),
+                        });
+                        let clock_done = clocks.get_mut(&task).map(|c| {
+                            c.left -= 1;
+                            c.left == 0
+                        });
+                        if clock_done == Some(true) {
+                            if let Some(c) = clocks.remove(&task) {
+                                let secs = c.started.elapsed();
+                                ctx.add_timing(task, "denoise", secs.as_millis() as u64);
+                                if c.preview_secs > 0.0 {
+                                    let ms = (c.preview_secs * 1000.0).round() as u64;
+                                    ctx.add_timing(task, "preview", ms);
+                                }
+                                metrics::histogram!("reel_stage_seconds", "stage" => "denoise")
+                                    .record(secs.as_secs_f64());
+                            }
+                            let _ = ctx.tasks.advance(task, TaskStatus::PostProcessing, |_| {});
+                        }
                     }
                 }
                 if !running.is_empty() || !waiting.is_empty() {
@@ -178,13 +291,22 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
     }
 }
 
-/// Previews the scene if the [`CADENCE`] says it is time and somebody watches its task;
-/// returns the seconds spent (0 when none was made). A preview that cannot be encoded is
-/// logged and skipped: it is not worth failing the task for.
+/// Previews the run if the [`CADENCE`] says it is time and somebody watches one of its
+/// scenes' tasks (each watched one gets the same PNG); returns the seconds spent (0 when none
+/// was made). A preview that cannot be encoded is logged and skipped: it is not worth failing
+/// the task for.
 fn send_preview(ctx: &Context, r: &mut Running) -> f64 {
     let (step, steps) = (r.state.step_index(), r.state.steps());
     let last = r.previewed.map(|(at, when)| (at, when.elapsed()));
-    if !CADENCE.due(step, steps, last) || !ctx.tasks.watched(r.job.task) {
+    if !CADENCE.due(step, steps, last) {
+        return 0.0;
+    }
+    let watched: Vec<(u64, usize)> = r
+        .jobs()
+        .filter(|j| ctx.tasks.watched(j.task))
+        .map(|j| (j.task, j.index))
+        .collect();
+    if watched.is_empty() {
         return 0.0;
     }
     let t = Instant::now();
@@ -196,7 +318,9 @@ fn send_preview(ctx: &Context, r: &mut Running) -> f64 {
     match png {
         Some(Ok(png)) => {
             let png: Arc<[u8]> = png.into();
-            ctx.tasks.preview(r.job.task, r.job.index, step, steps, png);
+            for (task, index) in watched {
+                ctx.tasks.preview(task, index, step, steps, png.clone());
+            }
         }
         Some(Err(e)) => tracing::warn!(task = r.job.task, error = %e, "preview not made"),
         None => {}
