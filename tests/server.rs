@@ -241,8 +241,9 @@ fn video_of(c: &Client, s: &Server, id: u64) -> Vec<u8> {
 
 #[test]
 fn identical_tasks_in_flight_at_once_are_denoised_once() {
+    // Two timely workers: identical tasks are routed to one, where they share the runs.
     let data = temp_dir("shared");
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, &["--workers", "2"]);
     let c = client();
     // 2 scenes x 40 steps: long enough that all ten arrive while the first scene runs.
     let mut body = small_task("a yellow star spins", 11);

@@ -9,7 +9,8 @@ use storage::TaskParams;
 use crate::plan::Plan;
 use crate::post::Processed;
 
-/// A stored task entering the dataflow (its own epoch). Exchanged by id across workers.
+/// A stored task entering the dataflow (its own epoch). Exchanged across workers by a hash of
+/// its parameters, so identical tasks meet on one.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskIn {
     /// The task's id in the store.

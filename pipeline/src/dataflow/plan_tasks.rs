@@ -16,6 +16,7 @@
 //! they are. The planner's own timeout bounds how long a capability is held.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,14 +36,25 @@ use crate::engine::FAULT_PANIC_PROMPT;
 use crate::health::panic_message;
 use crate::plan::Plan;
 
+/// The exchange key of a task: a hash of its parameters (prompt, seed, steps, sizes, ...),
+/// the same on every worker and process, so identical tasks are planned and denoised on one.
+fn route(t: &TaskIn) -> u64 {
+    let mut h = DefaultHasher::new();
+    serde_json::to_string(&t.params)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
 /// Threads per `plan` operator (so per worker) asking a blocking planner: how many of a
 /// worker's tasks wait on the LLM at once.
 pub const PLANNING_THREADS: usize = 4;
 
 /// The `plan_tasks` operator on a stream of incoming tasks.
 ///
-/// Input: [`TaskIn`], exchanged by task id (`Exchange` on `TaskIn::id`), so tasks spread over
-/// the workers. Output: one [`PlannedTask`] per task that is neither cancelled nor failed to
+/// Input: [`TaskIn`], exchanged by a hash of what the task asks ([`route`]), so tasks spread
+/// over the workers while identical ones meet on one, where `denoise` samples their scenes
+/// once. Output: one [`PlannedTask`] per task that is neither cancelled nor failed to
 /// plan, at the task's own epoch, after its plan is stored. Capabilities: none held with the
 /// rule planner; with a blocking planner, one per task while its plan is being made.
 pub trait PlanTasks<'s> {
@@ -54,65 +66,59 @@ pub trait PlanTasks<'s> {
 impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
     fn plan_tasks(self, ctx: Arc<Context>) -> StreamVec<'s, u64, PlannedTask> {
         let scope = self.scope();
-        self.unary(
-            Exchange::new(|t: &TaskIn| t.id),
-            "plan",
-            move |_cap, info| {
-                let threads = ctx.planner.blocks().then(|| {
-                    let wake = scope.worker().sync_activator_for(info.address.to_vec());
-                    PlanningThreads::start(&ctx, wake)
-                });
-                let mut held: HashMap<u64, Capability<u64>> = HashMap::new();
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let tasks = data
-                            .flat_map(|d| d.drain(..))
-                            .filter_map(|t| admit(&ctx, t));
-                        match &threads {
-                            None => {
-                                let mut session = output.session(&cap);
-                                for task in tasks {
-                                    let started = Instant::now();
-                                    let _span =
-                                        tracing::debug_span!("plan", task = task.id).entered();
-                                    let p = &task.params;
-                                    let plan = ctx.planner.plan(&p.prompt, p.num_scenes, p.seed);
-                                    if let Some(planned) = finish(&ctx, task, plan, started) {
-                                        session.give(planned);
-                                    }
-                                }
-                            }
-                            Some(threads) => {
-                                let Some(cap) = cap.retain_least(0) else {
-                                    return;
-                                };
-                                for task in tasks {
-                                    let started = Instant::now();
-                                    // Planning while the LLM is asked; the plan is stored later.
-                                    let moved =
-                                        ctx.tasks.advance(task.id, TaskStatus::Planning, |r| {
-                                            queued(r);
-                                        });
-                                    if !matches!(moved, Ok(Some(_))) {
-                                        continue;
-                                    }
-                                    held.insert(task.id, cap.clone());
-                                    threads.submit(task, started);
+        self.unary(Exchange::new(route), "plan", move |_cap, info| {
+            let threads = ctx.planner.blocks().then(|| {
+                let wake = scope.worker().sync_activator_for(info.address.to_vec());
+                PlanningThreads::start(&ctx, wake)
+            });
+            let mut held: HashMap<u64, Capability<u64>> = HashMap::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let tasks = data
+                        .flat_map(|d| d.drain(..))
+                        .filter_map(|t| admit(&ctx, t));
+                    match &threads {
+                        None => {
+                            let mut session = output.session(&cap);
+                            for task in tasks {
+                                let started = Instant::now();
+                                let _span = tracing::debug_span!("plan", task = task.id).entered();
+                                let p = &task.params;
+                                let plan = ctx.planner.plan(&p.prompt, p.num_scenes, p.seed);
+                                if let Some(planned) = finish(&ctx, task, plan, started) {
+                                    session.give(planned);
                                 }
                             }
                         }
-                    });
-                    for (task, plan, started) in threads.iter().flat_map(|t| t.finished()) {
-                        let Some(cap) = held.remove(&task.id) else {
-                            continue;
-                        };
-                        if let Some(planned) = finish(&ctx, task, plan, started) {
-                            output.session(&cap).give(planned);
+                        Some(threads) => {
+                            let Some(cap) = cap.retain_least(0) else {
+                                return;
+                            };
+                            for task in tasks {
+                                let started = Instant::now();
+                                // Planning while the LLM is asked; the plan is stored later.
+                                let moved = ctx.tasks.advance(task.id, TaskStatus::Planning, |r| {
+                                    queued(r);
+                                });
+                                if !matches!(moved, Ok(Some(_))) {
+                                    continue;
+                                }
+                                held.insert(task.id, cap.clone());
+                                threads.submit(task, started);
+                            }
                         }
                     }
+                });
+                for (task, plan, started) in threads.iter().flat_map(|t| t.finished()) {
+                    let Some(cap) = held.remove(&task.id) else {
+                        continue;
+                    };
+                    if let Some(planned) = finish(&ctx, task, plan, started) {
+                        output.session(&cap).give(planned);
+                    }
                 }
-            },
-        )
+            }
+        })
     }
 }
 
