@@ -9,23 +9,14 @@ seeds so that the finished-result cache never answers.
     python3 bench/shared_tasks.py --base http://127.0.0.1:8000 --rounds 3
 """
 import argparse
-import json
 import statistics
 import threading
 import time
 import urllib.request
 
+from spine_figures import get, post
+
 PROMPT = "a small red circle moving left, then a blue square grows, then a green triangle"
-
-
-def post(base, body):
-    req = urllib.request.Request(base + "/api/tasks", json.dumps(body).encode(),
-                                 {"content-type": "application/json"})
-    return json.load(urllib.request.urlopen(req))
-
-
-def get(base, path):
-    return json.load(urllib.request.urlopen(base + path))
 
 
 def denoise_steps(base):
