@@ -271,7 +271,7 @@ fn create_task(model: &ModelSpec) -> Value {
         let side = |multiple: u32, default: u32| json!({"nullable": true, "type": "integer", "minimum": lo.div_ceil(multiple) * multiple, "maximum": hi / multiple * multiple, "multipleOf": multiple, "default": default});
         props["width"] = side(f.width_multiple, f.width);
         props["height"] = side(f.height_multiple, f.height);
-        props["num_frames"] = json!({"nullable": true, "type": "integer", "minimum": TaskParams::NUM_FRAMES.0, "maximum": TaskParams::NUM_FRAMES.1, "default": f.num_frames, "description": format!("1 more than a multiple of {}", f.frame_multiple)});
+        props["num_frames"] = json!({"nullable": true, "type": "integer", "minimum": TaskParams::NUM_FRAMES.0, "maximum": TaskParams::NUM_FRAMES.1, "default": f.num_frames, "x-frame-multiple": f.frame_multiple, "description": format!("1 more than a multiple of {}", f.frame_multiple)});
         props["negative_prompt"] = json!({"nullable": true, "type": "string", "maxLength": TaskParams::PROMPT_MAX_CHARS, "default": ""});
         props["scheduler"] = json!({"nullable": true, "type": "string", "enum": f.schedulers, "default": f.schedulers.first()});
         props["num_scenes"]["default"] = json!(1);
@@ -513,5 +513,7 @@ mod tests {
         assert_eq!(task["height"]["default"], 480);
         assert_eq!(task["scheduler"]["enum"], json!(["unipc", "euler"]));
         assert_eq!(task["steps"]["default"], 50);
+        // 1 + 4k frames: JSON Schema has no word for it, the extension names the 4.
+        assert_eq!(task["num_frames"]["x-frame-multiple"], 4);
     }
 }

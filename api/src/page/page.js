@@ -290,9 +290,9 @@
       } else if (input.type === 'number') {
         if (s.minimum !== undefined) input.min = String(s.minimum);
         if (s.maximum !== undefined) input.max = String(s.maximum);
-        // num_frames is 1 + k·m, which JSON Schema cannot say: its description names m, and
-        // with min 1 a step of m offers exactly those counts.
-        const m = s.multipleOf || (/multiple of (\d+)/.exec(s.description || '') || [])[1];
+        // num_frames is 1 + k·m, which JSON Schema cannot say: the document's x-frame-multiple
+        // names m, and with min 1 a step of m offers exactly those counts.
+        const m = s.multipleOf || s['x-frame-multiple'];
         if (m) input.step = String(m);
       }
       if (s.default !== undefined && s.default !== null) input.value = String(s.default);
