@@ -73,11 +73,7 @@ impl VideoModel for Model {
     }
 
     fn step(&self, batch: &mut [&mut SceneRun]) {
-        let mut active: Vec<&mut SceneRun> = batch
-            .iter_mut()
-            .map(|r| &mut **r)
-            .filter(|r| !r.done())
-            .collect();
+        let mut active = SceneRun::unfinished(batch);
         let mut states: Vec<&mut SceneState> = active
             .iter_mut()
             .map(|r| r.state_mut::<SceneState>())

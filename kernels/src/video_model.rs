@@ -101,6 +101,16 @@ impl SceneRun {
         self.step += 1;
     }
 
+    /// The runs of `batch` that still have steps to take: what a [`VideoModel::step`]
+    /// advances (a finished run is left as it is).
+    pub fn unfinished<'a>(batch: &'a mut [&mut SceneRun]) -> Vec<&'a mut SceneRun> {
+        batch
+            .iter_mut()
+            .map(|r| &mut **r)
+            .filter(|r| !r.done())
+            .collect()
+    }
+
     /// The model's state. Panics if another model's kind of state is in it: only the model
     /// that started a run may touch it, which the engine keeps to (one model per engine).
     pub fn state<S: Any>(&self) -> &S {

@@ -435,11 +435,7 @@ impl VideoModel for WanModel {
     }
 
     fn step(&self, batch: &mut [&mut SceneRun]) {
-        let mut active: Vec<&mut SceneRun> = batch
-            .iter_mut()
-            .map(|r| &mut **r)
-            .filter(|r| !r.done())
-            .collect();
+        let mut active = SceneRun::unfinished(batch);
         // Scenes whose latent shapes agree go through the transformer together.
         let mut shapes: Vec<[usize; 4]> =
             active.iter().map(|r| r.state::<WanScene>().shape).collect();

@@ -569,19 +569,16 @@ impl WanTransformer {
                 .map(|(_, proj)| block.table.iter().zip(proj).map(|(t, p)| t + p).collect())
                 .collect();
             let row = |item: usize, r: usize| &mods[item][r * d..(r + 1) * d];
+            // Every item's tokens of `x` normed into `normed` with its own modulation rows
+            // `shift` and `scale`.
+            let norm_items = |x: &[f32], shift: usize, scale: usize, normed: &mut [f32]| {
+                for (i, (x, out)) in x.chunks(n * ldx).zip(normed.chunks_mut(n * d)).enumerate() {
+                    modulated_norm(x, ldx, d, eps, row(i, shift), row(i, scale), out);
+                }
+            };
 
             // Self-attention.
-            for i in 0..b {
-                modulated_norm(
-                    &x[i * n * ldx..(i + 1) * n * ldx],
-                    ldx,
-                    d,
-                    eps,
-                    row(i, 0),
-                    row(i, 1),
-                    &mut normed[i * n * d..(i + 1) * n * d],
-                );
-            }
+            norm_items(&x, 0, 1, &mut normed);
             let mut qkv = block.qkv.apply(b * n, &normed, d);
             let ldq = block.qkv.padded_out();
             rms_norm(&mut qkv, ldq, 0, &block.self_norm_q, eps);
@@ -649,17 +646,7 @@ impl WanTransformer {
             drop(o);
 
             // Feed-forward.
-            for i in 0..b {
-                modulated_norm(
-                    &x[i * n * ldx..(i + 1) * n * ldx],
-                    ldx,
-                    d,
-                    eps,
-                    row(i, 3),
-                    row(i, 4),
-                    &mut normed[i * n * d..(i + 1) * n * d],
-                );
-            }
+            norm_items(&x, 3, 4, &mut normed);
             let mut hidden = block.ffn_in.apply(b * n, &normed, d);
             hidden.par_iter_mut().for_each(|v| *v = gelu_tanh(*v));
             let o = block

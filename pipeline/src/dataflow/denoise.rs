@@ -256,31 +256,12 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     let run = Arc::new(r.state);
                     let followers = r.followers.into_iter().map(|f| (f.cap, f.job));
                     for (cap, job) in iter::once((r.cap, r.job)).chain(followers) {
-                        let task = job.task;
-                        if let Some(c) = clocks.get_mut(&task) {
-                            c.order.set(job.index, Stage::Done);
-                        }
+                        let (task, index) = (job.task, job.index);
                         output.session(&cap).give(DenoisedScene {
                             job,
                             run: run.clone(),
                         });
-                        let clock_done = clocks.get_mut(&task).map(|c| {
-                            c.left -= 1;
-                            c.left == 0
-                        });
-                        if clock_done == Some(true) {
-                            if let Some(c) = clocks.remove(&task) {
-                                let secs = c.started.elapsed();
-                                ctx.add_timing(task, "denoise", secs.as_millis() as u64);
-                                if c.preview_secs > 0.0 {
-                                    let ms = (c.preview_secs * 1000.0).round() as u64;
-                                    ctx.add_timing(task, "preview", ms);
-                                }
-                                metrics::histogram!("reel_stage_seconds", "stage" => "denoise")
-                                    .record(secs.as_secs_f64());
-                            }
-                            let _ = ctx.tasks.advance(task, TaskStatus::PostProcessing, |_| {});
-                        }
+                        scene_denoised(&ctx, &mut clocks, task, index);
                     }
                 }
                 if !running.is_empty() || !waiting.is_empty() {
@@ -289,6 +270,30 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
             }
         })
     }
+}
+
+/// Scene `index` of `task` has left denoising: its clock marks it done, and when it was the
+/// task's last, the task's denoise (and preview) time is recorded and it moves on to
+/// post-processing.
+fn scene_denoised(ctx: &Context, clocks: &mut HashMap<u64, TaskClock>, task: u64, index: usize) {
+    let Some(c) = clocks.get_mut(&task) else {
+        return;
+    };
+    c.order.set(index, Stage::Done);
+    c.left -= 1;
+    if c.left > 0 {
+        return;
+    }
+    if let Some(c) = clocks.remove(&task) {
+        let secs = c.started.elapsed();
+        ctx.add_timing(task, "denoise", secs.as_millis() as u64);
+        if c.preview_secs > 0.0 {
+            let ms = (c.preview_secs * 1000.0).round() as u64;
+            ctx.add_timing(task, "preview", ms);
+        }
+        metrics::histogram!("reel_stage_seconds", "stage" => "denoise").record(secs.as_secs_f64());
+    }
+    let _ = ctx.tasks.advance(task, TaskStatus::PostProcessing, |_| {});
 }
 
 /// Previews the run if the [`CADENCE`] says it is time and somebody watches one of its
