@@ -4,11 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use pipeline::cluster::Cluster;
 use serde::{Deserialize, Serialize};
 
 /// Every setting of `reel serve` / `reel generate` as given on the command line or in the
@@ -139,6 +141,22 @@ pub struct Settings {
     #[arg(long, env = "REEL_PLANNER_API_KEY", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planner_api_key: Option<String>,
+    /// Processes in the cluster (timely's -n): more than 1 joins the processes of --hostfile into one computation [default: 1]
+    #[arg(long, env = "REEL_PROCESSES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<usize>,
+    /// This process's index in the cluster (timely's -p): 0 serves HTTP and owns the store; the others only compute [default: 0]
+    #[arg(long, env = "REEL_PROCESS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<usize>,
+    /// The cluster's addresses (timely's -h): one host:port per line, line i for process i
+    #[arg(long, env = "REEL_HOSTFILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostfile: Option<PathBuf>,
+    /// Seconds a cluster process waits for its peers at each (re)start before giving up [default: 30]
+    #[arg(long, env = "REEL_PEER_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_timeout_secs: Option<u64>,
     /// Tests only: a prompt with the fault marker kills a worker on purpose
     #[arg(long, hide = true, env = "REEL_FAULT_INJECTION")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -219,6 +237,17 @@ pub struct Resolved {
     pub planner_api_key: Option<String>,
     #[serde(default)]
     pub fault_injection: bool,
+    #[serde(default = "defaults::one")]
+    pub processes: usize,
+    #[serde(default)]
+    pub process: usize,
+    #[serde(default)]
+    pub hostfile: Option<PathBuf>,
+    #[serde(default = "defaults::peer_timeout_secs")]
+    pub peer_timeout_secs: u64,
+    /// The cluster these settings describe (`None`: one process), from the four above.
+    #[serde(skip)]
+    pub cluster: Option<Cluster>,
 }
 
 mod defaults {
@@ -282,6 +311,9 @@ mod defaults {
     pub fn planner_timeout_ms() -> u64 {
         10_000
     }
+    pub fn peer_timeout_secs() -> u64 {
+        30
+    }
     pub fn max_task_pixels() -> u64 {
         api::quota::Limits::default().max_task_pixels
     }
@@ -329,6 +361,20 @@ impl Settings {
                 r.max_cpu_percent
             );
         }
+        r.cluster = match (r.processes, &r.hostfile) {
+            (0, _) => anyhow::bail!("processes must be at least 1"),
+            (1, _) if r.process != 0 => {
+                anyhow::bail!("--process {} needs --processes above 1", r.process)
+            }
+            (1, _) => None,
+            (_, None) => anyhow::bail!("--processes above 1 needs --hostfile"),
+            (n, Some(file)) => Some(Cluster::from_hostfile(
+                file,
+                n,
+                r.process,
+                Duration::from_secs(r.peer_timeout_secs.max(1)),
+            )?),
+        };
         Ok(r)
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! `reel serve` runs the HTTP API (api crate) over the timely dataflow engine (pipeline),
 //! the shipped model (kernels) and sled storage (storage); `reel generate` runs one task
-//! in-process; `reel plan` shows what the planner makes of a prompt.
+//! in-process; `reel plan` shows what the planner makes of a prompt; `reel cluster --local N`
+//! runs N processes on this machine as one timely cluster.
 
 mod backend;
+mod cluster;
 mod config;
 mod generate;
 mod keys;
@@ -25,6 +27,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (port 8000, data under ./data, CPU backend, shipped model by default)
     Serve(config::Settings),
+    /// Serve as a cluster of N processes on this machine (process 0 here, the others started
+    /// and kept running by it), joined by timely over loopback TCP
+    Cluster(cluster::ClusterArgs),
     /// Generate one video in-process and write it as MP4
     Generate(generate::GenerateArgs),
     /// Print the scene plan of a prompt as JSON
@@ -62,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(settings) => serve::run(settings.resolve()?),
+        Command::Cluster(args) => cluster::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Plan(args) => generate::plan(args),
         Command::Keys { command } => keys::run(command),

@@ -35,15 +35,43 @@ pub struct Runtime {
     pub post: Arc<PostProcessor>,
 }
 
-pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
-    // Must precede the first parallel op: both pools read their size once.
-    // Post-processing's parallel loops run on rayon's global pool; size it once, first.
-    // Compute threads run at background priority so that request threads stay responsive.
+/// Sizes rayon's global pool, where the model's and post-processing's parallel loops run.
+/// Must precede the first parallel op: the pool reads its size once. Compute threads run at
+/// background priority so that request threads stay responsive.
+fn compute_pool(s: &Resolved) {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(s.compute_threads)
         .start_handler(|_| kernels::lower_current_thread_priority())
         .build_global();
+}
 
+/// The engine's settings.
+fn engine_config(s: &Resolved) -> EngineConfig {
+    EngineConfig {
+        workers: s.workers,
+        max_batch: s.max_batch,
+        scene_stagger: s.scene_stagger,
+        previews: s.previews,
+        queue_bound: s.queue_bound,
+        data_dir: s.data_dir.clone(),
+        max_cpu_percent: s.max_cpu_percent,
+        fault_injection: s.fault_injection,
+        cluster: s.cluster.clone(),
+    }
+}
+
+/// Runs a cluster process other than 0: the model and the dataflow's workers, no store or
+/// HTTP (`pipeline::engine::run_member`). Returns only on an error (peers unreachable).
+pub fn member(s: &Resolved) -> anyhow::Result<()> {
+    compute_pool(s);
+    let (model, _) = load_model(s)?;
+    let process = s.process;
+    tracing::info!(process, model = model.spec().id, "cluster member ready");
+    pipeline::engine::run_member(engine_config(s), model)
+}
+
+pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
+    compute_pool(s);
     let (model, gpu_uuid) = load_model(s)?;
     let device = if gpu_uuid.is_some() { "cuda" } else { "cpu" };
     let spec = model.spec();
@@ -65,16 +93,7 @@ pub fn start(s: &Resolved) -> anyhow::Result<Runtime> {
         capacity: s.cache_size,
         ttl: Duration::from_secs(s.cache_ttl_secs),
     };
-    let engine = EngineConfig {
-        workers: s.workers,
-        max_batch: s.max_batch,
-        scene_stagger: s.scene_stagger,
-        previews: s.previews,
-        queue_bound: s.queue_bound,
-        data_dir: s.data_dir.clone(),
-        max_cpu_percent: s.max_cpu_percent,
-        fault_injection: s.fault_injection,
-    };
+    let engine = engine_config(s);
     // The store, the task service and the engine, as the library's in-process pipeline.
     let pipeline = Pipeline::start(
         PipelineConfig { engine, cache },

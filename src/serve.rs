@@ -48,6 +48,10 @@ fn check_exposure(s: &Resolved, tasks: &TaskService) -> anyhow::Result<bool> {
 }
 
 pub fn run(s: Resolved) -> anyhow::Result<()> {
+    if s.process != 0 {
+        // A cluster's other processes compute; process 0 serves.
+        return runtime::member(&s);
+    }
     // Installed before the engine starts, so that everything it records is rendered.
     let prometheus = api::metrics::install_recorder().context("installing the metrics recorder")?;
     api::metrics::set_slow_request_threshold(Duration::from_millis(s.slow_request_ms));
@@ -62,6 +66,7 @@ pub fn run(s: Resolved) -> anyhow::Result<()> {
         "max_batch": s.max_batch,
         "scene_stagger": s.scene_stagger,
         "previews": s.previews,
+        "processes": s.processes,
     });
     let gpu = rt.gpu_uuid.as_deref().and_then(|uuid| {
         GpuMonitor::open(uuid)

@@ -5,123 +5,15 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-/// A `reel serve` child process on a free port; killed (SIGKILL) on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
+mod common;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        Server::try_start(data, extra).unwrap_or_else(|log| panic!("server did not start: {log}"))
-    }
-
-    /// The server, or what it logged before exiting.
-    fn try_start(data: &Path, extra: &[&str]) -> Result<Server, String> {
-        let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reel"))
-            .args(["serve", "--port", &port.to_string(), "--data-dir"])
-            .arg(data)
-            .args(["--post", "cpu"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("reel binary starts");
-        // Wait for the log line saying the socket is bound.
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut log = String::new();
-        loop {
-            assert!(Instant::now() < deadline, "server did not start: {log}");
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.wait();
-                return Err(log);
-            };
-            if line.contains("reel is serving") {
-                break;
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn small_task(prompt: &str, seed: u64) -> Value {
-    json!({"prompt": prompt, "num_scenes": 2, "seed": seed, "steps": 3,
-           "seconds_per_scene": 0.5, "fps": 8, "size": 64})
-}
-
-fn submit(c: &Client, s: &Server, body: &Value) -> Value {
-    let r = c.post(s.url("/api/tasks")).json(body).send().unwrap();
-    assert_eq!(r.status().as_u16(), 202, "submit refused: {:?}", r.text());
-    r.json().unwrap()
-}
-
-fn wait_final(c: &Client, s: &Server, id: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let task: Value = c
-            .get(s.url(&format!("/api/tasks/{id}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let status = task["status"].as_str().unwrap_or_default().to_string();
-        if ["completed", "failed", "cancelled"].contains(&status.as_str()) {
-            return task;
-        }
-        assert!(Instant::now() < deadline, "task {id} stuck in {status}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("reel-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::*;
 
 #[test]
 fn a_task_completes_with_a_playable_mp4_of_the_right_length() {
@@ -227,16 +119,6 @@ fn cancelling_stops_a_task_and_is_idempotent() {
         .as_u64()
         .unwrap();
     assert_eq!(wait_final(&c, &server, next)["status"], "completed");
-}
-
-/// The MP4 of a completed task.
-fn video_of(c: &Client, s: &Server, id: u64) -> Vec<u8> {
-    let r = c
-        .get(s.url(&format!("/api/tasks/{id}/video")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    r.bytes().unwrap().to_vec()
 }
 
 #[test]

@@ -51,4 +51,4 @@ pub use reel::{Clip, Model};
 pub use sampler::{Method, Prediction};
 pub use scene::SceneState;
 pub use tensor::Tensor;
-pub use video_model::{FreeFormScene, SceneRequest, SceneRun, VideoModel};
+pub use video_model::{FreeFormScene, Latent, SceneRequest, SceneRun, VideoModel};

@@ -9,7 +9,7 @@ use contract::{ModelKind, ModelSpec};
 use crate::error::KernelError;
 use crate::reel::{Clip, Model};
 use crate::scene::SceneState;
-use crate::video_model::{SceneRequest, SceneRun, VideoModel};
+use crate::video_model::{Latent, SceneRequest, SceneRun, VideoModel};
 
 /// The spec of the built-in model `id` whose weights file is `bytes` (read from `path`).
 pub(crate) fn builtin_spec(id: &str, bytes: &[u8], path: &Path) -> Result<ModelSpec, KernelError> {
@@ -88,7 +88,18 @@ impl VideoModel for Model {
         self.decode_estimate(run.state::<SceneState>(), self.config.frames / 2)
     }
 
-    fn decode(&self, run: &SceneRun, sink: &mut dyn FnMut(Clip) -> bool) {
-        sink(Model::decode(self, run.state::<SceneState>()));
+    fn latent(&self, run: &SceneRun) -> Latent {
+        let c = &self.config;
+        let side = c.latent_size();
+        Latent {
+            shape: vec![c.frames, c.latent_channels, side, side],
+            data: run.state::<SceneState>().latent().to_vec(),
+        }
+    }
+
+    fn decode(&self, latent: &Latent, sink: &mut dyn FnMut(Clip) -> bool) {
+        if let Some(clip) = self.decode_cells(&latent.data) {
+            sink(clip);
+        }
     }
 }

@@ -157,6 +157,13 @@ impl Model {
         self.to_clip(state.latent.clone(), self.config.frames)
     }
 
+    /// [`Model::decode`] of a finished scene's latent cells (`[F, L, h, w]`, as
+    /// [`SceneState::latent`]); `None` when they are not of this model's shape.
+    pub fn decode_cells(&self, cells: &[f32]) -> Option<Clip> {
+        (cells.len() == self.config.latent_len())
+            .then(|| self.to_clip(cells.to_vec(), self.config.frames))
+    }
+
     /// Frame `frame` (clamped to the clip) of the model's current estimate of the scene's
     /// clean frames ([`SceneState::estimate`]), decoded as [`Model::decode`] does: what a
     /// preview shows mid-run. `None` before the first step.

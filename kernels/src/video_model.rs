@@ -5,13 +5,16 @@
 //! A scene's life: [`VideoModel::start`] makes a [`SceneRun`] (condition, noise, sampler);
 //! [`VideoModel::step`] advances any set of runs by one sampler step, batching those whose
 //! latent shapes agree into one forward pass; [`VideoModel::preview`] shows the current
-//! estimate of a frame mid-run; [`VideoModel::decode`] turns a finished run into frames,
-//! handing them over in pieces as they are made (a causal VAE makes them one latent frame
-//! at a time), so they can be stored and streamed before the scene is whole.
+//! estimate of a frame mid-run; [`VideoModel::latent`] takes a finished run's latent out as
+//! plain data ([`Latent`]: what a cluster sends from the process that sampled the scene to the
+//! one that stores it), and [`VideoModel::decode`] turns a latent into frames, handing them
+//! over in pieces as they are made (a causal VAE makes them one latent frame at a time), so
+//! they can be stored and streamed before the scene is whole.
 
 use std::any::Any;
 
 use contract::ModelSpec;
+use serde::{Deserialize, Serialize};
 
 use crate::error::KernelError;
 use crate::reel::Clip;
@@ -48,6 +51,27 @@ pub struct FreeFormScene<'a> {
     pub negative_prompt: &'a str,
     /// The sampler, one of the model's [`contract::FreeFormSpec::schedulers`].
     pub scheduler: &'a str,
+}
+
+/// A finished scene's latent, as plain data: what [`VideoModel::decode`] turns into frames.
+/// It is a few percent of the frames' size (the built-in model's cells; Wan2.1's VAE latent,
+/// 8x smaller per side and 4x in time), which is why a cluster exchanges it rather than
+/// frames, and decoding it costs about one percent of sampling it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latent {
+    /// The model's own layout: `[F, L, h, w]` cells for the built-in model, `[C, F, H, W]`
+    /// for Wan2.1.
+    pub shape: Vec<usize>,
+    /// The values, row-major in `shape`.
+    pub data: Vec<f32>,
+}
+
+impl Latent {
+    /// Whether `data` holds exactly the values `shape` names (a latent from a peer that
+    /// serves another model would not).
+    pub fn is_whole(&self) -> bool {
+        self.shape.iter().product::<usize>() == self.data.len()
+    }
 }
 
 /// A scene being sampled: the model's own state, opaque to the engine, and where the run
@@ -151,7 +175,12 @@ pub trait VideoModel: Send + Sync {
     /// frames, cheap enough to show mid-run; `None` before the first step.
     fn preview(&self, run: &SceneRun) -> Option<Clip>;
 
-    /// The finished scene's frames, handed to `sink` in order, piece by piece as they are
-    /// decoded; decoding stops early when `sink` returns false (the task ended).
-    fn decode(&self, run: &SceneRun, sink: &mut dyn FnMut(Clip) -> bool);
+    /// The run's current latent (after its last step: the finished scene), as plain data
+    /// that [`VideoModel::decode`] takes, in this process or another serving the same model.
+    fn latent(&self, run: &SceneRun) -> Latent;
+
+    /// A finished scene's frames, made from its [`Latent`] and handed to `sink` in order,
+    /// piece by piece as they are decoded; decoding stops early when `sink` returns false
+    /// (the task ended). A latent of another model's shape decodes to nothing.
+    fn decode(&self, latent: &Latent, sink: &mut dyn FnMut(Clip) -> bool);
 }

@@ -139,3 +139,49 @@ fn config_and_id() {
         cfg.sampler.steps > 0 && cfg.fps > 0.0 && cfg.latent_channels == 3 * cfg.patch * cfg.patch
     );
 }
+
+#[test]
+fn a_finished_runs_latent_decodes_to_the_same_frames_anywhere() {
+    use kernels::{SceneRequest, VideoModel};
+    let m = model();
+    let request = SceneRequest {
+        caption: RED,
+        seed: 9,
+        stream: 1,
+        steps: 3,
+        guidance: 4.0,
+        free_form: None,
+    };
+    let mut run = VideoModel::start(&m, &request).unwrap();
+    while !run.done() {
+        VideoModel::step(&m, &mut [&mut run]);
+    }
+    // What a cluster sends between processes: plain data, through bincode and back.
+    let latent = VideoModel::latent(&m, &run);
+    assert!(latent.is_whole());
+    let wire = bincode::serialize(&latent).unwrap();
+    let received: kernels::Latent = bincode::deserialize(&wire).unwrap();
+    let mut pieces = Vec::new();
+    VideoModel::decode(&m, &received, &mut |clip| {
+        pieces.push(clip);
+        true
+    });
+    let mut state = m
+        .start(RED, 9, 1, 3, 4.0, m.config().sampler.method)
+        .unwrap();
+    while !state.done() {
+        m.step(&mut [&mut state]);
+    }
+    assert_eq!(pieces.len(), 1);
+    assert_eq!(pieces[0].data, m.decode(&state).data);
+    // A latent of another shape decodes to nothing rather than to garbage.
+    let mut short = received.clone();
+    short.data.pop();
+    short.shape[0] -= 1;
+    let mut called = false;
+    VideoModel::decode(&m, &short, &mut |_| {
+        called = true;
+        true
+    });
+    assert!(!called);
+}

@@ -35,7 +35,7 @@ fn run_to_end(model: &WanModel, run: &mut SceneRun) {
 /// Every piece the decode hands over, in order.
 fn decoded(model: &WanModel, run: &SceneRun) -> Vec<Clip> {
     let mut pieces = Vec::new();
-    model.decode(run, &mut |clip| {
+    model.decode(&model.latent(run), &mut |clip| {
         pieces.push(clip);
         true
     });
@@ -124,7 +124,7 @@ fn decoding_stops_when_the_sink_says_so() {
     run_to_end(&model, &mut run);
     assert_eq!(decoded(&model, &run).len(), 3, "three latent frames");
     let mut seen = 0;
-    model.decode(&run, &mut |_| {
+    model.decode(&model.latent(&run), &mut |_| {
         seen += 1;
         false
     });

@@ -108,7 +108,7 @@ impl PipelineConfig {
 impl EngineConfig {
     /// The server's defaults (`reel serve --help`) with artifacts and the store under
     /// `data_dir`: one worker, batches of 8, scenes one after another, previews on, 256
-    /// tasks queued at most, no CPU ceiling, no fault injection.
+    /// tasks queued at most, no CPU ceiling, no fault injection, one process.
     pub fn in_dir(data_dir: PathBuf) -> EngineConfig {
         EngineConfig {
             workers: 1,
@@ -119,6 +119,7 @@ impl EngineConfig {
             data_dir,
             max_cpu_percent: 100,
             fault_injection: false,
+            cluster: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 mod dataflow;
 pub mod encode;
 pub mod engine;

@@ -154,6 +154,20 @@ impl TaskService {
         Ok(Some(record))
     }
 
+    /// Moves a live task back to `Queued` from wherever it stood in the pipeline, keeping its
+    /// watchers (they see the status change): what the engine does when the computation that
+    /// ran it was lost. `Ok(None)` when the task is not live (it ended meanwhile).
+    pub fn requeue(&self, id: u64) -> Transition {
+        if !self.is_live(id) {
+            return Ok(None);
+        }
+        match self.store.get(id)? {
+            Some(r) if r.status == TaskStatus::Queued => Ok(Some(r)),
+            Some(_) => self.advance(id, TaskStatus::Queued, |_| {}),
+            None => Ok(None),
+        }
+    }
+
     /// Fails a live task with `reason` (shown to its client). False when it was not live (it
     /// had ended already, or the failure could not be stored: then it is logged).
     pub fn fail(&self, id: u64, reason: &str) -> bool {

@@ -32,7 +32,7 @@ use super::{
 use crate::error::KernelError;
 use crate::philox;
 use crate::reel::Clip;
-use crate::video_model::{SceneRequest, SceneRun, VideoModel};
+use crate::video_model::{Latent, SceneRequest, SceneRun, VideoModel};
 
 /// Tokens every prompt is padded (or cut) to, `WanPipeline`'s `max_sequence_length`.
 pub const TEXT_LEN: usize = 512;
@@ -83,7 +83,7 @@ const DEFAULT_GUIDANCE: f32 = 5.0;
 ///     model.step(&mut [&mut run]);
 /// }
 /// let mut pieces = Vec::new();
-/// model.decode(&run, &mut |clip| {
+/// model.decode(&model.latent(&run), &mut |clip| {
 ///     pieces.push(clip.frames); // stored and streamed here, while the next is decoded
 ///     true
 /// });
@@ -480,12 +480,25 @@ impl VideoModel for WanModel {
         Some(self.clip(self.vae.decode_frame(&mut state, &latent), h, w))
     }
 
-    fn decode(&self, run: &SceneRun, sink: &mut dyn FnMut(Clip) -> bool) {
+    fn latent(&self, run: &SceneRun) -> Latent {
         let s = run.state::<WanScene>();
-        let [_, frames, h, w] = s.shape;
+        Latent {
+            shape: s.shape.to_vec(),
+            data: s.latents.clone(),
+        }
+    }
+
+    fn decode(&self, latent: &Latent, sink: &mut dyn FnMut(Clip) -> bool) {
+        let Ok(shape) = <[usize; 4]>::try_from(latent.shape.as_slice()) else {
+            return;
+        };
+        if !latent.is_whole() || shape[0] != self.vae.z_dim() {
+            return;
+        }
+        let [_, frames, h, w] = shape;
         let mut state = self.vae.start(h, w);
         for f in 0..frames {
-            let latent = Self::latent_frame(&s.latents, s.shape, f);
+            let latent = Self::latent_frame(&latent.data, shape, f);
             let piece = self.clip(self.vae.decode_frame(&mut state, &latent), h, w);
             if !sink(piece) {
                 return;

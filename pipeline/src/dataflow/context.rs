@@ -1,5 +1,9 @@
-//! What every operator of the dataflow shares: the task service, the model, post-processing,
-//! the CPU ceiling, the engine's health.
+//! What the operators share. [`Context`] is on every worker of every process: the model, the
+//! CPU ceiling, the engine's health, the cluster's [`Layout`]. [`Home`] is only in process 0
+//! (`Context::home`): the task service, post-processing, the planner and the data directory,
+//! what a task's life and artifacts need. Operators that write a task's state run only on
+//! process 0's workers; the ones that run everywhere (`denoise`) send what they have to say
+//! back there through the dataflow (`messages::DenoiseOut`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,17 +18,12 @@ use crate::post::PostProcessor;
 
 /// Shared by every operator of every worker.
 pub struct Context {
-    /// The one owner of a task's life: every status change, record write and event goes
-    /// through it, and `is_live` tells operators to drop a cancelled or failed task's work.
-    pub tasks: Arc<TaskService>,
+    /// Process 0's share: `None` in the other processes of a cluster.
+    pub home: Option<Arc<Home>>,
+    /// How many processes, and workers in each.
+    pub layout: Layout,
     /// The diffusion model being served (the built-in one or Wan2.1), behind one trait.
     pub model: Arc<dyn VideoModel>,
-    /// Upscaling and interpolation (wgpu or CPU).
-    pub post: Arc<PostProcessor>,
-    /// Prompt -> scenes.
-    pub planner: Arc<dyn Planner>,
-    /// Where artifacts are written (`storage::task_dir` below it).
-    pub data_dir: PathBuf,
     /// Most scenes in one batched forward pass.
     pub max_batch: usize,
     /// How far a task's scene runs before the next starts, as a share of its steps
@@ -40,7 +39,20 @@ pub struct Context {
     pub fault_injection: bool,
 }
 
-impl Context {
+/// Process 0's part of the context: what owns tasks and their artifacts.
+pub struct Home {
+    /// The one owner of a task's life: every status change, record write and event goes
+    /// through it, and `is_live` tells operators to drop a cancelled or failed task's work.
+    pub tasks: Arc<TaskService>,
+    /// Upscaling and interpolation (wgpu or CPU).
+    pub post: Arc<PostProcessor>,
+    /// Prompt -> scenes.
+    pub planner: Arc<dyn Planner>,
+    /// Where artifacts are written (`storage::task_dir` below it).
+    pub data_dir: PathBuf,
+}
+
+impl Home {
     /// False once the task has ended (cancelled, failed elsewhere): drop its work.
     pub fn live(&self, id: u64) -> bool {
         self.tasks.is_live(id)
@@ -51,5 +63,24 @@ impl Context {
         let _ = self.tasks.patch(id, |r| {
             *r.timings_ms.entry(stage.to_string()).or_insert(0) += ms
         });
+    }
+}
+
+/// The shape of the computation: `processes` processes (timely's cluster mode; 1 on one
+/// machine) of `workers` timely workers each. Worker indexes `0..workers` are process 0's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Processes in the cluster.
+    pub processes: usize,
+    /// Timely workers in each process.
+    pub workers: usize,
+}
+
+impl Layout {
+    /// The process 0 worker that owns a task routed by `route`: where it is planned, and
+    /// where its denoised scenes and progress come back to. A value below the worker count
+    /// is its own worker index under timely's exchange (mask or modulo of the peer count).
+    pub fn home_worker(&self, route: u64) -> u64 {
+        route % self.workers as u64
     }
 }

@@ -1,7 +1,13 @@
-//! `denoise`: continuous batching of scene sampling.
+//! `denoise`: continuous batching of scene sampling, on every worker of every process.
 //!
-//! Input: [`SceneJob`] (pipelined). Output: [`DenoisedScene`] at the scene's epoch, as soon as
-//! that scene's last step is done (so its frames go downstream while other scenes still run).
+//! Inputs: [`SceneJob`], exchanged by the task's route (a hash of its parameters: a task's
+//! scenes, and identical tasks, meet on one worker, in whichever process), and [`Control`],
+//! broadcast from process 0 (which tasks ended, which are watched: this operator cannot ask
+//! the task service, which lives in process 0 only). Output: [`DenoiseOut`] for the task's
+//! home worker in process 0: each scene's finished latent at the scene's epoch as soon as its
+//! last step is done (so its frames go downstream while other scenes still run), and
+//! [`Report`]s of steps, previews and failures for the task service.
+//!
 //! Every activation advances all in-flight scenes, of any task, by one sampler step in one
 //! batched forward pass of at most `max_batch` scenes; waiting scenes join between steps, in
 //! [`FairQueue`] order (priority, then API keys taking turns), a task's scenes staggered so its
@@ -9,7 +15,7 @@
 //! and its slot goes to another task's), and scenes of tasks that ended (cancelled, failed)
 //! leave, freeing their slot within one step. After a step, a scene of a task someone watches
 //! is previewed at the [`CADENCE`] (`--previews`): its current estimate of the clean frames,
-//! as a small PNG sent through the task service; nobody watching, nothing is made.
+//! as a small PNG reported home; nobody watching, nothing is made.
 //!
 //! Identical scenes in flight at once are sampled once: a scene whose [`SceneKey`] (all that
 //! the model's `start` reads: caption, seed, scene index, steps, guidance, free-form shape and
@@ -22,7 +28,9 @@
 //! The operator re-activates itself
 //! while it has work instead of looping, so the worker stays responsive; over the CPU ceiling
 //! (`--max-cpu-percent`, [`crate::governor`]) it re-activates itself after the pause instead.
-//! Capabilities: one per waiting, running or following scene, dropped when the scene leaves.
+//! Capabilities: one per waiting, running or following scene, dropped when the scene leaves;
+//! none for control messages, which are remembered until every scene of their task's epoch
+//! has arrived (the jobs input's frontier passed it) and the task has none left here.
 
 use std::collections::HashMap;
 use std::iter;
@@ -30,30 +38,36 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kernels::{FreeFormScene, SceneRequest, SceneRun};
-use storage::TaskStatus;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use super::context::Context;
 use super::fair_queue::FairQueue;
-use super::messages::{DenoisedScene, SceneJob};
+use super::messages::{
+    Control, Controlled, DenoiseOut, DenoiseTimes, DenoisedScene, Report, Reported, SceneJob,
+};
 use super::preview::{self, CADENCE};
 use super::schedule::{SceneOrder, Stage};
 
 /// The `denoise` operator on a stream of scene jobs.
 ///
-/// Input: [`SceneJob`], pipelined (no exchange: a task's scenes all arrive on one worker,
-/// which staggers them). Output: one [`DenoisedScene`] per scene that finishes sampling, at its
-/// task's epoch, as soon as its last step is done; previews go to watchers through the task
-/// service, not downstream. Identical scenes in flight at once share one run (the module's
-/// doc). Capabilities: one retained per waiting, running or following scene, dropped when
-/// the scene is emitted, fails or is cancelled.
+/// Inputs: [`SceneJob`], exchanged by `route` (a task's scenes all arrive on one worker, which
+/// staggers them; identical tasks' too), and [`Control`] (already broadcast: every worker sees
+/// every message). Output: [`DenoiseOut`], one `Scene` per scene that finishes sampling, at
+/// its task's epoch, as soon as its last step is done, and `Report`s (steps, previews,
+/// failures) under the capability of the scene they are about. Identical scenes in flight at
+/// once share one run (the module's doc). Capabilities: one retained per waiting, running or
+/// following scene, dropped when the scene is emitted, fails or is cancelled.
 pub trait Denoise<'s> {
     /// Samples the scenes with the model, all in-flight scenes of any task advanced together
     /// by one batched step per activation (continuous batching, at most `max_batch` scenes).
-    fn denoise(self, ctx: Arc<Context>) -> StreamVec<'s, u64, DenoisedScene>;
+    fn denoise(
+        self,
+        control: StreamVec<'s, u64, Control>,
+        ctx: Arc<Context>,
+    ) -> StreamVec<'s, u64, DenoiseOut>;
 }
 
 /// Everything the model's `start` reads of a scene: scenes with equal keys sample the same
@@ -73,6 +87,45 @@ impl SceneKey {
             &p.free_form,
         );
         SceneKey(serde_json::to_string(&fields).unwrap_or_default())
+    }
+}
+
+/// What process 0 said about the tasks: which ended, which are watched (each with its epoch,
+/// to know when to forget it).
+#[derive(Default)]
+struct Told {
+    ended: HashMap<u64, u64>,
+    watched: HashMap<u64, u64>,
+}
+
+impl Told {
+    fn hear(&mut self, c: Control) {
+        match c.what {
+            Controlled::Ended => {
+                self.ended.insert(c.task, c.epoch);
+                self.watched.remove(&c.task);
+            }
+            Controlled::Watched(true) => {
+                self.watched.insert(c.task, c.epoch);
+            }
+            Controlled::Watched(false) => {
+                self.watched.remove(&c.task);
+            }
+        }
+    }
+
+    fn live(&self, task: u64) -> bool {
+        !self.ended.contains_key(&task)
+    }
+
+    fn watched(&self, task: u64) -> bool {
+        self.watched.contains_key(&task)
+    }
+
+    /// Forgets tasks whose every scene has arrived (`arrived(epoch)`) and that have none here.
+    fn forget(&mut self, arrived: impl Fn(u64) -> bool, here: impl Fn(u64) -> bool) {
+        self.ended.retain(|_, e| !arrived(*e));
+        self.watched.retain(|t, e| !arrived(*e) || here(*t));
     }
 }
 
@@ -109,9 +162,9 @@ impl Running {
 
     /// Drops the scenes of tasks that ended; a follower takes over from an ended leader.
     /// False when no scene is left, so the run can stop.
-    fn keep_live(&mut self, ctx: &Context) -> bool {
-        self.followers.retain(|f| ctx.live(f.job.task));
-        if !ctx.live(self.job.task) {
+    fn keep_live(&mut self, told: &Told) -> bool {
+        self.followers.retain(|f| told.live(f.job.task));
+        if !told.live(self.job.task) {
             if self.followers.is_empty() {
                 return false;
             }
@@ -136,6 +189,15 @@ impl Running {
         metrics::counter!("reel_scenes_shared_total").increment(1);
         self.followers.push(Follower { cap, job });
     }
+
+    /// A report about this run, for its leader's home.
+    fn report(&self, process: usize, what: Reported) -> DenoiseOut {
+        DenoiseOut::Report(Report {
+            route: self.job.route,
+            process,
+            what,
+        })
+    }
 }
 
 /// Per task: when its first scene started, how many are still to finish, where each stands
@@ -148,19 +210,34 @@ struct TaskClock {
 }
 
 impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
-    fn denoise(self, ctx: Arc<Context>) -> StreamVec<'s, u64, DenoisedScene> {
+    fn denoise(
+        self,
+        control: StreamVec<'s, u64, Control>,
+        ctx: Arc<Context>,
+    ) -> StreamVec<'s, u64, DenoiseOut> {
         let scope = self.scope();
-        self.unary(Pipeline, "denoise", move |_cap, info| {
+        let process = scope.index() / ctx.layout.workers;
+        let by_route = Exchange::new(|j: &SceneJob| j.route);
+        self.binary_frontier(control, by_route, Pipeline, "denoise", move |_cap, info| {
             let activator = scope.activator_for(info.address);
             let mut waiting: FairQueue<Waiting> = FairQueue::default();
             let mut running: Vec<Running> = Vec::new();
             let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
-            move |input, output| {
+            let mut told = Told::default();
+            move |(input, frontier), (control, _), output| {
+                control.for_each_stamp(|_, data| {
+                    for c in data.flat_map(|d| d.drain(..)) {
+                        told.hear(c);
+                    }
+                });
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(0) else {
                         return;
                     };
                     for job in data.flat_map(|d| d.drain(..)) {
+                        if !told.live(job.task) {
+                            continue;
+                        }
                         clocks.entry(job.task).or_insert_with(|| TaskClock {
                             started: Instant::now(),
                             left: job.count,
@@ -178,9 +255,13 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         }
                     }
                 });
-                waiting.retain(|w| ctx.live(w.job.task));
-                running.retain_mut(|r| r.keep_live(&ctx));
-                clocks.retain(|id, _| ctx.live(*id));
+                waiting.retain(|w| told.live(w.job.task));
+                running.retain_mut(|r| r.keep_live(&told));
+                clocks.retain(|id, _| told.live(*id));
+                told.forget(
+                    |epoch| !frontier.less_equal(&epoch),
+                    |task| clocks.contains_key(&task),
+                );
 
                 while running.len() < ctx.max_batch {
                     let may_start = |w: &Waiting| {
@@ -195,25 +276,42 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         r.follow(cap, job, &mut clocks);
                         continue;
                     }
-                    if let Some(state) = start(&ctx, &job) {
-                        if let Some(c) = clocks.get_mut(&job.task) {
-                            c.order.set(job.index, Stage::Running(0));
+                    let state = match start(&ctx, &job) {
+                        Ok(state) => state,
+                        Err(reason) => {
+                            // Its other scenes leave too; home fails the task.
+                            told.ended.insert(job.task, *cap.time());
+                            let what = Reported::Failed {
+                                task: job.task,
+                                reason,
+                            };
+                            let report = Report {
+                                route: job.route,
+                                process,
+                                what,
+                            };
+                            output.session(&cap).give(DenoiseOut::Report(report));
+                            continue;
                         }
-                        let mut run = Running {
-                            cap,
-                            job,
-                            key,
-                            state,
-                            previewed: None,
-                            followers: Vec::new(),
-                        };
-                        // Waiting scenes with the same key ride along.
-                        while let Some(w) = waiting.pop_where(|w| w.key == run.key) {
-                            run.follow(w.cap, w.job, &mut clocks);
-                        }
-                        running.push(run);
+                    };
+                    if let Some(c) = clocks.get_mut(&job.task) {
+                        c.order.set(job.index, Stage::Running(0));
                     }
+                    let mut run = Running {
+                        cap,
+                        job,
+                        key,
+                        state,
+                        previewed: None,
+                        followers: Vec::new(),
+                    };
+                    // Waiting scenes with the same key ride along.
+                    while let Some(w) = waiting.pop_where(|w| w.key == run.key) {
+                        run.follow(w.cap, w.job, &mut clocks);
+                    }
+                    running.push(run);
                 }
+                waiting.retain(|w| told.live(w.job.task));
                 metrics::gauge!("reel_batch_size").set(running.len() as f64);
                 metrics::gauge!("reel_scenes_waiting").set(waiting.len() as f64);
                 if !running.is_empty() {
@@ -235,16 +333,28 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         .set(frames as f64 / dt.max(1e-9));
                     for r in &mut running {
                         let (step, steps) = (r.state.step_index(), r.state.steps());
-                        for job in r.jobs() {
-                            ctx.tasks.step(job.task, job.index, step, steps);
-                            if let Some(c) = clocks.get_mut(&job.task) {
-                                c.order.set(job.index, Stage::Running(step));
+                        let scenes: Vec<(u64, usize)> =
+                            r.jobs().map(|j| (j.task, j.index)).collect();
+                        for &(task, index) in &scenes {
+                            if let Some(c) = clocks.get_mut(&task) {
+                                c.order.set(index, Stage::Running(step));
                             }
                         }
+                        let report = r.report(
+                            process,
+                            Reported::Step {
+                                scenes,
+                                step,
+                                steps,
+                            },
+                        );
+                        output.session(&r.cap).give(report);
                         if ctx.previews {
-                            let secs = send_preview(&ctx, r);
-                            if let Some(c) = clocks.get_mut(&r.job.task) {
-                                c.preview_secs += secs;
+                            if let Some((report, secs)) = preview(&ctx, &told, process, r) {
+                                output.session(&r.cap).give(report);
+                                if let Some(c) = clocks.get_mut(&r.job.task) {
+                                    c.preview_secs += secs;
+                                }
                             }
                         }
                     }
@@ -253,15 +363,16 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                     running.drain(..).partition(|r| r.state.done());
                 running = still;
                 for r in finished {
-                    let run = Arc::new(r.state);
+                    let latent = Arc::new(ctx.model.latent(&r.state));
                     let followers = r.followers.into_iter().map(|f| (f.cap, f.job));
                     for (cap, job) in iter::once((r.cap, r.job)).chain(followers) {
-                        let (task, index) = (job.task, job.index);
-                        output.session(&cap).give(DenoisedScene {
+                        let task_done = scene_denoised(&mut clocks, job.task, job.index);
+                        let scene = DenoisedScene {
                             job,
-                            run: run.clone(),
-                        });
-                        scene_denoised(&ctx, &mut clocks, task, index);
+                            latent: latent.clone(),
+                            task_done,
+                        };
+                        output.session(&cap).give(DenoiseOut::Scene(scene));
                     }
                 }
                 if !running.is_empty() || !waiting.is_empty() {
@@ -272,47 +383,50 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
     }
 }
 
-/// Scene `index` of `task` has left denoising: its clock marks it done, and when it was the
-/// task's last, the task's denoise (and preview) time is recorded and it moves on to
-/// post-processing.
-fn scene_denoised(ctx: &Context, clocks: &mut HashMap<u64, TaskClock>, task: u64, index: usize) {
-    let Some(c) = clocks.get_mut(&task) else {
-        return;
-    };
+/// Scene `index` of `task` has left denoising: its clock marks it done; when it was the
+/// task's last, the task's denoise (and preview) time, for its home to record as it moves the
+/// task on to post-processing.
+fn scene_denoised(
+    clocks: &mut HashMap<u64, TaskClock>,
+    task: u64,
+    index: usize,
+) -> Option<DenoiseTimes> {
+    let c = clocks.get_mut(&task)?;
     c.order.set(index, Stage::Done);
     c.left -= 1;
     if c.left > 0 {
-        return;
+        return None;
     }
-    if let Some(c) = clocks.remove(&task) {
-        let secs = c.started.elapsed();
-        ctx.add_timing(task, "denoise", secs.as_millis() as u64);
-        if c.preview_secs > 0.0 {
-            let ms = (c.preview_secs * 1000.0).round() as u64;
-            ctx.add_timing(task, "preview", ms);
-        }
-        metrics::histogram!("reel_stage_seconds", "stage" => "denoise").record(secs.as_secs_f64());
-    }
-    let _ = ctx.tasks.advance(task, TaskStatus::PostProcessing, |_| {});
+    let c = clocks.remove(&task)?;
+    let secs = c.started.elapsed();
+    metrics::histogram!("reel_stage_seconds", "stage" => "denoise").record(secs.as_secs_f64());
+    Some(DenoiseTimes {
+        denoise_ms: secs.as_millis() as u64,
+        preview_ms: (c.preview_secs * 1000.0).round() as u64,
+    })
 }
 
-/// Previews the run if the [`CADENCE`] says it is time and somebody watches one of its
-/// scenes' tasks (each watched one gets the same PNG); returns the seconds spent (0 when none
-/// was made). A preview that cannot be encoded is logged and skipped: it is not worth failing
-/// the task for.
-fn send_preview(ctx: &Context, r: &mut Running) -> f64 {
+/// A preview of the run, if the [`CADENCE`] says it is time and somebody watches one of its
+/// scenes' tasks (each watched one gets the same PNG), with the seconds it took. A preview
+/// that cannot be encoded is logged and skipped: it is not worth failing the task for.
+fn preview(
+    ctx: &Context,
+    told: &Told,
+    process: usize,
+    r: &mut Running,
+) -> Option<(DenoiseOut, f64)> {
     let (step, steps) = (r.state.step_index(), r.state.steps());
     let last = r.previewed.map(|(at, when)| (at, when.elapsed()));
     if !CADENCE.due(step, steps, last) {
-        return 0.0;
+        return None;
     }
-    let watched: Vec<(u64, usize)> = r
+    let scenes: Vec<(u64, usize)> = r
         .jobs()
-        .filter(|j| ctx.tasks.watched(j.task))
+        .filter(|j| told.watched(j.task))
         .map(|j| (j.task, j.index))
         .collect();
-    if watched.is_empty() {
-        return 0.0;
+    if scenes.is_empty() {
+        return None;
     }
     let t = Instant::now();
     let side = r.job.params.size as usize;
@@ -320,25 +434,29 @@ fn send_preview(ctx: &Context, r: &mut Running) -> f64 {
         .model
         .preview(&r.state)
         .map(|clip| preview::render(&clip, side));
-    match png {
-        Some(Ok(png)) => {
-            let png: Arc<[u8]> = png.into();
-            for (task, index) in watched {
-                ctx.tasks.preview(task, index, step, steps, png.clone());
-            }
-        }
-        Some(Err(e)) => tracing::warn!(task = r.job.task, error = %e, "preview not made"),
-        None => {}
-    }
     r.previewed = Some((step, Instant::now()));
     let secs = t.elapsed().as_secs_f64();
     metrics::histogram!("reel_preview_seconds").record(secs);
-    secs
+    match png? {
+        Ok(png) => {
+            let what = Reported::Preview {
+                scenes,
+                step,
+                steps,
+                png,
+            };
+            Some((r.report(process, what), secs))
+        }
+        Err(e) => {
+            tracing::warn!(task = r.job.task, error = %e, "preview not made");
+            None
+        }
+    }
 }
 
-/// The scene's sampler run, or None after failing its task (e.g. a caption the model
-/// cannot read: the planner should never produce one).
-fn start(ctx: &Context, job: &SceneJob) -> Option<SceneRun> {
+/// The scene's sampler run, or why it cannot start (e.g. a caption the model cannot read:
+/// the planner should never produce one), for the task's record.
+fn start(ctx: &Context, job: &SceneJob) -> Result<SceneRun, String> {
     let p = &job.params;
     let request = SceneRequest {
         caption: &job.caption,
@@ -354,12 +472,7 @@ fn start(ctx: &Context, job: &SceneJob) -> Option<SceneRun> {
             scheduler: &f.scheduler,
         }),
     };
-    match ctx.model.start(&request) {
-        Ok(run) => Some(run),
-        Err(e) => {
-            ctx.tasks
-                .fail(job.task, &format!("cannot start scene {}: {e}", job.index));
-            None
-        }
-    }
+    ctx.model
+        .start(&request)
+        .map_err(|e| format!("cannot start scene {}: {e}", job.index))
 }

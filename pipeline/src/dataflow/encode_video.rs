@@ -1,6 +1,6 @@
 //! `encode_video`: delivered frames -> one MP4 per task, stored and published.
 //!
-//! Input: [`ProcessedScene`] (pipelined). Output: the id of each completed task, at its epoch.
+//! Input: [`ProcessedScene`] (pipelined, on process 0). Output: the id of each completed task, at its epoch.
 //! Scenes are fed to the task's H.264 encoder in scene order (early arrivals wait in a small
 //! buffer); after the last one the MP4 is written, the task completed in storage, the result
 //! cached and watchers told. Capabilities: none held (a task completes in the activation that
@@ -18,7 +18,7 @@ use timely::dataflow::StreamVec;
 
 use storage::{now_ms, task_dir, Artifact, TaskStatus};
 
-use super::context::Context;
+use super::context::{Context, Home};
 use super::messages::ProcessedScene;
 use super::post_process::{discard_written, write_atomically};
 use crate::encode::Mp4Encoder;
@@ -46,21 +46,26 @@ impl<'s> EncodeVideo<'s> for StreamVec<'s, u64, ProcessedScene> {
     fn encode_video(self, ctx: Arc<Context>) -> StreamVec<'s, u64, u64> {
         self.unary(Pipeline, "encode_video", move |_cap, _info| {
             let mut pending: HashMap<u64, Pending> = HashMap::new();
+            let home = ctx.home.clone();
             move |input, output| {
-                pending.retain(|id, _| ctx.live(*id));
+                let Some(home) = home.as_deref() else {
+                    input.for_each_stamp(|_, _| {});
+                    return;
+                };
+                pending.retain(|id, _| home.live(*id));
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for scene in data.flat_map(|d| d.drain(..)) {
                         let task = scene.job.task;
-                        if !ctx.live(task) {
+                        if !home.live(task) {
                             continue;
                         }
-                        match accept(&ctx, &mut pending, scene) {
+                        match accept(home, &mut pending, scene) {
                             Ok(true) => session.give(task),
                             Ok(false) => {}
                             Err(e) => {
                                 pending.remove(&task);
-                                ctx.tasks.fail(task, &format!("encoding: {e:#}"));
+                                home.tasks.fail(task, &format!("encoding: {e:#}"));
                             }
                         }
                     }
@@ -72,7 +77,7 @@ impl<'s> EncodeVideo<'s> for StreamVec<'s, u64, ProcessedScene> {
 
 /// Feeds what can be fed; Ok(true) when the task just completed.
 fn accept(
-    ctx: &Context,
+    home: &Home,
     pending: &mut HashMap<u64, Pending>,
     scene: ProcessedScene,
 ) -> anyhow::Result<bool> {
@@ -99,9 +104,9 @@ fn accept(
         }
         state.frames += s.frames.yuv.len();
         state.next += 1;
-        let _ = ctx.tasks.patch(task, |r| r.scenes_done = state.next);
+        let _ = home.tasks.patch(task, |r| r.scenes_done = state.next);
     }
-    ctx.add_timing(task, "encode", t.elapsed().as_millis() as u64);
+    home.add_timing(task, "encode", t.elapsed().as_millis() as u64);
     if state.next < count {
         return Ok(false);
     }
@@ -111,10 +116,10 @@ fn accept(
     let t = Instant::now();
     let mp4 = done.encoder.finish()?;
     let dir = task_dir(task);
-    let task_root = ctx.data_dir.join(&dir);
+    let task_root = home.data_dir.join(&dir);
     fs::create_dir_all(&task_root)?;
     let video = format!("{dir}/video.mp4");
-    let video_path = ctx.data_dir.join(&video);
+    let video_path = home.data_dir.join(&video);
     write_atomically(&video_path, &mp4)?;
     let artifact = Artifact {
         video,
@@ -126,7 +131,7 @@ fn accept(
         fps: params.fps,
     };
     let encode_secs = t.elapsed();
-    let stored = ctx.tasks.advance(task, TaskStatus::Completed, |r| {
+    let stored = home.tasks.advance(task, TaskStatus::Completed, |r| {
         *r.timings_ms.entry("encode".into()).or_insert(0) += encode_secs.as_millis() as u64;
         r.timings_ms
             .insert("total".into(), now_ms().saturating_sub(r.created_ms));
@@ -141,7 +146,7 @@ fn accept(
     tracing::info!(task, timings_ms = ?r.timings_ms, "task completed");
     metrics::histogram!("reel_stage_seconds", "stage" => "encode")
         .record(encode_secs.as_secs_f64());
-    if let Err(e) = ctx.tasks.store().cache_put(&key, task) {
+    if let Err(e) = home.tasks.store().cache_put(&key, task) {
         tracing::warn!(task, error = %e, "result not cached");
     }
     Ok(true)

@@ -12,7 +12,7 @@ use timely::dataflow::StreamVec;
 
 use storage::TaskStatus;
 
-use super::context::Context;
+use super::context::{Context, Home};
 use super::messages::{PlannedTask, SceneJob};
 
 /// The `lookup_cache` operator on a stream of planned tasks.
@@ -20,7 +20,7 @@ use super::messages::{PlannedTask, SceneJob};
 /// Input: [`PlannedTask`], pipelined (no exchange: it stays on the worker that planned it).
 /// Output: one [`SceneJob`] per scene of a task the cache cannot answer, at the task's epoch;
 /// nothing for a cache hit (completed here from the earlier task's artifact) or a cancelled
-/// task. Capabilities: none held.
+/// task. Capabilities: none held. Runs where `plan_tasks` does: on process 0.
 pub trait LookupCache<'s> {
     /// Completes repeated requests from the result cache and splits the rest into scene jobs,
     /// moving those tasks to `Generating`.
@@ -30,16 +30,21 @@ pub trait LookupCache<'s> {
 impl<'s> LookupCache<'s> for StreamVec<'s, u64, PlannedTask> {
     fn lookup_cache(self, ctx: Arc<Context>) -> StreamVec<'s, u64, SceneJob> {
         self.unary(Pipeline, "lookup_cache", move |_cap, _info| {
+            let home = ctx.home.clone();
             move |input, output| {
+                let Some(home) = home.as_deref() else {
+                    input.for_each_stamp(|_, _| {});
+                    return;
+                };
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for planned in data.flat_map(|d| d.drain(..)) {
                         let id = planned.task.id;
-                        if !ctx.live(id) || complete_from_cache(&ctx, &planned) {
+                        if !home.live(id) || complete_from_cache(home, &planned) {
                             continue;
                         }
                         if !matches!(
-                            ctx.tasks.advance(id, TaskStatus::Generating, |_| {}),
+                            home.tasks.advance(id, TaskStatus::Generating, |_| {}),
                             Ok(Some(_))
                         ) {
                             continue;
@@ -51,6 +56,7 @@ impl<'s> LookupCache<'s> for StreamVec<'s, u64, PlannedTask> {
                         for (index, scene) in planned.plan.scenes.into_iter().enumerate() {
                             session.give(SceneJob {
                                 task: id,
+                                route: planned.route,
                                 index,
                                 count,
                                 caption: scene.caption,
@@ -68,8 +74,8 @@ impl<'s> LookupCache<'s> for StreamVec<'s, u64, PlannedTask> {
 }
 
 /// True when an earlier task's artifact answers this one (and it is now completed).
-fn complete_from_cache(ctx: &Context, planned: &PlannedTask) -> bool {
-    let store = ctx.tasks.store();
+fn complete_from_cache(home: &Home, planned: &PlannedTask) -> bool {
+    let store = home.tasks.store();
     let source = match store.cache_get(&planned.cache_key) {
         Ok(Some(id)) => id,
         _ => {
@@ -88,7 +94,7 @@ fn complete_from_cache(ctx: &Context, planned: &PlannedTask) -> bool {
     metrics::counter!("reel_cache_hits_total").increment(1);
     let scenes = planned.plan.scenes.len();
     // Whether or not the write took (a cancel may have won), the task needs no generating.
-    let _ = ctx
+    let _ = home
         .tasks
         .advance(planned.task.id, TaskStatus::Completed, |r| {
             r.artifact = Some(artifact);

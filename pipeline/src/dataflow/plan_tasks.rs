@@ -1,7 +1,8 @@
 //! `plan_tasks`: prompt -> scene plan.
 //!
-//! Input: [`TaskIn`], exchanged by task id so tasks spread over the workers.
-//! Output: [`PlannedTask`] at the task's own epoch, once its plan is stored.
+//! Input: [`TaskIn`], exchanged to a worker of process 0 (which owns the task service) by a
+//! hash of the task's parameters, so tasks spread over its workers. Output: [`PlannedTask`] at
+//! the task's own epoch, once its plan is stored.
 //!
 //! Where the planner runs: the rule planner takes microseconds, so a task is planned on the
 //! worker in the activation it arrives in, and no capability is held. A planner that
@@ -30,15 +31,16 @@ use timely::scheduling::SyncActivator;
 
 use storage::{now_ms, TaskRecord, TaskStatus};
 
-use super::context::Context;
+use super::context::{Context, Home};
 use super::messages::{PlannedTask, TaskIn};
 use crate::engine::FAULT_PANIC_PROMPT;
 use crate::health::panic_message;
 use crate::plan::Plan;
 
 /// The exchange key of a task: a hash of its parameters (prompt, seed, steps, sizes, ...),
-/// the same on every worker and process, so identical tasks are planned and denoised on one.
-fn route(t: &TaskIn) -> u64 {
+/// the same on every worker and process, so identical tasks are planned (on its home worker,
+/// [`super::context::Layout::home_worker`]) and denoised (on any worker) on one.
+pub fn route(t: &TaskIn) -> u64 {
     let mut h = DefaultHasher::new();
     serde_json::to_string(&t.params)
         .unwrap_or_default()
@@ -52,11 +54,12 @@ pub const PLANNING_THREADS: usize = 4;
 
 /// The `plan_tasks` operator on a stream of incoming tasks.
 ///
-/// Input: [`TaskIn`], exchanged by a hash of what the task asks ([`route`]), so tasks spread
-/// over the workers while identical ones meet on one, where `denoise` samples their scenes
-/// once. Output: one [`PlannedTask`] per task that is neither cancelled nor failed to
-/// plan, at the task's own epoch, after its plan is stored. Capabilities: none held with the
-/// rule planner; with a blocking planner, one per task while its plan is being made.
+/// Input: [`TaskIn`], exchanged to its home worker in process 0 by a hash of what the task
+/// asks ([`route`]), so tasks spread over the workers while identical ones meet on one, where
+/// `denoise` samples their scenes once. Output: one [`PlannedTask`] per task that is neither
+/// cancelled nor failed to plan, at the task's own epoch, after its plan is stored.
+/// Capabilities: none held with the rule planner; with a blocking planner, one per task while
+/// its plan is being made. In the other processes of a cluster it never receives a task.
 pub trait PlanTasks<'s> {
     /// Plans each task's prompt into scenes ([`crate::planner`]), stores the plan and the
     /// result-cache key, and passes the task on.
@@ -66,17 +69,24 @@ pub trait PlanTasks<'s> {
 impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
     fn plan_tasks(self, ctx: Arc<Context>) -> StreamVec<'s, u64, PlannedTask> {
         let scope = self.scope();
-        self.unary(Exchange::new(route), "plan", move |_cap, info| {
-            let threads = ctx.planner.blocks().then(|| {
+        let layout = ctx.layout;
+        let home_of = move |t: &TaskIn| layout.home_worker(route(t));
+        self.unary(Exchange::new(home_of), "plan", move |_cap, info| {
+            let home = ctx.home.clone();
+            let threads = home.as_ref().filter(|h| h.planner.blocks()).map(|h| {
                 let wake = scope.worker().sync_activator_for(info.address.to_vec());
-                PlanningThreads::start(&ctx, wake)
+                PlanningThreads::start(&ctx, h, wake)
             });
             let mut held: HashMap<u64, Capability<u64>> = HashMap::new();
             move |input, output| {
+                let Some(home) = home.as_deref() else {
+                    input.for_each_stamp(|_, _| {});
+                    return;
+                };
                 input.for_each_stamp(|cap, data| {
                     let tasks = data
                         .flat_map(|d| d.drain(..))
-                        .filter_map(|t| admit(&ctx, t));
+                        .filter_map(|t| admit(&ctx, home, t));
                     match &threads {
                         None => {
                             let mut session = output.session(&cap);
@@ -84,8 +94,8 @@ impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
                                 let started = Instant::now();
                                 let _span = tracing::debug_span!("plan", task = task.id).entered();
                                 let p = &task.params;
-                                let plan = ctx.planner.plan(&p.prompt, p.num_scenes, p.seed);
-                                if let Some(planned) = finish(&ctx, task, plan, started) {
+                                let plan = home.planner.plan(&p.prompt, p.num_scenes, p.seed);
+                                if let Some(planned) = finish(&ctx, home, task, plan, started) {
                                     session.give(planned);
                                 }
                             }
@@ -97,9 +107,10 @@ impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
                             for task in tasks {
                                 let started = Instant::now();
                                 // Planning while the LLM is asked; the plan is stored later.
-                                let moved = ctx.tasks.advance(task.id, TaskStatus::Planning, |r| {
-                                    queued(r);
-                                });
+                                let moved =
+                                    home.tasks.advance(task.id, TaskStatus::Planning, |r| {
+                                        queued(r);
+                                    });
                                 if !matches!(moved, Ok(Some(_))) {
                                     continue;
                                 }
@@ -113,7 +124,7 @@ impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
                     let Some(cap) = held.remove(&task.id) else {
                         continue;
                     };
-                    if let Some(planned) = finish(&ctx, task, plan, started) {
+                    if let Some(planned) = finish(&ctx, home, task, plan, started) {
                         output.session(&cap).give(planned);
                     }
                 }
@@ -124,8 +135,8 @@ impl<'s> PlanTasks<'s> for StreamVec<'s, u64, TaskIn> {
 
 /// The task, if it should be planned: not ended meanwhile. Honours the fault marker here, on
 /// the worker, so that the test's panic kills a timely worker.
-fn admit(ctx: &Context, task: TaskIn) -> Option<TaskIn> {
-    if !ctx.live(task.id) {
+fn admit(ctx: &Context, home: &Home, task: TaskIn) -> Option<TaskIn> {
+    if !home.live(task.id) {
         return None;
     }
     if ctx.fault_injection && task.params.prompt.contains(FAULT_PANIC_PROMPT) {
@@ -142,7 +153,13 @@ fn queued(r: &mut TaskRecord) {
 
 /// Stores `plan` (and the time since `started`) and makes the task ready for the cache
 /// lookup; `None` when the task ended meanwhile or the write failed.
-fn finish(ctx: &Context, task: TaskIn, plan: Plan, started: Instant) -> Option<PlannedTask> {
+fn finish(
+    ctx: &Context,
+    home: &Home,
+    task: TaskIn,
+    plan: Plan,
+    started: Instant,
+) -> Option<PlannedTask> {
     let p = &task.params;
     // Same plan, seed, parameters and model give the same video: that is the cache key.
     let cache_key = serde_json::json!({
@@ -159,14 +176,14 @@ fn finish(ctx: &Context, task: TaskIn, plan: Plan, started: Instant) -> Option<P
         r.plan = plan_json;
         r.timings_ms.insert("plan".into(), plan_ms);
     };
-    if ctx.planner.blocks() {
+    if home.planner.blocks() {
         // Already `Planning` (see the operator); ended meanwhile: dropped.
-        if !ctx.live(task.id) {
+        if !home.live(task.id) {
             return None;
         }
-        ctx.tasks.patch(task.id, store).ok()??;
+        home.tasks.patch(task.id, store).ok()??;
     } else {
-        ctx.tasks
+        home.tasks
             .advance(task.id, TaskStatus::Planning, |r| {
                 queued(r);
                 store(r);
@@ -175,8 +192,9 @@ fn finish(ctx: &Context, task: TaskIn, plan: Plan, started: Instant) -> Option<P
     }
     metrics::histogram!("reel_stage_seconds", "stage" => "plan")
         .record(started.elapsed().as_secs_f64());
-    ctx.tasks.begin(task.id, plan.scenes.len());
+    home.tasks.begin(task.id, plan.scenes.len());
     Some(PlannedTask {
+        route: route(&task),
         task,
         plan,
         cache_key,
@@ -192,19 +210,24 @@ struct PlanningThreads {
 }
 
 impl PlanningThreads {
-    fn start(ctx: &Arc<Context>, wake: SyncActivator) -> PlanningThreads {
+    fn start(ctx: &Arc<Context>, home: &Arc<Home>, wake: SyncActivator) -> PlanningThreads {
         let (jobs, queue) = channel::unbounded::<(TaskIn, Instant)>();
         let (done_tx, done) = channel::unbounded();
         for i in 0..PLANNING_THREADS {
-            let (ctx, queue, done_tx, wake) =
-                (ctx.clone(), queue.clone(), done_tx.clone(), wake.clone());
+            let (ctx, home, queue, done_tx, wake) = (
+                ctx.clone(),
+                home.clone(),
+                queue.clone(),
+                done_tx.clone(),
+                wake.clone(),
+            );
             let run = move || {
                 for (task, started) in queue.iter() {
                     let p = &task.params;
                     let plan = {
                         let _span = tracing::debug_span!("plan", task = task.id).entered();
                         let call =
-                            AssertUnwindSafe(|| ctx.planner.plan(&p.prompt, p.num_scenes, p.seed));
+                            AssertUnwindSafe(|| home.planner.plan(&p.prompt, p.num_scenes, p.seed));
                         match std::panic::catch_unwind(call) {
                             Ok(plan) => plan,
                             Err(panic) => {

@@ -39,7 +39,7 @@ use timely::scheduling::SyncActivator;
 
 use storage::{frame_file, task_dir};
 
-use super::context::Context;
+use super::context::{Context, Home};
 use super::messages::{DenoisedScene, ProcessedScene, SceneJob};
 use super::post_process::{discard_written, write_atomically};
 use crate::encode::png_rgb;
@@ -83,12 +83,18 @@ pub struct PostPool {
 
 impl PostPool {
     /// Starts `threads` threads; each finished scene activates `wake`.
-    pub fn start(ctx: Arc<Context>, threads: usize, wake: SyncActivator) -> PostPool {
+    pub fn start(
+        ctx: Arc<Context>,
+        home: Arc<Home>,
+        threads: usize,
+        wake: SyncActivator,
+    ) -> PostPool {
         let (done_tx, done) = channel::unbounded();
         let (queues, threads) = (0..threads.max(1))
             .map(|i| {
                 let (tx, rx) = channel::unbounded::<Job>();
-                let (ctx, done_tx, wake) = (ctx.clone(), done_tx.clone(), wake.clone());
+                let (ctx, home, done_tx, wake) =
+                    (ctx.clone(), home.clone(), done_tx.clone(), wake.clone());
                 let thread = std::thread::Builder::new()
                     .name(format!("reel-post-{i}"))
                     .spawn(move || {
@@ -96,7 +102,7 @@ impl PostPool {
                         let serve = std::panic::AssertUnwindSafe(|| {
                             for job in rx {
                                 let task = job.scene.job.task;
-                                let outcome = run(&ctx, &job.scene);
+                                let outcome = run(&ctx, &home, &job.scene);
                                 let done = Done {
                                     ticket: job.ticket,
                                     task,
@@ -152,14 +158,14 @@ impl Drop for PostPool {
     }
 }
 
-fn run(ctx: &Context, scene: &DenoisedScene) -> Outcome {
+fn run(ctx: &Context, home: &Home, scene: &DenoisedScene) -> Outcome {
     if let Some(pause) = ctx.governor.pause() {
         std::thread::sleep(pause); // the CPU ceiling; this thread is ours to park
     }
-    if !ctx.live(scene.job.task) {
+    if !home.live(scene.job.task) {
         return Outcome::Dropped;
     }
-    match process(ctx, scene) {
+    match process(ctx, home, scene) {
         Ok(Some(done)) => Outcome::Ready(done),
         Ok(None) => Outcome::Dropped,
         Err(e) => Outcome::Failed(e),
@@ -168,14 +174,18 @@ fn run(ctx: &Context, scene: &DenoisedScene) -> Outcome {
 
 /// Decodes, post-processes, stores and publishes one scene; None when its task was cancelled
 /// meanwhile.
-fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Option<ProcessedScene>> {
+fn process(
+    ctx: &Context,
+    home: &Home,
+    scene: &DenoisedScene,
+) -> anyhow::Result<Option<ProcessedScene>> {
     let job = &scene.job;
     let _span = tracing::debug_span!("post_process", task = job.task, scene = job.index).entered();
-    let task_root = ctx.data_dir.join(task_dir(job.task));
+    let task_root = home.data_dir.join(task_dir(job.task));
     let dir = task_root.join("frames");
     fs::create_dir_all(&dir)?;
     let mut out = Frames {
-        ctx,
+        home,
         job,
         dir: &dir,
         first: job.index * job.out_frames(),
@@ -192,29 +202,29 @@ fn process(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Option<Proces
         // Made at the delivered size and rate: each decoded piece (a latent frame's worth)
         // is stored and announced at once, while the VAE decodes the next.
         let mut result = Ok(());
-        ctx.model.decode(&scene.run, &mut |clip| {
+        ctx.model.decode(&scene.latent, &mut |clip| {
             result = out.store(to_frames(&clip));
-            result.is_ok() && ctx.live(job.task)
+            result.is_ok() && home.live(job.task)
         });
         result
     } else {
         let mut clip = None;
-        ctx.model.decode(&scene.run, &mut |piece| {
+        ctx.model.decode(&scene.latent, &mut |piece| {
             clip = Some(piece);
             true
         });
         let clip = clip.context("the model decoded no frames")?;
         let size = job.params.size as usize;
-        let frames = ctx.post.process(&clip, size, job.out_frames())?;
+        let frames = home.post.process(&clip, size, job.out_frames())?;
         out.store(frames)
     };
     let secs = t.elapsed().saturating_sub(out.publish);
-    ctx.add_timing(job.task, "post_process", secs.as_millis() as u64);
-    ctx.add_timing(job.task, "publish", out.publish.as_millis() as u64);
+    home.add_timing(job.task, "post_process", secs.as_millis() as u64);
+    home.add_timing(job.task, "publish", out.publish.as_millis() as u64);
     metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
     // Ended while they were written (a deletion may have taken the directory from under
     // the writes, failing them): nobody wants these frames, and no record names them.
-    if !ctx.live(job.task) {
+    if !home.live(job.task) {
         discard_written(&out.written, &[&dir, &task_root]);
         return Ok(None);
     }
@@ -248,7 +258,7 @@ fn to_frames(clip: &Clip) -> Processed {
 /// One scene's delivered frames as they are stored: where, what was written, what is kept
 /// for the encoder.
 struct Frames<'a> {
-    ctx: &'a Context,
+    home: &'a Home,
     job: &'a SceneJob,
     dir: &'a Path,
     /// The global index of the scene's first frame.
@@ -262,7 +272,7 @@ impl Frames<'_> {
     /// Stores `more` frames as PNG (in parallel), then tells watchers of each, in order;
     /// nothing once the task has ended.
     fn store(&mut self, more: Processed) -> anyhow::Result<()> {
-        if !self.ctx.live(self.job.task) {
+        if !self.home.live(self.job.task) {
             return Ok(());
         }
         let t = Instant::now();
@@ -279,9 +289,9 @@ impl Frames<'_> {
                 .try_for_each(|(rgb, path)| -> anyhow::Result<()> {
                     Ok(write_atomically(path, &png_rgb(w as u32, h as u32, rgb)?)?)
                 });
-        if written.is_ok() && self.ctx.live(self.job.task) {
+        if written.is_ok() && self.home.live(self.job.task) {
             for i in 0..more.rgb.len() {
-                self.ctx.tasks.frame(self.job.task, start + i);
+                self.home.tasks.frame(self.job.task, start + i);
             }
         }
         self.processed.rgb.extend(more.rgb);
