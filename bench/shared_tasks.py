@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ten identical tasks in flight at once against ten distinct ones, against a running
-`reel serve` (stdlib only): makespan and scene-steps denoised (`reel_denoise_steps_total`
-from /metrics) per round, rounds alternating, medians and their ratio. Identical tasks share
+`reel serve` or `reel cluster` (stdlib only): makespan and scene-steps denoised (the sum of
+`reel_run_steps_total` over processes, from /metrics) per round, rounds alternating, medians and their ratio. Identical tasks share
 one sampling run per scene (see `pipeline/src/dataflow/denoise.rs`); each round uses fresh
 seeds so that the finished-result cache never answers.
 
@@ -21,10 +21,8 @@ PROMPT = "a small red circle moving left, then a blue square grows, then a green
 
 def denoise_steps(base):
     text = urllib.request.urlopen(base + "/metrics").read().decode()
-    for line in text.splitlines():
-        if line.startswith("reel_denoise_steps_total "):
-            return int(float(line.split()[1]))
-    return 0
+    return sum(int(float(line.split()[1])) for line in text.splitlines()
+               if line.startswith("reel_run_steps_total{"))
 
 
 def round_of(base, seeds, steps):

@@ -5,7 +5,8 @@
 //! `TaskEvent::Step` per task), a preview goes to the watchers it was made for, a failure
 //! fails the task (process 0 then tells every denoiser it ended, through `Control`).
 //! `reel_run_steps_total{process}` counts sampler steps by the process that took them: one per
-//! run, however many tasks share it. Capabilities: none (a sink; the task service ignores a
+//! run, however many tasks share it; `reel_cluster_bytes_in_total{kind="report"}` the bytes of
+//! reports from other processes. Capabilities: none (a sink; the task service ignores a
 //! report about a task that has ended meanwhile).
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
 use super::context::{Context, Home};
-use super::messages::{Report, Reported};
+use super::messages::{count_bytes_in, Report, Reported};
 
 /// The `apply_reports` operator on the stream of `denoise`'s reports.
 ///
@@ -37,6 +38,7 @@ impl ApplyReports for StreamVec<'_, u64, Report> {
             move |(input, _)| {
                 input.for_each_stamp(|_, data| {
                     for report in data.flat_map(|d| d.drain(..)) {
+                        count_bytes_in("report", report.process, &report);
                         if let Some(home) = home.as_deref() {
                             apply(home, report);
                         }

@@ -371,6 +371,7 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                             job,
                             latent: latent.clone(),
                             task_done,
+                            process,
                         };
                         output.session(&cap).give(DenoiseOut::Scene(scene));
                     }

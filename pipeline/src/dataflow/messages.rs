@@ -92,6 +92,8 @@ pub struct DenoisedScene {
     pub latent: Arc<Latent>,
     /// Set on the task's last scene to leave denoising: the task's time there.
     pub task_done: Option<DenoiseTimes>,
+    /// The process that denoised it (bytes from other processes are counted at home).
+    pub process: usize,
 }
 
 /// A task's time in denoising, recorded when its last scene leaves.
@@ -175,6 +177,15 @@ pub struct ProcessedScene {
     pub job: SceneJob,
     /// Its delivered frames.
     pub frames: Arc<Processed>,
+}
+
+/// Counts, at home, the bytes of `message` when it came over the network from `process`
+/// (`reel_cluster_bytes_in_total{kind}`): what a cluster exchanges per scene.
+pub fn count_bytes_in<T: Serialize>(kind: &'static str, process: usize, message: &T) {
+    if process != 0 {
+        let bytes = bincode::serialized_size(message).unwrap_or(0);
+        metrics::counter!("reel_cluster_bytes_in_total", "kind" => kind).increment(bytes);
+    }
 }
 
 /// Task parameters cross processes as JSON text: their serde form leaves out absent fields

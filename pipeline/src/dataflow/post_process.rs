@@ -28,7 +28,7 @@ use timely::dataflow::StreamVec;
 use storage::TaskStatus;
 
 use super::context::{Context, Home};
-use super::messages::{DenoiseTimes, DenoisedScene, ProcessedScene};
+use super::messages::{count_bytes_in, DenoiseTimes, DenoisedScene, ProcessedScene};
 use super::post_pool::{pool_threads, Outcome, PostPool};
 
 /// The `post_process` operator on a stream of denoised scenes.
@@ -72,6 +72,7 @@ impl<'s> PostProcess<'s> for StreamVec<'s, u64, DenoisedScene> {
                         return;
                     };
                     for scene in data.flat_map(|d| d.drain(..)) {
+                        count_bytes_in("scene", scene.process, &scene);
                         if !home.live(scene.job.task) {
                             left.remove(&scene.job.task);
                             continue;
