@@ -8,9 +8,11 @@ split between the processes' compute threads (at least one each). Each round pos
 distinct default tasks (3 scenes, 20 steps) at once and waits for all. Per configuration:
 makespan, scenes/s, scene-steps/s (sum of `reel_run_steps_total` over processes), the wall
 time per scene-step against 1 process (the coordination overhead per denoise step when the
-same cores are shared), where the steps ran, and the bytes process 0 received from the
-others per scene (`reel_cluster_bytes_in_total`: finished latents and step/preview reports,
-in timely's wire format).
+same cores are shared, with the placement of tasks by hash), where the steps ran, the bytes
+process 0 received per scene denoised elsewhere (`reel_cluster_bytes_in_total`: finished
+latents and step/preview reports, in timely's wire format), and process 0's own work per
+scene (its tasks' `post_process` + `publish` + `encode` timings: decode, post-process, PNGs,
+H.264), what bounds a cluster's throughput when the others have GPUs.
 
     cargo build --release
     python3 bench/cluster.py --reel target/release/reel --rounds 3
@@ -82,6 +84,7 @@ def round_of(base, seeds):
         t.start()
     for t in threads:
         t.join()
+    home_ms = []
     for id_ in ids:
         while True:
             task = get(base, f"/api/tasks/{id_}")
@@ -89,7 +92,9 @@ def round_of(base, seeds):
                 assert task["status"] == "completed", task
                 break
             time.sleep(0.05)
-    return time.time() - t0
+        t = task["timings_ms"]
+        home_ms.append(sum(t.get(k, 0) for k in ("post_process", "publish", "encode")) / 3)
+    return time.time() - t0, statistics.median(home_ms)
 
 
 def main():
@@ -109,23 +114,24 @@ def main():
             proc, base = start(a.reel, n, data, cores)
             try:
                 seed += 100
-                secs = round_of(base, [seed + i for i in range(a.tasks)])
+                secs, home_ms = round_of(base, [seed + i for i in range(a.tasks)])
                 steps, bytes_in = metrics(base)
             finally:
                 proc.kill()
                 proc.wait()
                 shutil.rmtree(data, ignore_errors=True)
             scenes = 3 * a.tasks
-            rows[n].append((secs, steps, bytes_in))
+            rows[n].append((secs, steps, bytes_in, home_ms))
             print(f"round {r + 1}, {n} process(es): {secs:.2f} s, steps by process "
-                  f"{dict(sorted(steps.items()))}, {bytes_in / scenes:.0f} B in per scene",
-                  flush=True)
+                  f"{dict(sorted(steps.items()))}, {bytes_in:.0f} B in, process 0's work "
+                  f"{home_ms:.0f} ms per scene", flush=True)
     scenes = 3 * a.tasks
     print(f"\n{a.tasks} distinct default tasks (3 scenes x 20 steps) at once, {cores} cores, "
           f"medians of {a.rounds} rounds\n")
     print("| processes | makespan s | scenes/s | scene-steps/s | ms per scene-step | "
-          "vs 1 process | share of steps outside process 0 | bytes in per scene |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "vs 1 process | steps outside process 0 | bytes in per remote scene | "
+          "process 0's work per scene ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base_ms = None
     for n in configs:
         secs = statistics.median(x[0] for x in rows[n])
@@ -133,11 +139,14 @@ def main():
         outside = statistics.median(
             sum(v for p, v in x[1].items() if p != 0) / max(1, sum(x[1].values()))
             for x in rows[n])
-        bytes_in = statistics.median(x[2] for x in rows[n]) / scenes
+        remote = [x[2] / (sum(v for p, v in x[1].items() if p != 0) / 20)
+                  for x in rows[n] if any(p != 0 for p in x[1])]
+        bytes_in = f"{statistics.median(remote):.0f}" if remote else "-"
+        home_ms = statistics.median(x[3] for x in rows[n])
         ms = secs * 1000 / total
         base_ms = base_ms or ms
         print(f"| {n} | {secs:.2f} | {scenes / secs:.2f} | {total / secs:.1f} | {ms:.2f} | "
-              f"{ms / base_ms:.2f}x | {outside:.0%} | {bytes_in:.0f} |")
+              f"{ms / base_ms:.2f}x | {outside:.0%} | {bytes_in} | {home_ms:.0f} |")
 
 
 if __name__ == "__main__":

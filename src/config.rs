@@ -141,6 +141,10 @@ pub struct Settings {
     #[arg(long, env = "REEL_PLANNER_API_KEY", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planner_api_key: Option<String>,
+    /// Wan2.1 only: step caching, a transformer pass reusing the last computed one's residual while its modulated input changed by less than this (relative L1, summed); 0 is off, 0.05-0.2 trade detail for speed (docs/WAN.md) [default: 0]
+    #[arg(long, env = "REEL_STEP_CACHE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_cache: Option<f32>,
     /// Processes in the cluster (timely's -n): more than 1 joins the processes of --hostfile into one computation [default: 1]
     #[arg(long, env = "REEL_PROCESSES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,6 +241,8 @@ pub struct Resolved {
     pub planner_api_key: Option<String>,
     #[serde(default)]
     pub fault_injection: bool,
+    #[serde(default)]
+    pub step_cache: f32,
     #[serde(default = "defaults::one")]
     pub processes: usize,
     #[serde(default)]
@@ -361,6 +367,9 @@ impl Settings {
                 r.max_cpu_percent
             );
         }
+        if !(r.step_cache >= 0.0 && r.step_cache.is_finite()) {
+            anyhow::bail!("step-cache must be 0 (off) or a positive threshold");
+        }
         r.cluster = match (r.processes, &r.hostfile) {
             (0, _) => anyhow::bail!("processes must be at least 1"),
             (1, _) if r.process != 0 => {
@@ -426,6 +435,48 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    #[test]
+    fn a_cluster_needs_a_hostfile_naming_every_process_and_step_caching_a_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        std::fs::write(
+            &hosts,
+            "# three\n127.0.0.1:7100\n127.0.0.1:7101\n\n127.0.0.1:7102\n",
+        )
+        .unwrap();
+        let resolve = |processes: usize, process: usize, hostfile: Option<&PathBuf>| {
+            Settings {
+                processes: Some(processes),
+                process: Some(process),
+                hostfile: hostfile.cloned(),
+                ..Settings::default()
+            }
+            .resolve()
+        };
+        let c = resolve(3, 2, Some(&hosts)).unwrap().cluster.unwrap();
+        assert_eq!((c.processes(), c.process), (3, 2));
+        assert_eq!(c.addresses[2], "127.0.0.1:7102");
+        assert!(Settings::default().resolve().unwrap().cluster.is_none());
+        for (n, i, file, why) in [
+            (3, 0, None, "needs --hostfile"),
+            (4, 0, Some(&hosts), "names 3 processes"),
+            (3, 3, Some(&hosts), "not below"),
+            (1, 1, None, "needs --processes above 1"),
+        ] {
+            let err = format!("{:#}", resolve(n, i, file).unwrap_err());
+            assert!(err.contains(why), "{err}");
+        }
+        let cache = |t: f32| {
+            Settings {
+                step_cache: Some(t),
+                ..Settings::default()
+            }
+            .resolve()
+        };
+        assert_eq!(cache(0.1).unwrap().step_cache, 0.1);
+        assert!(cache(-1.0).is_err() && cache(f32::NAN).is_err());
     }
 
     #[test]

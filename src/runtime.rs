@@ -161,8 +161,12 @@ fn load_model(s: &Resolved) -> anyhow::Result<(Arc<dyn VideoModel>, Option<Strin
             anyhow::bail!("Wan2.1 runs on the CPU backend (its CUDA kernels are not written yet)");
         }
         let model = WanModel::load(std::path::Path::new(dir))
-            .with_context(|| format!("loading the Wan2.1 checkpoint {dir}"))?;
+            .with_context(|| format!("loading the Wan2.1 checkpoint {dir}"))?
+            .with_step_cache(s.step_cache);
         return Ok((Arc::new(model), None));
+    }
+    if s.step_cache > 0.0 {
+        anyhow::bail!("--step-cache is for Wan2.1 (--model wan:DIR); the built-in model has none");
     }
     let cuda = match s.device.as_str() {
         "cpu" => false,

@@ -130,3 +130,34 @@ fn decoding_stops_when_the_sink_says_so() {
     });
     assert_eq!(seen, 1);
 }
+
+#[test]
+fn the_step_cache_skips_what_its_threshold_allows_and_nothing_more() {
+    // guidance above 1: two passes (prompt, negative prompt) per step.
+    let mut req = request("a fox", 6, "unipc");
+    req.guidance = 5.0;
+    let frames = |model: &WanModel| {
+        let mut run = model.start(&req).expect("start");
+        run_to_end(model, &mut run);
+        decoded(model, &run)
+            .into_iter()
+            .flat_map(|c| c.data)
+            .collect::<Vec<f32>>()
+    };
+    let plain = WanModel::load(&tiny_dir()).expect("tiny checkpoint");
+    let want = frames(&plain);
+    assert_eq!(plain.passes(), (12, 0));
+    // A threshold nothing reaches: only the first and last steps compute.
+    let all = WanModel::load(&tiny_dir()).unwrap().with_step_cache(1e9);
+    let skipped = frames(&all);
+    assert_eq!(all.passes(), (4, 8));
+    assert!(skipped.iter().all(|v| v.is_finite()));
+    assert!(
+        skipped != want,
+        "reusing 4 steps' residuals changed nothing"
+    );
+    // A threshold every change passes: every pass computes, and the frames are the same.
+    let none = WanModel::load(&tiny_dir()).unwrap().with_step_cache(1e-12);
+    assert_eq!(frames(&none), want);
+    assert_eq!(none.passes(), (12, 0));
+}

@@ -25,7 +25,8 @@
 //!
 //! Served: [`WanModel`] puts them together behind `kernels::VideoModel` (tokenizer, umT5,
 //! transformer with guidance, sampler, VAE streaming one latent frame at a time), what
-//! `reel serve --model wan:DIR` runs.
+//! `reel serve --model wan:DIR` runs; with `--step-cache` a pass may reuse the residual of
+//! the scene's last computed pass ([`step_cache`], in the manner of TeaCache).
 
 mod attention;
 mod config;
@@ -37,6 +38,7 @@ mod linear;
 mod pipeline;
 mod rope;
 mod served;
+pub mod step_cache;
 mod transformer;
 mod umt5;
 mod unipc;
@@ -56,6 +58,7 @@ pub use error::WanLoadError;
 pub use euler::FlowMatchEulerScheduler;
 pub use pipeline::{denoise, Guidance, WanSampler};
 pub use served::{WanModel, TEXT_LEN};
+pub use step_cache::StepCache;
 pub use transformer::{WanInput, WanTextContext, WanTransformer};
 pub use umt5::{prompt_embeds, relative_position_bucket, Umt5Encoder};
 pub use unipc::UniPcScheduler;

@@ -20,11 +20,13 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use contract::{FreeFormSpec, ModelKind, ModelSpec};
 use sha1::{Digest, Sha1};
 
+use super::step_cache::StepCache;
 use super::{
     prompt_embeds, Umt5Encoder, WanCheckpoint, WanInput, WanLoadError, WanSampler, WanScheduler,
     WanSummary, WanTextContext, WanTransformer, WanVaeDecoder,
@@ -100,6 +102,10 @@ pub struct WanModel {
     /// The samplers a request may name, the checkpoint's first.
     schedulers: Vec<(String, WanScheduler)>,
     contexts: Mutex<HashMap<String, Arc<WanTextContext>>>,
+    /// `--step-cache`: the threshold of step caching ([`super::step_cache`]); 0 is off.
+    step_cache: f32,
+    /// Transformer passes run and passes answered from the step cache.
+    passes: [AtomicU64; 2],
 }
 
 /// One scene of a [`WanModel`] in a [`SceneRun`].
@@ -115,6 +121,8 @@ struct WanScene {
     guidance: f32,
     /// The clean latent the last step's prediction implies, for previews.
     estimate: Option<Vec<f32>>,
+    /// Step caching's memory of the prompt's passes and the negative prompt's.
+    caches: [StepCache; 2],
 }
 
 impl std::fmt::Debug for WanModel {
@@ -170,7 +178,63 @@ impl WanModel {
             vae,
             schedulers,
             contexts: Mutex::new(HashMap::new()),
+            step_cache: 0.0,
+            passes: Default::default(),
         })
+    }
+
+    /// Turns step caching on ([`super::step_cache`]): a transformer pass reuses the residual
+    /// of the scene's last computed pass while its first-block modulated input has changed,
+    /// summed over the passes since, by less than `threshold` (relative L1); a scene's first
+    /// and last steps always compute. 0 turns it off (the default).
+    pub fn with_step_cache(mut self, threshold: f32) -> WanModel {
+        self.step_cache = threshold.max(0.0);
+        self
+    }
+
+    /// Transformer passes run so far, and passes answered from the step cache instead.
+    pub fn passes(&self) -> (u64, u64) {
+        (
+            self.passes[0].load(Ordering::Relaxed),
+            self.passes[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// [`predict`] with step caching: each scene's caches go with its passes (taken out of the
+    /// scenes for the call and put back).
+    fn predict_cached(&self, group: &mut [&mut SceneRun]) -> Vec<Vec<f32>> {
+        let mut caches: Vec<[StepCache; 2]> = group
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.state_mut::<WanScene>().caches))
+            .collect();
+        let flows = {
+            let scenes: Vec<(&WanScene, usize)> = group
+                .iter()
+                .map(|r| (r.state::<WanScene>(), r.step_index()))
+                .collect();
+            let mut items = Vec::new();
+            let mut force = Vec::new();
+            let mut refs: Vec<&mut StepCache> = Vec::new();
+            for (&(s, step), cache) in scenes.iter().zip(caches.iter_mut()) {
+                let edge = step == 0 || step + 1 == s.timesteps.len();
+                let items_of = scene_items(s, step);
+                force.extend(std::iter::repeat_n(edge, items_of.len()));
+                refs.extend(cache.iter_mut().take(items_of.len()));
+                items.extend(items_of);
+            }
+            let computed_before = refs.iter().map(|c| c.computed()).sum::<u64>();
+            let out =
+                self.transformer
+                    .forward_batch_cached(&items, &mut refs, self.step_cache, &force);
+            let computed = refs.iter().map(|c| c.computed()).sum::<u64>() - computed_before;
+            self.passes[0].fetch_add(computed, Ordering::Relaxed);
+            self.passes[1].fetch_add(items.len() as u64 - computed, Ordering::Relaxed);
+            guided(&scenes, out)
+        };
+        for (r, c) in group.iter_mut().zip(caches) {
+            r.state_mut::<WanScene>().caches = c;
+        }
+        flows
     }
 
     /// The checkpoint's summary (components, sizes, types).
@@ -247,6 +311,7 @@ impl WanModel {
             negative,
             guidance: scene.guidance,
             estimate: None,
+            caches: Default::default(),
         };
         Ok(SceneRun::new(state, scene.steps, f.num_frames))
     }
@@ -416,6 +481,7 @@ impl VideoModel for WanModel {
             "weight_bytes": self.spec.weight_bytes,
             "checkpoint": self.summary,
             "backend": self.backend_name(),
+            "step_cache": self.step_cache,
         })
     }
 
@@ -447,11 +513,15 @@ impl VideoModel for WanModel {
                 .filter(|r| r.state::<WanScene>().shape == shape)
                 .map(|r| &mut **r)
                 .collect();
-            let velocities = {
+            let velocities = if self.step_cache > 0.0 {
+                self.predict_cached(&mut group)
+            } else {
                 let scenes: Vec<(&WanScene, usize)> = group
                     .iter()
                     .map(|r| (r.state::<WanScene>(), r.step_index()))
                     .collect();
+                let passes = scenes.iter().map(|(s, _)| branches(s)).sum::<usize>();
+                self.passes[0].fetch_add(passes as u64, Ordering::Relaxed);
                 predict(&self.transformer, &scenes)
             };
             for (run, v) in group.iter_mut().zip(velocities) {
@@ -507,26 +577,38 @@ impl VideoModel for WanModel {
     }
 }
 
-/// The guided flow of each scene at its step (all of one latent shape): the
-/// prompt's prediction and, with guidance above 1, the negative prompt's, combined as
-/// `v_neg + g (v - v_neg)`. Every scene's prompt and negative prompt go through the
-/// transformer as one batch, so its weights are read once per step for all of them.
-fn predict(transformer: &WanTransformer, scenes: &[(&WanScene, usize)]) -> Vec<Vec<f32>> {
-    let mut items = Vec::with_capacity(scenes.len() * 2);
-    for &(s, step) in scenes {
-        let contexts = if s.guidance > 1.0 {
-            vec![&*s.prompt, &*s.negative]
-        } else {
-            vec![&*s.prompt]
-        };
-        items.extend(contexts.into_iter().map(|context| WanInput {
+/// The transformer passes a scene takes at `step`: the prompt's, and with guidance above 1
+/// the negative prompt's.
+fn scene_items(s: &WanScene, step: usize) -> Vec<WanInput<'_>> {
+    let contexts = if s.guidance > 1.0 {
+        vec![&*s.prompt, &*s.negative]
+    } else {
+        vec![&*s.prompt]
+    };
+    contexts
+        .into_iter()
+        .map(|context| WanInput {
             latent: &s.latents,
             shape: s.shape,
             timestep: s.timesteps[step],
             context,
-        }));
+        })
+        .collect()
+}
+
+/// How many passes a scene takes per step.
+fn branches(s: &WanScene) -> usize {
+    if s.guidance > 1.0 {
+        2
+    } else {
+        1
     }
-    let mut flows = transformer.forward_batch(&items).into_iter();
+}
+
+/// Each scene's guided flow from its passes' predictions (in [`scene_items`] order):
+/// `v_neg + g (v - v_neg)` with guidance above 1.
+fn guided(scenes: &[(&WanScene, usize)], flows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    let mut flows = flows.into_iter();
     scenes
         .iter()
         .map(|&(s, _)| {
@@ -541,4 +623,16 @@ fn predict(transformer: &WanTransformer, scenes: &[(&WanScene, usize)]) -> Vec<V
             v
         })
         .collect()
+}
+
+/// The guided flow of each scene at its step (all of one latent shape): the
+/// prompt's prediction and, with guidance above 1, the negative prompt's, combined as
+/// `v_neg + g (v - v_neg)`. Every scene's prompt and negative prompt go through the
+/// transformer as one batch, so its weights are read once per step for all of them.
+fn predict(transformer: &WanTransformer, scenes: &[(&WanScene, usize)]) -> Vec<Vec<f32>> {
+    let items: Vec<WanInput<'_>> = scenes
+        .iter()
+        .flat_map(|&(s, step)| scene_items(s, step))
+        .collect();
+    guided(scenes, transformer.forward_batch(&items))
 }

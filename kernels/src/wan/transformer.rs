@@ -36,6 +36,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::step_cache::{Decision, StepCache};
+
 use super::attention::{attention, Rows, Shape};
 use super::linear::{Linear, Stored};
 use super::rope::Rope;
@@ -191,6 +193,9 @@ type Source<'a> = dyn FnMut(&str, &[usize]) -> Result<Stored, WanLoadError> + 'a
 
 /// What [`WanTransformer::forward_traced`] hands each intermediate to.
 type Trace<'a> = &'a mut dyn FnMut(&str, &[f32]);
+
+/// A cached pass: each item's [`StepCache`], the threshold, and which items must compute.
+type CachedPass<'c, 'r> = (&'c mut [&'r mut StepCache], f32, &'c [bool]);
 
 impl WanTransformer {
     /// Reads the transformer's weights from `ckpt`, in their stored precision.
@@ -453,7 +458,7 @@ impl WanTransformer {
             timestep,
             context,
         };
-        self.run(&[item], None).remove(0)
+        self.run(&[item], None, None).remove(0)
     }
 
     /// [`WanTransformer::forward`] for several latents of one shape at once, each with its
@@ -465,7 +470,23 @@ impl WanTransformer {
     ///
     /// Panics if the items' shapes differ, or as [`WanTransformer::forward`] does.
     pub fn forward_batch(&self, items: &[WanInput<'_>]) -> Vec<Vec<f32>> {
-        self.run(items, None)
+        self.run(items, None, None)
+    }
+
+    /// [`WanTransformer::forward_batch`] with step caching ([`super::step_cache`]): each
+    /// item's [`StepCache`] decides from its first-block modulated input whether its blocks
+    /// run (those that do run as one batch) or its last computed residual is added instead;
+    /// `force[i]` makes item `i` compute. With a threshold of 0 every pass computes and the
+    /// predictions equal [`WanTransformer::forward_batch`]'s.
+    pub fn forward_batch_cached(
+        &self,
+        items: &[WanInput<'_>],
+        caches: &mut [&mut StepCache],
+        threshold: f32,
+        force: &[bool],
+    ) -> Vec<Vec<f32>> {
+        assert!(caches.len() == items.len() && force.len() == items.len());
+        self.run(items, None, Some((caches, threshold, force)))
     }
 
     /// [`WanTransformer::forward`], handing `trace` the patch embedding (`"patch_embed"`)
@@ -485,78 +506,27 @@ impl WanTransformer {
             timestep,
             context,
         };
-        self.run(&[item], Some(trace)).remove(0)
+        self.run(&[item], Some(trace), None).remove(0)
     }
 
-    /// The forward pass of `items` (one shape), `trace` seeing every item's tokens stacked.
-    fn run(&self, items: &[WanInput<'_>], mut trace: Option<Trace<'_>>) -> Vec<Vec<f32>> {
-        let Some(first) = items.first() else {
-            return Vec::new();
-        };
-        let shape = first.shape;
-        for (i, item) in items.iter().enumerate() {
-            assert_eq!(
-                item.shape, shape,
-                "forward_batch: item {i} has shape {:?}, item 0 {shape:?}; a batch shares one shape",
-                item.shape
-            );
-        }
+    /// The transformer blocks over `x` (every item's `n` tokens, rows `ldx` apart, item after
+    /// item), in place: self-attention, cross-attention to each item's text, feed-forward,
+    /// each item modulated by its own time embedding (`times`, as `embed_time` made them).
+    #[allow(clippy::too_many_arguments)]
+    fn blocks_over(
+        &self,
+        x: &mut [f32],
+        ldx: usize,
+        items: &[&WanInput<'_>],
+        times: &[&(Vec<f32>, Vec<f32>)],
+        n: usize,
+        grid: [usize; 3],
+        trace: &mut Option<Trace<'_>>,
+    ) {
         let c = &self.config;
         let (d, heads, dh) = (c.inner_dim(), c.num_attention_heads, c.attention_head_dim);
-        let [pt, ph, pw] = c.patch_size;
-        let [ch, f, h, w] = shape;
-        assert_eq!(ch, c.in_channels, "latent channels");
-        assert!(
-            f % pt == 0 && h % ph == 0 && w % pw == 0,
-            "latent {f}x{h}x{w} not divisible by the patch {pt}x{ph}x{pw}"
-        );
-        let grid = [f / pt, h / ph, w / pw];
-        assert!(
-            grid.iter().all(|&g| g <= c.rope_max_seq_len),
-            "patch grid {grid:?} longer than rope_max_seq_len {}",
-            c.rope_max_seq_len
-        );
-        for item in items {
-            assert_eq!(item.latent.len(), ch * f * h * w, "latent size");
-            assert_eq!(item.context.kv.len(), self.blocks.len(), "text context");
-        }
-        let n = grid.iter().product::<usize>();
         let b = items.len();
         let eps = self.eps();
-
-        // Patchify: token (gf, gh, gw), value (channel, a, b, e) at c pt ph pw + (a ph + b)
-        // pw + e, as the Conv3d weight is laid out; item after item.
-        let pv = ch * pt * ph * pw;
-        let mut patches = vec![0.0f32; b * n * pv];
-        patches
-            .par_chunks_mut(pv)
-            .enumerate()
-            .for_each(|(row_index, row)| {
-                let (latent, t) = (items[row_index / n].latent, row_index % n);
-                let (gf, gh, gw) = (
-                    t / (grid[1] * grid[2]),
-                    (t / grid[2]) % grid[1],
-                    t % grid[2],
-                );
-                for (i, v) in row.iter_mut().enumerate() {
-                    let (ci, a, b, e) = (
-                        i / (pt * ph * pw),
-                        (i / (ph * pw)) % pt,
-                        (i / pw) % ph,
-                        i % pw,
-                    );
-                    *v = latent[((ci * f + gf * pt + a) * h + gh * ph + b) * w + gw * pw + e];
-                }
-            });
-        let mut x = self.patch.apply(b * n, &patches, pv);
-        drop(patches);
-        let ldx = self.patch.padded_out();
-        if let Some(trace) = trace.as_mut() {
-            trace("patch_embed", &dense(&x, ldx, d));
-        }
-
-        let times: Vec<(Vec<f32>, Vec<f32>)> =
-            items.iter().map(|i| self.embed_time(i.timestep)).collect();
         let rope = Rope::new(dh, grid);
         let scale = 1.0 / (dh as f32).sqrt();
         let zero_bias = |_: usize, _: usize, _: usize| 0.0;
@@ -642,7 +612,7 @@ impl WanTransformer {
             }
             drop(q);
             let o = block.cross_out.apply(b * n, &ctx, d);
-            residual(&mut x, ldx, &o, block.cross_out.padded_out(), d, None);
+            residual(x, ldx, &o, block.cross_out.padded_out(), d, None);
             drop(o);
 
             // Feed-forward.
@@ -668,6 +638,158 @@ impl WanTransformer {
                 trace(&format!("block{bi}"), &dense(&x, ldx, d));
             }
         }
+    }
+
+    /// [`WanTransformer::blocks_over`] for the items whose [`StepCache`] says to compute (one
+    /// batch), keeping their residuals; the others get `x + residual` of their last computed
+    /// pass instead.
+    #[allow(clippy::too_many_arguments)]
+    fn cached_blocks(
+        &self,
+        x: &mut [f32],
+        ldx: usize,
+        items: &[WanInput<'_>],
+        times: &[(Vec<f32>, Vec<f32>)],
+        n: usize,
+        grid: [usize; 3],
+        caches: &mut [&mut StepCache],
+        threshold: f32,
+        force: &[bool],
+    ) {
+        let d = self.config.inner_dim();
+        let eps = self.eps();
+        let first = &self.blocks[0];
+        let rows = n * ldx;
+        let decisions: Vec<Decision> = (0..items.len())
+            .map(|i| {
+                let mods: Vec<f32> = first
+                    .table
+                    .iter()
+                    .zip(&times[i].1)
+                    .map(|(t, p)| t + p)
+                    .collect();
+                let mut modulated = vec![0.0f32; n * d];
+                let xi = &x[i * rows..(i + 1) * rows];
+                modulated_norm(xi, ldx, d, eps, &mods[..d], &mods[d..2 * d], &mut modulated);
+                caches[i].decide(modulated, threshold, force[i])
+            })
+            .collect();
+        let chosen: Vec<usize> = (0..items.len())
+            .filter(|&i| decisions[i] == Decision::Compute)
+            .collect();
+        if !chosen.is_empty() {
+            let mut sub: Vec<f32> = chosen
+                .iter()
+                .flat_map(|&i| x[i * rows..(i + 1) * rows].iter().copied())
+                .collect();
+            let before = sub.clone();
+            let sub_items: Vec<&WanInput<'_>> = chosen.iter().map(|&i| &items[i]).collect();
+            let sub_times: Vec<&(Vec<f32>, Vec<f32>)> = chosen.iter().map(|&i| &times[i]).collect();
+            self.blocks_over(&mut sub, ldx, &sub_items, &sub_times, n, grid, &mut None);
+            for (k, &i) in chosen.iter().enumerate() {
+                let (after, before) = (&sub[k * rows..(k + 1) * rows], &before[k * rows..]);
+                caches[i].keep(after.iter().zip(before).map(|(a, b)| a - b).collect());
+                x[i * rows..(i + 1) * rows].copy_from_slice(after);
+            }
+        }
+        for (i, decision) in decisions.iter().enumerate() {
+            if *decision == Decision::Reuse {
+                let residual = caches[i].residual().expect("a reused pass has a residual");
+                for (x, r) in x[i * rows..(i + 1) * rows].iter_mut().zip(residual) {
+                    *x += r;
+                }
+            }
+        }
+    }
+
+    /// The forward pass of `items` (one shape), `trace` seeing every item's tokens stacked.
+    fn run(
+        &self,
+        items: &[WanInput<'_>],
+        mut trace: Option<Trace<'_>>,
+        cache: Option<CachedPass<'_, '_>>,
+    ) -> Vec<Vec<f32>> {
+        let Some(first) = items.first() else {
+            return Vec::new();
+        };
+        let shape = first.shape;
+        for (i, item) in items.iter().enumerate() {
+            assert_eq!(
+                item.shape, shape,
+                "forward_batch: item {i} has shape {:?}, item 0 {shape:?}; a batch shares one shape",
+                item.shape
+            );
+        }
+        let c = &self.config;
+        let d = c.inner_dim();
+        let [pt, ph, pw] = c.patch_size;
+        let [ch, f, h, w] = shape;
+        assert_eq!(ch, c.in_channels, "latent channels");
+        assert!(
+            f % pt == 0 && h % ph == 0 && w % pw == 0,
+            "latent {f}x{h}x{w} not divisible by the patch {pt}x{ph}x{pw}"
+        );
+        let grid = [f / pt, h / ph, w / pw];
+        assert!(
+            grid.iter().all(|&g| g <= c.rope_max_seq_len),
+            "patch grid {grid:?} longer than rope_max_seq_len {}",
+            c.rope_max_seq_len
+        );
+        for item in items {
+            assert_eq!(item.latent.len(), ch * f * h * w, "latent size");
+            assert_eq!(item.context.kv.len(), self.blocks.len(), "text context");
+        }
+        let n = grid.iter().product::<usize>();
+        let b = items.len();
+        let eps = self.eps();
+
+        // Patchify: token (gf, gh, gw), value (channel, a, b, e) at c pt ph pw + (a ph + b)
+        // pw + e, as the Conv3d weight is laid out; item after item.
+        let pv = ch * pt * ph * pw;
+        let mut patches = vec![0.0f32; b * n * pv];
+        patches
+            .par_chunks_mut(pv)
+            .enumerate()
+            .for_each(|(row_index, row)| {
+                let (latent, t) = (items[row_index / n].latent, row_index % n);
+                let (gf, gh, gw) = (
+                    t / (grid[1] * grid[2]),
+                    (t / grid[2]) % grid[1],
+                    t % grid[2],
+                );
+                for (i, v) in row.iter_mut().enumerate() {
+                    let (ci, a, b, e) = (
+                        i / (pt * ph * pw),
+                        (i / (ph * pw)) % pt,
+                        (i / pw) % ph,
+                        i % pw,
+                    );
+                    *v = latent[((ci * f + gf * pt + a) * h + gh * ph + b) * w + gw * pw + e];
+                }
+            });
+        let mut x = self.patch.apply(b * n, &patches, pv);
+        drop(patches);
+        let ldx = self.patch.padded_out();
+        if let Some(trace) = trace.as_mut() {
+            trace("patch_embed", &dense(&x, ldx, d));
+        }
+
+        let times: Vec<(Vec<f32>, Vec<f32>)> =
+            items.iter().map(|i| self.embed_time(i.timestep)).collect();
+        match cache {
+            None => {
+                let items: Vec<&WanInput<'_>> = items.iter().collect();
+                let times: Vec<&(Vec<f32>, Vec<f32>)> = times.iter().collect();
+                self.blocks_over(&mut x, ldx, &items, &times, n, grid, &mut trace);
+            }
+            Some((caches, threshold, force)) => {
+                assert!(trace.is_none(), "a traced pass is not cached");
+                self.cached_blocks(
+                    &mut x, ldx, items, &times, n, grid, caches, threshold, force,
+                );
+            }
+        }
+        let mut normed = vec![0.0f32; b * n * d];
 
         // Output head (shift and scale from each item's temb) and unpatchify: token value
         // (a, b, e, channel) at ((a ph + b) pw + e) C + channel.
