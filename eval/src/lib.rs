@@ -10,10 +10,12 @@
 //! Validated on the renderer's ground truth (tests/eval.rs), where it is exact.
 //!
 //! [`render`] is that ground truth: the Rust twin of `model/world.py`, drawing a scene as the
-//! training clips were drawn.
+//! training clips were drawn. [`artifacts`] measures what a clean edge lacks: pixels of
+//! neither the object's nor the canvas's colour near the object's edge.
 
 #![warn(missing_docs)]
 
+pub mod artifacts;
 mod classify;
 mod measure;
 pub mod render;

@@ -330,3 +330,79 @@ fn prompt_suite_covers_the_world() {
     let (lo, hi) = (counts.iter().min(), counts.iter().max());
     assert!(hi <= lo.map(|l| 2 * l).as_ref(), "{counts:?}");
 }
+
+#[test]
+fn stray_pixels_near_the_edge_are_counted_and_a_clean_edge_has_only_its_ramp() {
+    use eval::artifacts::{edge_artifacts, BAND};
+    use eval::render::draw_start;
+    let scene = Scene {
+        size: Size::Large,
+        color: Color::Blue,
+        shape: Shape::Square,
+        motion: Motion::Right,
+        background: Background::Beige,
+    };
+    let clean = render(&scene, draw_start(&scene, 0.5, 0.5), 128, 4);
+    let base = edge_artifacts(&clean).expect("an object");
+    // The band is a ring about the square's outline, 2 * BAND + 1 wide, in every frame.
+    assert!(base.band > 4 * 40 * (2 * BAND + 1), "{base:?}");
+    // Only the anti-aliasing ramp is of neither colour: a small share.
+    assert!(base.share() < 0.15, "{base:?}");
+    // Speckles of a third colour right at the edge (every other row, where a pixel differs
+    // from its right neighbour), and one far from it: the first are counted, the last not.
+    let (w, h) = (clean.width, clean.height);
+    let frame = w * h * 3;
+    let canvas = [clean.data[0], clean.data[1], clean.data[2]];
+    let centre = (h / 2 * w + w / 2) * 3;
+    let object = &clean.data[centre..centre + 3];
+    let red = if canvas[0] > 0.5 {
+        canvas[0] - 0.4
+    } else {
+        canvas[0] + 0.4
+    };
+    let speckle = [red, canvas[1], canvas[2]];
+    let dist = |a: &[f32], b: &[f32]| -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
+    };
+    assert!(dist(&speckle, &canvas) > 0.3 && dist(&speckle, object) > 0.3);
+    let mut speckled = clean.clone();
+    let mut added = 0;
+    for f in 0..clean.frames {
+        for y in (0..h).step_by(2) {
+            for x in 0..w - 1 {
+                let i = f * frame + (y * w + x) * 3;
+                if dist(&clean.data[i..i + 3], &clean.data[i + 3..i + 6]) > 0.3 {
+                    speckled.data[i..i + 3].copy_from_slice(&speckle);
+                    added += 1;
+                }
+            }
+        }
+        speckled.data[f * frame..f * frame + 3].copy_from_slice(&speckle);
+    }
+    let got = edge_artifacts(&speckled).unwrap();
+    eprintln!(
+        "clean {base:?} ({:.4}), speckled {got:?}, {added} added",
+        base.share()
+    );
+    assert!(added > 40, "{added}");
+    assert!(
+        got.stray >= base.stray + added / 2,
+        "{got:?} vs {base:?}, {added} added"
+    );
+    assert!(
+        got.stray <= base.stray + added,
+        "{got:?} vs {base:?}, {added} added"
+    );
+    // Nothing stands out: no measure.
+    let blank = Clip {
+        frames: 1,
+        width: 8,
+        height: 8,
+        data: vec![0.5; 8 * 8 * 3],
+    };
+    assert!(edge_artifacts(&blank).is_none());
+}

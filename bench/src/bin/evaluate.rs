@@ -1,7 +1,10 @@
 //! Prompt-adherence evaluation of the shipped model: generates every scene of
 //! `eval::prompt_suite` with the Rust inference (CPU backend), judges the model's
 //! frames and the delivered (post-processed) frames with `eval`, and writes the
-//! accuracy tables as Markdown.
+//! accuracy tables as Markdown. It also measures artifacts near the object
+//! (`eval::artifacts`) on the delivered frames after the server's H.264 encoder and a decode
+//! (ffmpeg), against the same measure on the rendered ground truth of each scene through the
+//! same encoder.
 //!
 //! `cargo run --release -p bench --bin evaluate -- --out docs/EVALUATION.md`
 
@@ -9,10 +12,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use bench::report::peer::decode;
 use clap::Parser;
+use eval::artifacts::{edge_artifacts, EdgeArtifacts, BAND, TOLERANCE};
+use eval::render::{render, seeded_start};
 use eval::report;
 use kernels::{Clip, Model};
+use pipeline::encode::Mp4Encoder;
+use pipeline::post::yuv::rgb_to_yuv420;
 use pipeline::post::{PostChoice, PostProcessor};
+use pipeline::world::Shape;
 
 #[derive(Parser)]
 struct Args {
@@ -57,6 +66,8 @@ fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let (mut base, mut delivered) = (Vec::new(), Vec::new());
+    // Per scene: its shape, and the edge artifacts of the model's video and of the truth's.
+    let mut artifacts: Vec<(Shape, EdgeArtifacts, EdgeArtifacts)> = Vec::new();
     for (b, chunk) in suite.chunks(args.batch.max(1)).enumerate() {
         let captions: Vec<String> = chunk.iter().map(|s| s.caption()).collect();
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
@@ -72,6 +83,19 @@ fn main() -> anyhow::Result<()> {
             base.push(eval::evaluate(clip, scene));
             let out = post.process(clip, args.size, args.frames)?;
             delivered.push(eval::evaluate(&as_clip(&out.rgb, args.size), scene));
+            let index = artifacts.len() as u64;
+            let model_video = through_encoder(&out.rgb, args.size)?;
+            let truth = render(
+                scene,
+                seeded_start(scene, args.seed, index),
+                args.size,
+                args.frames,
+            );
+            let truth_video = through_encoder(&as_rgb8(&truth), args.size)?;
+            if let (Some(m), Some(t)) = (edge_artifacts(&model_video), edge_artifacts(&truth_video))
+            {
+                artifacts.push((scene.shape, m, t));
+            }
         }
         eprintln!(
             "{}/{} scenes, {:.0} s",
@@ -101,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         args.size, args.frames
     );
     md += &report::markdown(&report::rows(&delivered));
+    md += &artifact_table(&artifacts);
     md += &format!(
         "\nGenerated and judged in {:.0} s.\n",
         started.elapsed().as_secs_f64()
@@ -124,4 +149,70 @@ fn as_clip(frames: &[Vec<u8>], size: usize) -> Clip {
             .map(|&v| f32::from(v) / 255.0)
             .collect(),
     }
+}
+
+/// Delivered RGB8 frames through the server's H.264 encoder (`Mp4Encoder`, as
+/// `encode_video` feeds it) and back (ffmpeg).
+fn through_encoder(frames: &[Vec<u8>], size: usize) -> anyhow::Result<Clip> {
+    let mut encoder = Mp4Encoder::new(size as u32, size as u32, 24)?;
+    for rgb in frames {
+        encoder.push(&rgb_to_yuv420(rgb, size, size))?;
+    }
+    decode(&encoder.finish()?, size)
+}
+
+/// A clip in [0, 1] as RGB8 frames.
+fn as_rgb8(clip: &Clip) -> Vec<Vec<u8>> {
+    let frame = clip.width * clip.height * 3;
+    clip.data
+        .chunks_exact(frame)
+        .map(|f| {
+            f.iter()
+                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect()
+        })
+        .collect()
+}
+
+/// The artifact section: stray pixels near the edge, model against truth, overall and by
+/// shape.
+fn artifact_table(rows: &[(Shape, EdgeArtifacts, EdgeArtifacts)]) -> String {
+    let mut md = format!(
+        "\n### Artifacts near the object (delivered frames through H.264, against the rendered truth)\n\n\
+         Share of the pixels within {BAND} px of the object's edge whose colour is more than \
+         {TOLERANCE} from both the object's and the canvas's (`eval::artifacts`), over every \
+         frame, after the server's encoder and a decode; the truth is each scene rendered \
+         (`eval::render`) and encoded the same way, so its share is the anti-aliasing ramp and \
+         the codec's own.\n\n| scenes | n | model | truth | model / truth |\n|---|---:|---:|---:|---:|\n"
+    );
+    let mut line = |label: &str, keep: &dyn Fn(Shape) -> bool| {
+        let picked: Vec<_> = rows.iter().filter(|r| keep(r.0)).collect();
+        let sum = |f: &dyn Fn(&(Shape, EdgeArtifacts, EdgeArtifacts)) -> EdgeArtifacts| {
+            picked.iter().fold(EdgeArtifacts::default(), |a, r| {
+                let e = f(r);
+                EdgeArtifacts {
+                    band: a.band + e.band,
+                    stray: a.stray + e.stray,
+                }
+            })
+        };
+        let (m, t) = (sum(&|r| r.1).share(), sum(&|r| r.2).share());
+        md += &format!(
+            "| {label} | {} | {:.2}% | {:.2}% | {:.2}x |\n",
+            picked.len(),
+            m * 100.0,
+            t * 100.0,
+            m / t.max(f32::MIN_POSITIVE)
+        );
+    };
+    line("all", &|_| true);
+    for shape in [
+        Shape::Circle,
+        Shape::Square,
+        Shape::Triangle,
+        Shape::Diamond,
+    ] {
+        line(&format!("{shape:?}").to_lowercase(), &|s| s == shape);
+    }
+    md
 }

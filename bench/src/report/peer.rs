@@ -89,8 +89,9 @@ impl Adherence {
     }
 }
 
-/// Frames of `size` x `size` RGB8 decoded from an MP4 by ffmpeg, as a clip in [0, 1].
-fn decode(mp4: &[u8], size: usize) -> Result<Clip> {
+/// Frames of `size` x `size` RGB8 decoded from an MP4 by ffmpeg, as a clip in [0, 1] (the
+/// evaluation reads videos through it too: `--bin evaluate`).
+pub fn decode(mp4: &[u8], size: usize) -> Result<Clip> {
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), mp4)?;
     let out = Command::new("ffmpeg")

@@ -548,7 +548,7 @@ impl WanTransformer {
             };
 
             // Self-attention.
-            norm_items(&x, 0, 1, &mut normed);
+            norm_items(x, 0, 1, &mut normed);
             let mut qkv = block.qkv.apply(b * n, &normed, d);
             let ldq = block.qkv.padded_out();
             rms_norm(&mut qkv, ldq, 0, &block.self_norm_q, eps);
@@ -587,8 +587,8 @@ impl WanTransformer {
 
             // Cross-attention to each item's text.
             match &block.norm2 {
-                Some((nw, nb)) => layer_norm(&x, ldx, d, eps, nw, nb, &mut normed),
-                None => normed.copy_from_slice(&dense(&x, ldx, d)),
+                Some((nw, nb)) => layer_norm(x, ldx, d, eps, nw, nb, &mut normed),
+                None => normed.copy_from_slice(&dense(x, ldx, d)),
             }
             let mut q = block.cross_q.apply(b * n, &normed, d);
             let ldq = block.cross_q.padded_out();
@@ -616,7 +616,7 @@ impl WanTransformer {
             drop(o);
 
             // Feed-forward.
-            norm_items(&x, 3, 4, &mut normed);
+            norm_items(x, 3, 4, &mut normed);
             let mut hidden = block.ffn_in.apply(b * n, &normed, d);
             hidden.par_iter_mut().for_each(|v| *v = gelu_tanh(*v));
             let o = block
@@ -635,7 +635,7 @@ impl WanTransformer {
                 );
             }
             if let Some(trace) = trace.as_mut() {
-                trace(&format!("block{bi}"), &dense(&x, ldx, d));
+                trace(&format!("block{bi}"), &dense(x, ldx, d));
             }
         }
     }
