@@ -45,6 +45,9 @@ impl api::Backend for EngineBackend {
     fn queue_bound(&self) -> usize {
         self.engine.queue_bound()
     }
+    fn denoisers(&self) -> Vec<contract::DenoiserLoad> {
+        self.engine.denoisers()
+    }
     fn ready(&self) -> serde_json::Value {
         self.ready.clone()
     }

@@ -14,6 +14,16 @@ use common::*;
 use reqwest::blocking::Client;
 use serde_json::json;
 
+/// Six distinct tasks' prompts.
+const PROMPTS: [&str; 6] = [
+    "a red circle moves left",
+    "a blue square moves right",
+    "a green triangle moves up",
+    "a yellow star spins",
+    "a white dot moves down",
+    "a purple square grows",
+];
+
 /// A base port with the two above it free too: process i listens on base + i.
 fn free_ports(n: u16) -> u16 {
     loop {
@@ -48,6 +58,12 @@ fn run_steps(c: &Client, s: &Server) -> [u64; 3] {
         }
     }
     steps
+}
+
+/// `/api/stats`' denoisers: each worker's scenes, in every process.
+fn denoisers(c: &Client, s: &Server) -> Vec<serde_json::Value> {
+    let stats: serde_json::Value = c.get(s.url("/api/stats")).send().unwrap().json().unwrap();
+    stats["denoisers"].as_array().cloned().unwrap_or_default()
 }
 
 /// Tasks moved to `completed`, as the metrics counted them.
@@ -97,15 +113,7 @@ fn tasks_made_by_three_processes_are_the_videos_one_process_makes() {
     let one = Server::start(&temp_dir("cluster-same-one"), &[]);
     let three = cluster(&temp_dir("cluster-same-three"), &[]);
     let c = client();
-    let prompts = [
-        "a red circle moves left",
-        "a blue square moves right",
-        "a green triangle moves up",
-        "a yellow star spins",
-        "a white dot moves down",
-        "a purple square grows",
-    ];
-    let tasks: Vec<_> = prompts
+    let tasks: Vec<_> = PROMPTS
         .iter()
         .enumerate()
         .map(|(i, p)| small_task(p, i as u64 + 1))
@@ -162,6 +170,14 @@ fn a_cancellation_stops_the_work_in_another_process() {
         assert_eq!(wait_final(&c, &server, id)["status"], "cancelled");
     }
     let (id, p) = found.expect("some task ran outside process 0");
+    // /api/stats shows that process's denoiser busy with it (7 of its 8 scenes waiting: the
+    // scenes are staggered).
+    let busy = denoisers(&c, &server);
+    assert!(
+        busy.iter()
+            .any(|d| d["process"] == p && d["running"] == 1 && d["waiting"] == 7),
+        "{busy:?}"
+    );
     let r = c
         .delete(server.url(&format!("/api/tasks/{id}")))
         .send()
@@ -174,21 +190,19 @@ fn a_cancellation_stops_the_work_in_another_process() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(run_steps(&c, &server)[p], after, "process {p} went on");
     assert!(after < 8 * 100, "the task ran to the end: {after} steps");
+    let idle = denoisers(&c, &server);
+    assert!(
+        idle.iter()
+            .all(|d| d["waiting"] == 0 && d["running"] == 0 && d["following"] == 0),
+        "{idle:?}"
+    );
 }
 
 #[test]
 fn killing_a_member_mid_generation_loses_no_task_and_completes_none_twice() {
     let server = cluster(&temp_dir("cluster-kill"), &[]);
     let c = client();
-    let prompts = [
-        "a red circle moves left",
-        "a blue square moves right",
-        "a green triangle moves up",
-        "a yellow star spins",
-        "a white dot moves down",
-        "a purple square grows",
-    ];
-    let ids: Vec<u64> = prompts
+    let ids: Vec<u64> = PROMPTS
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -221,8 +235,15 @@ fn killing_a_member_mid_generation_loses_no_task_and_completes_none_twice() {
         assert_eq!(done["status"], "completed", "{done}");
         assert!(!video_of(&c, &server, id).is_empty());
     }
-    // Each completed exactly once, although some ran twice.
-    assert_eq!(completions(&c, &server), ids.len() as u64);
+    // Each completed exactly once, although some ran twice. (The counter moves just after
+    // the record is written, so wait for it first.)
+    let n = ids.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while completions(&c, &server) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(completions(&c, &server), n);
     // The cluster is whole again and serves a new task.
     let next = submit(&c, &server, &small_task("a white dot", 7))["id"]
         .as_u64()
@@ -236,19 +257,7 @@ fn ten_identical_tasks_are_denoised_once_across_the_cluster() {
     let c = client();
     let mut body = small_task("a yellow star spins", 11);
     body["steps"] = json!(40);
-    let ids: Vec<u64> = std::thread::scope(|scope| {
-        let posts: Vec<_> = (0..10)
-            .map(|_| scope.spawn(|| submit(&client(), &server, &body)["id"].as_u64().unwrap()))
-            .collect();
-        posts.into_iter().map(|p| p.join().unwrap()).collect()
-    });
-    let mut videos = Vec::new();
-    for &id in &ids {
-        let done = wait_final(&c, &server, id);
-        assert_eq!(done["status"], "completed", "{done}");
-        assert_eq!(done["cached"], false, "{done}");
-        videos.push(video_of(&c, &server, id));
-    }
+    let videos = fresh_videos(&c, &server, &submit_at_once(&server, &body, 10));
     // Ten tasks, one run per scene: 2 x 40 steps in all, in whichever process.
     let steps = run_steps(&c, &server);
     assert_eq!(steps.iter().sum::<u64>(), 2 * 40, "{steps:?}");

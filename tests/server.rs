@@ -130,20 +130,8 @@ fn identical_tasks_in_flight_at_once_are_denoised_once() {
     // 2 scenes x 40 steps: long enough that all ten arrive while the first scene runs.
     let mut body = small_task("a yellow star spins", 11);
     body["steps"] = json!(40);
-    let ids: Vec<u64> = std::thread::scope(|scope| {
-        let posts: Vec<_> = (0..10)
-            .map(|_| scope.spawn(|| submit(&client(), &server, &body)["id"].as_u64().unwrap()))
-            .collect();
-        posts.into_iter().map(|p| p.join().unwrap()).collect()
-    });
-    let mut videos = Vec::new();
-    for &id in &ids {
-        let done = wait_final(&c, &server, id);
-        assert_eq!(done["status"], "completed", "{done}");
-        // Not the finished-result cache: every task was in flight at once.
-        assert_eq!(done["cached"], false, "{done}");
-        videos.push(video_of(&c, &server, id));
-    }
+    // Not the finished-result cache: every task was in flight at once.
+    let videos = fresh_videos(&c, &server, &submit_at_once(&server, &body, 10));
     // Ten tasks, one run per scene: 2 x 40 scene-steps, not 10 x 80.
     assert_eq!(denoise_steps(&c, &server), 2 * 40);
     assert!(videos.iter().all(|v| v == &videos[0]), "the videos differ");

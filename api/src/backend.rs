@@ -1,7 +1,7 @@
 //! What the API needs from the engine, as a trait so the routes can be tested without one.
 //! A task's life itself belongs to the `tasks` crate's service, which the API calls directly.
 
-use contract::{GpuUsage, ModelSpec, SubmitError};
+use contract::{DenoiserLoad, GpuUsage, ModelSpec, SubmitError};
 use storage::TaskRecord;
 
 /// The engine as the API sees it. All methods but [`Backend::gpu`] are cheap and
@@ -19,6 +19,10 @@ pub trait Backend: Send + Sync + 'static {
     fn ready(&self) -> serde_json::Value;
     /// The served model: what requests take, their defaults and rules.
     fn model(&self) -> &ModelSpec;
+    /// Scenes in each denoiser (every timely worker of every process), as last reported.
+    fn denoisers(&self) -> Vec<DenoiserLoad> {
+        Vec::new()
+    }
     /// The GPU the model runs on, read now; `None` on the CPU backend or where NVML is
     /// absent. The one method that may block (briefly): call it off the async workers.
     fn gpu(&self) -> Option<GpuUsage> {

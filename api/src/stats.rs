@@ -201,6 +201,8 @@ struct Stats {
     /// Tasks whose live state (watchers' channel, step progress) the server holds: the
     /// unfinished ones, never more.
     live_tasks: usize,
+    /// Scenes in each denoiser, in every process of a cluster, as each last reported.
+    denoisers: Vec<contract::DenoiserLoad>,
 }
 
 #[derive(Serialize)]
@@ -223,6 +225,7 @@ pub async fn stats(_: Caller, st: AppState, probe: Arc<Probe>) -> Result<Respons
                 cache: st.tasks.store().cache_stats(),
                 gpu: st.backend.gpu(),
                 live_tasks: st.tasks.live_count(),
+                denoisers: st.backend.denoisers(),
             })
         })
         .await?;

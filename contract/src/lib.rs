@@ -158,6 +158,22 @@ pub struct PlanOrigin {
     pub reason: Option<String>,
 }
 
+/// Scenes in one denoiser (one timely worker's `denoise`, in any process of a cluster), as
+/// it last reported them to process 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenoiserLoad {
+    /// The process it runs in (0 serves HTTP).
+    pub process: usize,
+    /// Its timely worker index (over the whole cluster).
+    pub worker: usize,
+    /// Scenes waiting for a batch slot.
+    pub waiting: usize,
+    /// Sampler runs in the batch.
+    pub running: usize,
+    /// Scenes riding on a running run with the same key (other tasks' identical scenes).
+    pub following: usize,
+}
+
 /// One reading of the GPU the model runs on.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GpuUsage {

@@ -23,7 +23,7 @@ use std::any::Any;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -49,6 +49,10 @@ pub struct Cluster {
     pub process: usize,
     /// The longest wait for the peers at each (re)start.
     pub peer_timeout: Duration,
+    /// This process's listening socket, bound at the first `connect` and kept for the life of
+    /// the process: between two meshes nothing else can take the port, and a peer that calls
+    /// early waits in the backlog instead of being refused.
+    listener: Arc<Mutex<Option<TcpListener>>>,
 }
 
 impl Cluster {
@@ -102,6 +106,7 @@ impl Cluster {
             addresses,
             process,
             peer_timeout,
+            listener: Arc::default(),
         })
     }
 
@@ -116,9 +121,18 @@ impl Cluster {
         let deadline = Instant::now() + self.peer_timeout;
         let me = self.process;
         let n = self.processes();
-        let listener = TcpListener::bind(&self.addresses[me])
-            .with_context(|| format!("cannot listen on {} (process {me})", self.addresses[me]))?;
-        listener.set_nonblocking(true)?;
+        let mut bound = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        let listener = match bound.take() {
+            Some(l) => l,
+            None => {
+                let l = TcpListener::bind(&self.addresses[me]).with_context(|| {
+                    format!("cannot listen on {} (process {me})", self.addresses[me])
+                })?;
+                l.set_nonblocking(true)?;
+                l
+            }
+        };
+        let listener = &*bound.insert(listener);
         let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
         // Below: we call them, in order; above: they call us. Both proceed together, since a
         // peer above may be waiting on our call to its own peers.

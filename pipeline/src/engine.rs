@@ -188,6 +188,7 @@ impl Engine {
             post,
             planner,
             data_dir: cfg.data_dir.clone(),
+            load: Default::default(),
         });
         let ctx = cfg.context(Some(home.clone()), model, health);
         let ledger = Arc::new(Ledger::default());
@@ -249,6 +250,11 @@ impl Engine {
     /// Tasks accepted and not yet out of the graph.
     pub fn queue_depth(&self) -> usize {
         self.shared.ledger.depth.load(Ordering::Relaxed)
+    }
+
+    /// Every denoiser's scenes (waiting, running, following), as each last reported them.
+    pub fn denoisers(&self) -> Vec<contract::DenoiserLoad> {
+        self.shared.home.denoisers()
     }
 
     /// The most tasks accepted and unfinished ([`EngineConfig::queue_bound`]).
@@ -505,6 +511,8 @@ fn supervise(shared: Arc<Shared>, mut current: Dataflow, deaths: Receiver<String
             };
             match run_dataflow(&shared.cfg, shared.ctx.clone(), Some(feed)) {
                 Ok(dataflow) => {
+                    // The fresh denoisers report afresh.
+                    lock(&shared.home.load).clear();
                     *lock(&shared.input) = tx;
                     break dataflow;
                 }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test crate uses its own share
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,8 +68,16 @@ impl Server {
             log.push_str(&line);
             log.push('\n');
         }
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining the log so the child never blocks on a full pipe, into server.log in
+        // the data dir, for a failed test to be read.
+        let mut saved = std::fs::File::create(data.join("server.log")).ok();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(f) = saved.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
         Ok(Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -139,4 +147,27 @@ pub fn video_of(c: &Client, s: &Server, id: u64) -> Vec<u8> {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     r.bytes().unwrap().to_vec()
+}
+
+/// `n` copies of `body` posted at once (a thread each): their task ids.
+pub fn submit_at_once(s: &Server, body: &Value, n: usize) -> Vec<u64> {
+    std::thread::scope(|scope| {
+        let posts: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| submit(&client(), s, body)["id"].as_u64().unwrap()))
+            .collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    })
+}
+
+/// Waits for every task of `ids`, each of which must complete without the finished-result
+/// cache (they were in flight together), and returns their videos.
+pub fn fresh_videos(c: &Client, s: &Server, ids: &[u64]) -> Vec<Vec<u8>> {
+    ids.iter()
+        .map(|&id| {
+            let done = wait_final(c, s, id);
+            assert_eq!(done["status"], "completed", "{done}");
+            assert_eq!(done["cached"], false, "{done}");
+            video_of(c, s, id)
+        })
+        .collect()
 }

@@ -3,7 +3,9 @@
 //! Input: [`Report`], exchanged to the task's home worker (process 0) from whichever worker,
 //! in whichever process, denoised. No output. A step moves each of its scenes' progress (one
 //! `TaskEvent::Step` per task), a preview goes to the watchers it was made for, a failure
-//! fails the task (process 0 then tells every denoiser it ended, through `Control`).
+//! fails the task (process 0 then tells every denoiser it ended, through `Control`), a load
+//! updates `Home::load` and `reel_scenes_in_flight{process, state}` (scenes waiting and being
+//! denoised in each process, kept as the denoisers report changes: nothing is rescanned).
 //! `reel_run_steps_total{process}` counts sampler steps by the process that took them: one per
 //! run, however many tasks share it; `reel_cluster_bytes_in_total{kind="report"}` the bytes of
 //! reports from other processes. Capabilities: none (a sink; the task service ignores a
@@ -72,6 +74,19 @@ fn apply(home: &Home, report: Report) {
             for (task, index) in scenes {
                 home.tasks.preview(task, index, step, steps, png.clone());
             }
+        }
+        Reported::Load(load) => {
+            let mut all = home.load.lock().unwrap_or_else(|e| e.into_inner());
+            all.insert(load.worker, load);
+            let of_process = all.values().filter(|l| l.process == load.process);
+            let (waiting, running) = of_process.fold((0, 0), |(w, r), l| {
+                (w + l.waiting, r + l.running + l.following)
+            });
+            let process = load.process.to_string();
+            metrics::gauge!("reel_scenes_in_flight", "process" => process.clone(), "state" => "waiting")
+                .set(waiting as f64);
+            metrics::gauge!("reel_scenes_in_flight", "process" => process, "state" => "denoising")
+                .set(running as f64);
         }
         Reported::Failed { task, reason } => {
             home.tasks.fail(task, &reason);

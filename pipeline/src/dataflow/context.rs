@@ -5,9 +5,11 @@
 //! process 0's workers; the ones that run everywhere (`denoise`) send what they have to say
 //! back there through the dataflow (`messages::DenoiseOut`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use contract::DenoiserLoad;
 use kernels::VideoModel;
 use tasks::TaskService;
 
@@ -50,12 +52,24 @@ pub struct Home {
     pub planner: Arc<dyn Planner>,
     /// Where artifacts are written (`storage::task_dir` below it).
     pub data_dir: PathBuf,
+    /// Every denoiser's scenes as it last reported them, by worker (`/api/stats`).
+    pub load: Mutex<BTreeMap<usize, DenoiserLoad>>,
 }
 
 impl Home {
     /// False once the task has ended (cancelled, failed elsewhere): drop its work.
     pub fn live(&self, id: u64) -> bool {
         self.tasks.is_live(id)
+    }
+
+    /// Every denoiser's scenes, by worker.
+    pub fn denoisers(&self) -> Vec<DenoiserLoad> {
+        self.load
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect()
     }
 
     /// Adds `ms` to the task's timing for `stage`.

@@ -25,9 +25,18 @@
 //! cache cannot do this for work still running). A run whose leader's task ends passes to a
 //! follower; it stops only when no task wants it.
 //!
+//! Why here and not as differential dataflow's `distinct` and `join` over the scene jobs: a
+//! task is its epoch, and an arrangement seals updates only once the frontier passes their
+//! time. A run's result made at its first requester's epoch could be joined with the other
+//! requests only after that epoch completed, which needs the result delivered first; and its
+//! steps and previews, which must stream, would wait as long. Sharing needs no more than a
+//! key, which every scene job carries, and the route puts equal keys on one worker.
+//!
 //! The operator re-activates itself
 //! while it has work instead of looping, so the worker stays responsive; over the CPU ceiling
 //! (`--max-cpu-percent`, [`crate::governor`]) it re-activates itself after the pause instead.
+//! After each activation whose counts changed, it reports its load (scenes waiting, running,
+//! following) home, under the capability of a scene it holds or held at the activation's start.
 //! Capabilities: one per waiting, running or following scene, dropped when the scene leaves;
 //! none for control messages, which are remembered until every scene of their task's epoch
 //! has arrived (the jobs input's frontier passed it) and the task has none left here.
@@ -37,6 +46,7 @@ use std::iter;
 use std::sync::Arc;
 use std::time::Instant;
 
+use contract::DenoiserLoad;
 use kernels::{FreeFormScene, SceneRequest, SceneRun};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -224,6 +234,8 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
             let mut running: Vec<Running> = Vec::new();
             let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
             let mut told = Told::default();
+            let worker = scope.index();
+            let mut reported = (0, 0, 0);
             move |(input, frontier), (control, _), output| {
                 control.for_each_stamp(|_, data| {
                     for c in data.flat_map(|d| d.drain(..)) {
@@ -255,6 +267,11 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         }
                     }
                 });
+                // A capability to report this activation's load under, should every scene leave.
+                let spare = running
+                    .first()
+                    .map(|r| r.cap.clone())
+                    .or_else(|| waiting.any().map(|w| w.cap.clone()));
                 waiting.retain(|w| told.live(w.job.task));
                 running.retain_mut(|r| r.keep_live(&told));
                 clocks.retain(|id, _| told.live(*id));
@@ -375,6 +392,33 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         };
                         output.session(&cap).give(DenoiseOut::Scene(scene));
                     }
+                }
+                let load = (
+                    waiting.len(),
+                    running.len(),
+                    running.iter().map(|r| r.followers.len()).sum(),
+                );
+                let cap = running
+                    .first()
+                    .map(|r| r.cap.clone())
+                    .or_else(|| waiting.any().map(|w| w.cap.clone()))
+                    .or(spare);
+                if let (true, Some(cap)) = (load != reported, cap) {
+                    reported = load;
+                    let (waiting, running, following) = load;
+                    let load = DenoiserLoad {
+                        process,
+                        worker,
+                        waiting,
+                        running,
+                        following,
+                    };
+                    let report = Report {
+                        route: 0,
+                        process,
+                        what: Reported::Load(load),
+                    };
+                    output.session(&cap).give(DenoiseOut::Report(report));
                 }
                 if !running.is_empty() || !waiting.is_empty() {
                     activator.activate();

@@ -93,6 +93,14 @@ impl<T> FairQueue<T> {
         self.len = len;
     }
 
+    /// Some item, if any waits (which one is unspecified).
+    pub fn any(&self) -> Option<&T> {
+        self.levels
+            .values()
+            .flat_map(|level| level.queues.values())
+            .find_map(|queue| queue.front())
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.len

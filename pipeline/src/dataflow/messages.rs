@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use contract::DenoiserLoad;
 use kernels::Latent;
 use serde::{Deserialize, Serialize};
 use storage::TaskParams;
@@ -139,6 +140,8 @@ pub enum Reported {
         /// The PNG.
         png: Vec<u8>,
     },
+    /// A denoiser's scenes changed (sent when they do; to home worker 0).
+    Load(DenoiserLoad),
     /// The task cannot go on (a scene the model cannot start).
     Failed {
         /// The task.
