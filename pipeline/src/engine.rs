@@ -189,6 +189,7 @@ impl Engine {
             planner,
             data_dir: cfg.data_dir.clone(),
             load: Default::default(),
+            placement: Default::default(),
         });
         let ctx = cfg.context(Some(home.clone()), model, health);
         let ledger = Arc::new(Ledger::default());
@@ -511,8 +512,9 @@ fn supervise(shared: Arc<Shared>, mut current: Dataflow, deaths: Receiver<String
             };
             match run_dataflow(&shared.cfg, shared.ctx.clone(), Some(feed)) {
                 Ok(dataflow) => {
-                    // The fresh denoisers report afresh.
+                    // The fresh denoisers report afresh, and hold nothing yet.
                     lock(&shared.home.load).clear();
+                    lock(&shared.home.placement).clear();
                     *lock(&shared.input) = tx;
                     break dataflow;
                 }

@@ -13,6 +13,7 @@ use contract::DenoiserLoad;
 use kernels::VideoModel;
 use tasks::TaskService;
 
+use super::placement::Placement;
 use crate::governor::CpuGovernor;
 use crate::health::Health;
 use crate::plan::Planner;
@@ -54,6 +55,8 @@ pub struct Home {
     pub data_dir: PathBuf,
     /// Every denoiser's scenes as it last reported them, by worker (`/api/stats`).
     pub load: Mutex<BTreeMap<usize, DenoiserLoad>>,
+    /// Which denoiser each task in denoising was sent to.
+    pub placement: Mutex<Placement>,
 }
 
 impl Home {
@@ -70,6 +73,19 @@ impl Home {
             .values()
             .copied()
             .collect()
+    }
+
+    /// The denoiser for a task's scenes ([`Placement::place`]) among the cluster's.
+    pub fn place(&self, task: u64, route: u64, scenes: usize, layout: Layout) -> u64 {
+        let denoisers = layout.processes * layout.workers;
+        let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        placement.place(task, route, scenes, denoisers, |t| self.live(t)) as u64
+    }
+
+    /// One of `task`'s scenes is back from its denoiser.
+    pub fn returned(&self, task: u64) {
+        let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        placement.returned(task);
     }
 
     /// Adds `ms` to the task's timing for `stage`.

@@ -1,7 +1,8 @@
 //! `denoise`: continuous batching of scene sampling, on every worker of every process.
 //!
-//! Inputs: [`SceneJob`], exchanged by the task's route (a hash of its parameters: a task's
-//! scenes, and identical tasks, meet on one worker, in whichever process), and [`Control`],
+//! Inputs: [`SceneJob`], exchanged to the denoiser chosen at home (`placement.rs`: the least
+//! loaded, or an identical task's, so a task's scenes and identical tasks meet on one worker,
+//! in whichever process), and [`Control`],
 //! broadcast from process 0 (which tasks ended, which are watched: this operator cannot ask
 //! the task service, which lives in process 0 only). Output: [`DenoiseOut`] for the task's
 //! home worker in process 0: each scene's finished latent at the scene's epoch as soon as its
@@ -30,7 +31,7 @@
 //! time. A run's result made at its first requester's epoch could be joined with the other
 //! requests only after that epoch completed, which needs the result delivered first; and its
 //! steps and previews, which must stream, would wait as long. Sharing needs no more than a
-//! key, which every scene job carries, and the route puts equal keys on one worker.
+//! key, which every scene job carries, and placement puts equal keys on one worker.
 //!
 //! The operator re-activates itself
 //! while it has work instead of looping, so the worker stays responsive; over the CPU ceiling
@@ -63,8 +64,8 @@ use super::schedule::{SceneOrder, Stage};
 
 /// The `denoise` operator on a stream of scene jobs.
 ///
-/// Inputs: [`SceneJob`], exchanged by `route` (a task's scenes all arrive on one worker, which
-/// staggers them; identical tasks' too), and [`Control`] (already broadcast: every worker sees
+/// Inputs: [`SceneJob`], exchanged to its `denoiser` (a task's scenes all arrive on one
+/// worker, which staggers them; identical tasks' too), and [`Control`] (already broadcast: every worker sees
 /// every message). Output: [`DenoiseOut`], one `Scene` per scene that finishes sampling, at
 /// its task's epoch, as soon as its last step is done, and `Report`s (steps, previews,
 /// failures) under the capability of the scene they are about. Identical scenes in flight at
@@ -227,204 +228,215 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
     ) -> StreamVec<'s, u64, DenoiseOut> {
         let scope = self.scope();
         let process = scope.index() / ctx.layout.workers;
-        let by_route = Exchange::new(|j: &SceneJob| j.route);
-        self.binary_frontier(control, by_route, Pipeline, "denoise", move |_cap, info| {
-            let activator = scope.activator_for(info.address);
-            let mut waiting: FairQueue<Waiting> = FairQueue::default();
-            let mut running: Vec<Running> = Vec::new();
-            let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
-            let mut told = Told::default();
-            let worker = scope.index();
-            let mut reported = (0, 0, 0);
-            move |(input, frontier), (control, _), output| {
-                control.for_each_stamp(|_, data| {
-                    for c in data.flat_map(|d| d.drain(..)) {
-                        told.hear(c);
-                    }
-                });
-                input.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(0) else {
-                        return;
-                    };
-                    for job in data.flat_map(|d| d.drain(..)) {
-                        if !told.live(job.task) {
-                            continue;
+        let to_denoiser = Exchange::new(|j: &SceneJob| j.denoiser);
+        self.binary_frontier(
+            control,
+            to_denoiser,
+            Pipeline,
+            "denoise",
+            move |_cap, info| {
+                let activator = scope.activator_for(info.address);
+                let mut waiting: FairQueue<Waiting> = FairQueue::default();
+                let mut running: Vec<Running> = Vec::new();
+                let mut clocks: HashMap<u64, TaskClock> = HashMap::new();
+                let mut told = Told::default();
+                let worker = scope.index();
+                let mut reported = (0, 0, 0);
+                move |(input, frontier), (control, _), output| {
+                    control.for_each_stamp(|_, data| {
+                        for c in data.flat_map(|d| d.drain(..)) {
+                            told.hear(c);
                         }
-                        clocks.entry(job.task).or_insert_with(|| TaskClock {
-                            started: Instant::now(),
-                            left: job.count,
-                            order: SceneOrder::new(job.count, job.params.steps, ctx.scene_stagger),
-                            preview_secs: 0.0,
-                        });
-                        let key = SceneKey::of(&job);
-                        match running.iter_mut().find(|r| r.key == key) {
-                            Some(r) => r.follow(cap.clone(), job, &mut clocks),
-                            None => {
-                                let (priority, owner) = (job.priority, job.owner.clone());
-                                let cap = cap.clone();
-                                waiting.push(priority, owner, Waiting { cap, job, key });
+                    });
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(0) else {
+                            return;
+                        };
+                        for job in data.flat_map(|d| d.drain(..)) {
+                            if !told.live(job.task) {
+                                continue;
+                            }
+                            clocks.entry(job.task).or_insert_with(|| TaskClock {
+                                started: Instant::now(),
+                                left: job.count,
+                                order: SceneOrder::new(
+                                    job.count,
+                                    job.params.steps,
+                                    ctx.scene_stagger,
+                                ),
+                                preview_secs: 0.0,
+                            });
+                            let key = SceneKey::of(&job);
+                            match running.iter_mut().find(|r| r.key == key) {
+                                Some(r) => r.follow(cap.clone(), job, &mut clocks),
+                                None => {
+                                    let (priority, owner) = (job.priority, job.owner.clone());
+                                    let cap = cap.clone();
+                                    waiting.push(priority, owner, Waiting { cap, job, key });
+                                }
                             }
                         }
-                    }
-                });
-                // A capability to report this activation's load under, should every scene leave.
-                let spare = running
-                    .first()
-                    .map(|r| r.cap.clone())
-                    .or_else(|| waiting.any().map(|w| w.cap.clone()));
-                waiting.retain(|w| told.live(w.job.task));
-                running.retain_mut(|r| r.keep_live(&told));
-                clocks.retain(|id, _| told.live(*id));
-                told.forget(
-                    |epoch| !frontier.less_equal(&epoch),
-                    |task| clocks.contains_key(&task),
-                );
+                    });
+                    // A capability to report this activation's load under, should every scene leave.
+                    let spare = running
+                        .first()
+                        .map(|r| r.cap.clone())
+                        .or_else(|| waiting.any().map(|w| w.cap.clone()));
+                    waiting.retain(|w| told.live(w.job.task));
+                    running.retain_mut(|r| r.keep_live(&told));
+                    clocks.retain(|id, _| told.live(*id));
+                    told.forget(
+                        |epoch| !frontier.less_equal(&epoch),
+                        |task| clocks.contains_key(&task),
+                    );
 
-                while running.len() < ctx.max_batch {
-                    let may_start = |w: &Waiting| {
-                        clocks
-                            .get(&w.job.task)
-                            .is_none_or(|c| c.order.may_start(w.job.index))
-                    };
-                    let Some(Waiting { cap, job, key }) = waiting.pop_where(may_start) else {
-                        break;
-                    };
-                    if let Some(r) = running.iter_mut().find(|r| r.key == key) {
-                        r.follow(cap, job, &mut clocks);
-                        continue;
-                    }
-                    let state = match start(&ctx, &job) {
-                        Ok(state) => state,
-                        Err(reason) => {
-                            // Its other scenes leave too; home fails the task.
-                            told.ended.insert(job.task, *cap.time());
-                            let what = Reported::Failed {
-                                task: job.task,
-                                reason,
-                            };
-                            let report = Report {
-                                route: job.route,
-                                process,
-                                what,
-                            };
-                            output.session(&cap).give(DenoiseOut::Report(report));
+                    while running.len() < ctx.max_batch {
+                        let may_start = |w: &Waiting| {
+                            clocks
+                                .get(&w.job.task)
+                                .is_none_or(|c| c.order.may_start(w.job.index))
+                        };
+                        let Some(Waiting { cap, job, key }) = waiting.pop_where(may_start) else {
+                            break;
+                        };
+                        if let Some(r) = running.iter_mut().find(|r| r.key == key) {
+                            r.follow(cap, job, &mut clocks);
                             continue;
                         }
-                    };
-                    if let Some(c) = clocks.get_mut(&job.task) {
-                        c.order.set(job.index, Stage::Running(0));
-                    }
-                    let mut run = Running {
-                        cap,
-                        job,
-                        key,
-                        state,
-                        previewed: None,
-                        followers: Vec::new(),
-                    };
-                    // Waiting scenes with the same key ride along.
-                    while let Some(w) = waiting.pop_where(|w| w.key == run.key) {
-                        run.follow(w.cap, w.job, &mut clocks);
-                    }
-                    running.push(run);
-                }
-                waiting.retain(|w| told.live(w.job.task));
-                metrics::gauge!("reel_batch_size").set(running.len() as f64);
-                metrics::gauge!("reel_scenes_waiting").set(waiting.len() as f64);
-                if !running.is_empty() {
-                    if let Some(pause) = ctx.governor.pause() {
-                        // over the CPU ceiling: come back later rather than park the worker
-                        activator.activate_after(pause);
-                        return;
-                    }
-                    let t = Instant::now();
-                    let mut states: Vec<&mut SceneRun> =
-                        running.iter_mut().map(|r| &mut r.state).collect();
-                    let span = tracing::debug_span!("denoise_step", batch = states.len());
-                    span.in_scope(|| ctx.model.step(&mut states));
-                    let dt = t.elapsed().as_secs_f64();
-                    let frames: usize = running.iter().map(|r| r.state.frames()).sum();
-                    metrics::histogram!("reel_denoise_step_seconds").record(dt);
-                    metrics::counter!("reel_denoise_steps_total").increment(running.len() as u64);
-                    metrics::gauge!("reel_denoise_frame_steps_per_second")
-                        .set(frames as f64 / dt.max(1e-9));
-                    for r in &mut running {
-                        let (step, steps) = (r.state.step_index(), r.state.steps());
-                        let scenes: Vec<(u64, usize)> =
-                            r.jobs().map(|j| (j.task, j.index)).collect();
-                        for &(task, index) in &scenes {
-                            if let Some(c) = clocks.get_mut(&task) {
-                                c.order.set(index, Stage::Running(step));
+                        let state = match start(&ctx, &job) {
+                            Ok(state) => state,
+                            Err(reason) => {
+                                // Its other scenes leave too; home fails the task.
+                                told.ended.insert(job.task, *cap.time());
+                                let what = Reported::Failed {
+                                    task: job.task,
+                                    reason,
+                                };
+                                let report = Report {
+                                    route: job.route,
+                                    process,
+                                    what,
+                                };
+                                output.session(&cap).give(DenoiseOut::Report(report));
+                                continue;
                             }
+                        };
+                        if let Some(c) = clocks.get_mut(&job.task) {
+                            c.order.set(job.index, Stage::Running(0));
                         }
-                        let report = r.report(
-                            process,
-                            Reported::Step {
-                                scenes,
-                                step,
-                                steps,
-                            },
-                        );
-                        output.session(&r.cap).give(report);
-                        if ctx.previews {
-                            if let Some((report, secs)) = preview(&ctx, &told, process, r) {
-                                output.session(&r.cap).give(report);
-                                if let Some(c) = clocks.get_mut(&r.job.task) {
-                                    c.preview_secs += secs;
+                        let mut run = Running {
+                            cap,
+                            job,
+                            key,
+                            state,
+                            previewed: None,
+                            followers: Vec::new(),
+                        };
+                        // Waiting scenes with the same key ride along.
+                        while let Some(w) = waiting.pop_where(|w| w.key == run.key) {
+                            run.follow(w.cap, w.job, &mut clocks);
+                        }
+                        running.push(run);
+                    }
+                    waiting.retain(|w| told.live(w.job.task));
+                    metrics::gauge!("reel_batch_size").set(running.len() as f64);
+                    metrics::gauge!("reel_scenes_waiting").set(waiting.len() as f64);
+                    if !running.is_empty() {
+                        if let Some(pause) = ctx.governor.pause() {
+                            // over the CPU ceiling: come back later rather than park the worker
+                            activator.activate_after(pause);
+                            return;
+                        }
+                        let t = Instant::now();
+                        let mut states: Vec<&mut SceneRun> =
+                            running.iter_mut().map(|r| &mut r.state).collect();
+                        let span = tracing::debug_span!("denoise_step", batch = states.len());
+                        span.in_scope(|| ctx.model.step(&mut states));
+                        let dt = t.elapsed().as_secs_f64();
+                        let frames: usize = running.iter().map(|r| r.state.frames()).sum();
+                        metrics::histogram!("reel_denoise_step_seconds").record(dt);
+                        metrics::counter!("reel_denoise_steps_total")
+                            .increment(running.len() as u64);
+                        metrics::gauge!("reel_denoise_frame_steps_per_second")
+                            .set(frames as f64 / dt.max(1e-9));
+                        for r in &mut running {
+                            let (step, steps) = (r.state.step_index(), r.state.steps());
+                            let scenes: Vec<(u64, usize)> =
+                                r.jobs().map(|j| (j.task, j.index)).collect();
+                            for &(task, index) in &scenes {
+                                if let Some(c) = clocks.get_mut(&task) {
+                                    c.order.set(index, Stage::Running(step));
+                                }
+                            }
+                            let report = r.report(
+                                process,
+                                Reported::Step {
+                                    scenes,
+                                    step,
+                                    steps,
+                                },
+                            );
+                            output.session(&r.cap).give(report);
+                            if ctx.previews {
+                                if let Some((report, secs)) = preview(&ctx, &told, process, r) {
+                                    output.session(&r.cap).give(report);
+                                    if let Some(c) = clocks.get_mut(&r.job.task) {
+                                        c.preview_secs += secs;
+                                    }
                                 }
                             }
                         }
                     }
-                }
-                let (finished, still): (Vec<Running>, Vec<Running>) =
-                    running.drain(..).partition(|r| r.state.done());
-                running = still;
-                for r in finished {
-                    let latent = Arc::new(ctx.model.latent(&r.state));
-                    let followers = r.followers.into_iter().map(|f| (f.cap, f.job));
-                    for (cap, job) in iter::once((r.cap, r.job)).chain(followers) {
-                        let task_done = scene_denoised(&mut clocks, job.task, job.index);
-                        let scene = DenoisedScene {
-                            job,
-                            latent: latent.clone(),
-                            task_done,
+                    let (finished, still): (Vec<Running>, Vec<Running>) =
+                        running.drain(..).partition(|r| r.state.done());
+                    running = still;
+                    for r in finished {
+                        let latent = Arc::new(ctx.model.latent(&r.state));
+                        let followers = r.followers.into_iter().map(|f| (f.cap, f.job));
+                        for (cap, job) in iter::once((r.cap, r.job)).chain(followers) {
+                            let task_done = scene_denoised(&mut clocks, job.task, job.index);
+                            let scene = DenoisedScene {
+                                job,
+                                latent: latent.clone(),
+                                task_done,
+                                process,
+                            };
+                            output.session(&cap).give(DenoiseOut::Scene(scene));
+                        }
+                    }
+                    let load = (
+                        waiting.len(),
+                        running.len(),
+                        running.iter().map(|r| r.followers.len()).sum(),
+                    );
+                    let cap = running
+                        .first()
+                        .map(|r| r.cap.clone())
+                        .or_else(|| waiting.any().map(|w| w.cap.clone()))
+                        .or(spare);
+                    if let (true, Some(cap)) = (load != reported, cap) {
+                        reported = load;
+                        let (waiting, running, following) = load;
+                        let load = DenoiserLoad {
                             process,
+                            worker,
+                            waiting,
+                            running,
+                            following,
                         };
-                        output.session(&cap).give(DenoiseOut::Scene(scene));
+                        let report = Report {
+                            route: 0,
+                            process,
+                            what: Reported::Load(load),
+                        };
+                        output.session(&cap).give(DenoiseOut::Report(report));
+                    }
+                    if !running.is_empty() || !waiting.is_empty() {
+                        activator.activate();
                     }
                 }
-                let load = (
-                    waiting.len(),
-                    running.len(),
-                    running.iter().map(|r| r.followers.len()).sum(),
-                );
-                let cap = running
-                    .first()
-                    .map(|r| r.cap.clone())
-                    .or_else(|| waiting.any().map(|w| w.cap.clone()))
-                    .or(spare);
-                if let (true, Some(cap)) = (load != reported, cap) {
-                    reported = load;
-                    let (waiting, running, following) = load;
-                    let load = DenoiserLoad {
-                        process,
-                        worker,
-                        waiting,
-                        running,
-                        following,
-                    };
-                    let report = Report {
-                        route: 0,
-                        process,
-                        what: Reported::Load(load),
-                    };
-                    output.session(&cap).give(DenoiseOut::Report(report));
-                }
-                if !running.is_empty() || !waiting.is_empty() {
-                    activator.activate();
-                }
-            }
-        })
+            },
+        )
     }
 }
 

@@ -18,7 +18,8 @@ use super::messages::{PlannedTask, SceneJob};
 /// The `lookup_cache` operator on a stream of planned tasks.
 ///
 /// Input: [`PlannedTask`], pipelined (no exchange: it stays on the worker that planned it).
-/// Output: one [`SceneJob`] per scene of a task the cache cannot answer, at the task's epoch;
+/// Output: one [`SceneJob`] per scene of a task the cache cannot answer, at the task's epoch,
+/// addressed to the denoiser `placement.rs` chose;
 /// nothing for a cache hit (completed here from the earlier task's artifact) or a cancelled
 /// task. Capabilities: none held. Runs where `plan_tasks` does: on process 0.
 pub trait LookupCache<'s> {
@@ -31,6 +32,7 @@ impl<'s> LookupCache<'s> for StreamVec<'s, u64, PlannedTask> {
     fn lookup_cache(self, ctx: Arc<Context>) -> StreamVec<'s, u64, SceneJob> {
         self.unary(Pipeline, "lookup_cache", move |_cap, _info| {
             let home = ctx.home.clone();
+            let layout = ctx.layout;
             move |input, output| {
                 let Some(home) = home.as_deref() else {
                     input.for_each_stamp(|_, _| {});
@@ -52,11 +54,13 @@ impl<'s> LookupCache<'s> for StreamVec<'s, u64, PlannedTask> {
                         let key: Arc<str> = planned.cache_key.as_str().into();
                         let params = Arc::new(planned.task.params);
                         let count = planned.plan.scenes.len();
+                        let denoiser = home.place(id, planned.route, count, layout);
                         let owner: Option<Arc<str>> = planned.task.owner.as_deref().map(Arc::from);
                         for (index, scene) in planned.plan.scenes.into_iter().enumerate() {
                             session.give(SceneJob {
                                 task: id,
                                 route: planned.route,
+                                denoiser,
                                 index,
                                 count,
                                 caption: scene.caption,

@@ -40,15 +40,17 @@ pub struct PlannedTask {
     pub cache_key: String,
 }
 
-/// One scene of one task, waiting for or under denoising. Exchanged by `route` to the worker
+/// One scene of one task, waiting for or under denoising. Exchanged to `denoiser`, the worker
 /// (of any process) that denoises the task's scenes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SceneJob {
     /// The task's id.
     pub task: u64,
-    /// A hash of the task's parameters: the exchange key of denoising (a task's scenes, and
-    /// identical tasks, meet on one worker), and, modulo process 0's workers, of its home.
+    /// A hash of the task's parameters: modulo process 0's workers, its home worker.
     pub route: u64,
+    /// The worker index (over the whole cluster) that denoises the task's scenes, chosen at
+    /// home (`placement.rs`): a task's scenes, and identical tasks, meet on one.
+    pub denoiser: u64,
     /// The scene's index within the task.
     pub index: usize,
     /// The task's scene count.

@@ -11,8 +11,9 @@
 //! Where each runs: a task's life (store, events, artifacts) belongs to process 0, so
 //! planning, the cache, post-processing, encoding and the reports run on its workers (the
 //! task's home worker, by a hash of its parameters); `denoise`, the compute, runs on every
-//! worker of every process (timely's cluster mode), scenes exchanged to it by the same hash
-//! and their finished latents exchanged back home. On one process the exchanges stay local.
+//! worker of every process (timely's cluster mode), scenes exchanged to the denoiser
+//! `placement.rs` chose (the least loaded, or an identical task's) and their finished latents
+//! exchanged back home. On one process the exchanges stay within it.
 
 mod apply_reports;
 mod context;
@@ -21,6 +22,7 @@ mod encode_video;
 mod fair_queue;
 mod lookup_cache;
 mod messages;
+mod placement;
 mod plan_tasks;
 mod post_pool;
 mod post_process;

@@ -73,6 +73,7 @@ impl<'s> PostProcess<'s> for StreamVec<'s, u64, DenoisedScene> {
                     };
                     for scene in data.flat_map(|d| d.drain(..)) {
                         count_bytes_in("scene", scene.process, &scene);
+                        home.returned(scene.job.task);
                         if !home.live(scene.job.task) {
                             left.remove(&scene.job.task);
                             continue;
