@@ -10,13 +10,13 @@
 //! error naming them, instead of retrying forever), the handshake carries a magic word and
 //! the cluster size (a stray connection, or a peer started with another `--processes`, is
 //! refused rather than joined), and the engine keeps a handle on each socket so that it can
-//! take the mesh down on purpose ([`Mesh::sever`]) when it restarts the computation.
+//! take the mesh down on purpose ([`sever`]) when it restarts the computation.
 //!
 //! Timely has no recovery: when any process dies, every other one's communication threads
 //! fail and its workers with them. The engine (`engine.rs`) makes that explicit: process 0
 //! turns unavailable, severs what is left, forms the mesh again with the processes that come
 //! back and queues every unfinished task again from the store; the other processes
-//! ([`run_member`]) sever, and connect again, and exit when that fails within the timeout (so
+//! ([`crate::engine::run_member`]) sever, and connect again, and exit when that fails within the timeout (so
 //! whatever started them, `reel cluster --local` or a service manager, starts them again).
 
 use std::any::Any;
