@@ -49,15 +49,8 @@ fn cluster(data: &Path, extra: &[&str]) -> Server {
 
 /// Sampler steps taken by each process (index: process), as process 0 counted them.
 fn run_steps(c: &Client, s: &Server) -> [u64; 3] {
-    let text = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
-    let mut steps = [0; 3];
-    for (p, n) in steps.iter_mut().enumerate() {
-        let prefix = format!("reel_run_steps_total{{process=\"{p}\"}} ");
-        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(&prefix)) {
-            *n = v.trim().parse::<f64>().unwrap() as u64;
-        }
-    }
-    steps
+    let text = metrics(c, s);
+    [0, 1, 2].map(|p| counter(&text, &format!("reel_run_steps_total{{process=\"{p}\"}}")))
 }
 
 /// `/api/stats`' denoisers: each worker's scenes, in every process.
@@ -68,10 +61,10 @@ fn denoisers(c: &Client, s: &Server) -> Vec<serde_json::Value> {
 
 /// Tasks moved to `completed`, as the metrics counted them.
 fn completions(c: &Client, s: &Server) -> u64 {
-    let text = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("reel_task_transitions_total{status=\"completed\"} "))
-        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    counter(
+        &metrics(c, s),
+        "reel_task_transitions_total{status=\"completed\"}",
+    )
 }
 
 /// Waits until a process has taken steps beyond `before`; returns which.
@@ -164,9 +157,7 @@ fn a_cancellation_stops_the_work_in_another_process() {
             found = Some((id, p));
             break;
         }
-        c.delete(server.url(&format!("/api/tasks/{id}")))
-            .send()
-            .unwrap();
+        cancel(&c, &server, id);
         assert_eq!(wait_final(&c, &server, id)["status"], "cancelled");
     }
     let (id, p) = found.expect("some task ran outside process 0");
@@ -178,11 +169,7 @@ fn a_cancellation_stops_the_work_in_another_process() {
             .any(|d| d["process"] == p && d["running"] == 1 && d["waiting"] == 7),
         "{busy:?}"
     );
-    let r = c
-        .delete(server.url(&format!("/api/tasks/{id}")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    cancel(&c, &server, id);
     assert_eq!(wait_final(&c, &server, id)["status"], "cancelled");
     // Process p stops within a step or two of hearing it (800 steps were left).
     std::thread::sleep(Duration::from_millis(500));

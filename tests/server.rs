@@ -71,10 +71,7 @@ fn the_same_request_again_is_answered_from_the_cache() {
 
 /// The engine's count of scene-steps denoised so far, from `/metrics`.
 fn denoise_steps(c: &Client, s: &Server) -> u64 {
-    let text = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("reel_denoise_steps_total "))
-        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    counter(&metrics(c, s), "reel_denoise_steps_total")
 }
 
 #[test]
@@ -93,11 +90,7 @@ fn cancelling_stops_a_task_and_is_idempotent() {
         std::thread::sleep(Duration::from_millis(20));
     }
     for _ in 0..2 {
-        let r = c
-            .delete(server.url(&format!("/api/tasks/{id}")))
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        cancel(&c, &server, id);
     }
     assert_eq!(wait_final(&c, &server, id)["status"], "cancelled");
     // The engine really stopped: after the step under way, no more steps are spent on it

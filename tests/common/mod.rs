@@ -171,3 +171,22 @@ pub fn fresh_videos(c: &Client, s: &Server, ids: &[u64]) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// The server's `/metrics` text.
+pub fn metrics(c: &Client, s: &Server) -> String {
+    c.get(s.url("/metrics")).send().unwrap().text().unwrap()
+}
+
+/// The value of the metric line starting with `series` (name and labels) in `metrics`' text;
+/// 0 when absent.
+pub fn counter(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+/// Cancels task `id` (`DELETE`), which must be accepted.
+pub fn cancel(c: &Client, s: &Server, id: u64) {
+    let r = c.delete(s.url(&format!("/api/tasks/{id}"))).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "cancel refused: {:?}", r.text());
+}

@@ -278,10 +278,7 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         }
                     });
                     // A capability to report this activation's load under, should every scene leave.
-                    let spare = running
-                        .first()
-                        .map(|r| r.cap.clone())
-                        .or_else(|| waiting.any().map(|w| w.cap.clone()));
+                    let spare = any_cap(&running, &waiting);
                     waiting.retain(|w| told.live(w.job.task));
                     running.retain_mut(|r| r.keep_live(&told));
                     clocks.retain(|id, _| told.live(*id));
@@ -409,11 +406,7 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
                         running.len(),
                         running.iter().map(|r| r.followers.len()).sum(),
                     );
-                    let cap = running
-                        .first()
-                        .map(|r| r.cap.clone())
-                        .or_else(|| waiting.any().map(|w| w.cap.clone()))
-                        .or(spare);
+                    let cap = any_cap(&running, &waiting).or(spare);
                     if let (true, Some(cap)) = (load != reported, cap) {
                         reported = load;
                         let (waiting, running, following) = load;
@@ -438,6 +431,14 @@ impl<'s> Denoise<'s> for StreamVec<'s, u64, SceneJob> {
             },
         )
     }
+}
+
+/// A capability of some scene this denoiser holds (to report its load under), if any.
+fn any_cap(running: &[Running], waiting: &FairQueue<Waiting>) -> Option<Capability<u64>> {
+    running
+        .first()
+        .map(|r| r.cap.clone())
+        .or_else(|| waiting.any().map(|w| w.cap.clone()))
 }
 
 /// Scene `index` of `task` has left denoising: its clock marks it done; when it was the
