@@ -18,6 +18,7 @@
 //!   error of `try_new` instead.
 
 mod ptx;
+pub mod wan;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -36,7 +37,8 @@ use crate::error::KernelError;
 use crate::tensor::Tensor;
 
 pub use ptx::{
-    compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source, SOURCES,
+    all_sources, compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source,
+    SOURCES,
 };
 
 /// Launches the grid-stride kernel `$name` of `$be` over `$n` elements with `$arg`s.
@@ -114,19 +116,7 @@ impl CudaBackend {
     /// kernels for its architecture and creates a cuBLAS handle. Fails cleanly when a CUDA
     /// library is missing, the device does not exist, or NVRTC rejects a kernel.
     pub fn try_new(ordinal: usize) -> Result<CudaBackend, KernelError> {
-        let missing = missing_libraries();
-        if !missing.is_empty() {
-            return Err(KernelError::Cuda(format!(
-                "cannot load {}: no usable CUDA installation (if the libraries are installed, add their directory to LD_LIBRARY_PATH)",
-                missing.join(", ")
-            )));
-        }
-        let ctx = CudaContext::new(ordinal)
-            .map_err(cuda_error(&format!("cannot open CUDA device {ordinal}")))?;
-        // SAFETY: this backend queues everything on one stream, so cudarc's per-buffer events
-        // (which order uses across streams) have nothing to order; turning them off saves two
-        // event creations per allocation.
-        unsafe { ctx.disable_event_tracking() };
+        let ctx = open_device(ordinal)?;
         let device = ctx
             .name()
             .map_err(cuda_error("cannot read the device name"))?;
@@ -134,33 +124,11 @@ impl CudaBackend {
             .uuid()
             .map_err(cuda_error("cannot read the device UUID"))?;
         let uuid = crate::gpu_usage::nvml_uuid(&uuid.bytes.map(|b| b as u8));
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(cuda_error("cannot read the compute capability"))?;
-        let arch = format!("compute_{major}{minor}");
+        let arch = device_arch(&ctx)?;
         let stream = ctx.default_stream();
         let blas =
             CudaBlas::new(stream.clone()).map_err(cuda_error("cannot create a cuBLAS handle"))?;
-        let (nv_major, nv_minor) = nvrtc_version()?;
-        let mut kernels = HashMap::new();
-        for source in SOURCES {
-            let ptx = ptx::load_or_compile(source, &arch)?;
-            // The driver JIT-compiles PTX and refuses PTX newer than itself.
-            let context = format!(
-                "cannot load {} for {arch} (PTX from NVRTC {nv_major}.{nv_minor}: the driver must be at least as new)",
-                source.file
-            );
-            let module = ctx
-                .load_module(Ptx::from_src(ptx))
-                .map_err(cuda_error(&context))?;
-            for &name in source.kernels {
-                let function = module.load_function(name).map_err(cuda_error(&format!(
-                    "kernel {name} missing from {}",
-                    source.file
-                )))?;
-                kernels.insert(name, function);
-            }
-        }
+        let kernels = load_kernels(&ctx, SOURCES, &arch)?;
         Ok(CudaBackend {
             stream,
             blas,
@@ -552,6 +520,61 @@ impl Backend for CudaBackend {
             &frames
         );
     }
+}
+
+/// Opens GPU `ordinal` after checking that every CUDA library loads (cudarc panics, rather
+/// than failing, when libcuda is missing), with cudarc's per-buffer event tracking off: each
+/// backend queues everything on one stream, so the events would have nothing to order.
+fn open_device(ordinal: usize) -> Result<Arc<CudaContext>, KernelError> {
+    let missing = missing_libraries();
+    if !missing.is_empty() {
+        return Err(KernelError::Cuda(format!(
+            "cannot load {}: no usable CUDA installation (if the libraries are installed, add their directory to LD_LIBRARY_PATH)",
+            missing.join(", ")
+        )));
+    }
+    let ctx = CudaContext::new(ordinal)
+        .map_err(cuda_error(&format!("cannot open CUDA device {ordinal}")))?;
+    // SAFETY: see above; saves two event creations per allocation.
+    unsafe { ctx.disable_event_tracking() };
+    Ok(ctx)
+}
+
+/// The virtual architecture of the device, e.g. `compute_90`.
+fn device_arch(ctx: &Arc<CudaContext>) -> Result<String, KernelError> {
+    let (major, minor) = ctx
+        .compute_capability()
+        .map_err(cuda_error("cannot read the compute capability"))?;
+    Ok(format!("compute_{major}{minor}"))
+}
+
+/// Every kernel of `sources`, compiled for `arch` (or found in the PTX cache) and loaded.
+fn load_kernels(
+    ctx: &Arc<CudaContext>,
+    sources: &[Source],
+    arch: &str,
+) -> Result<HashMap<&'static str, CudaFunction>, KernelError> {
+    let (nv_major, nv_minor) = nvrtc_version()?;
+    let mut kernels = HashMap::new();
+    for source in sources {
+        let ptx = ptx::load_or_compile(source, arch)?;
+        // The driver JIT-compiles PTX and refuses PTX newer than itself.
+        let context = format!(
+            "cannot load {} for {arch} (PTX from NVRTC {nv_major}.{nv_minor}: the driver must be at least as new)",
+            source.file
+        );
+        let module = ctx
+            .load_module(Ptx::from_src(ptx))
+            .map_err(cuda_error(&context))?;
+        for &name in source.kernels {
+            let function = module.load_function(name).map_err(cuda_error(&format!(
+                "kernel {name} missing from {}",
+                source.file
+            )))?;
+            kernels.insert(name, function);
+        }
+    }
+    Ok(kernels)
 }
 
 fn dims4(x: &CudaTensor) -> [usize; 4] {

@@ -23,7 +23,7 @@ pub struct Source {
     pub kernels: &'static [&'static str],
 }
 
-/// Every CUDA source of the backend.
+/// Every CUDA source of the `Backend` (the built-in model's ops).
 pub const SOURCES: &[Source] = &[
     Source {
         file: "elementwise.cu",
@@ -75,10 +75,15 @@ pub fn nvrtc_version() -> Result<(i32, i32), KernelError> {
     }
 }
 
-/// Compiles every source for `arch` (e.g. `compute_90`) without touching the disk cache.
+/// Every CUDA source of the crate: the `Backend`'s and Wan2.1's ([`super::wan::WAN_SOURCES`]).
+pub fn all_sources() -> impl Iterator<Item = &'static Source> {
+    SOURCES.iter().chain(super::wan::WAN_SOURCES)
+}
+
+/// Compiles every source of [`all_sources`] for `arch` (e.g. `compute_90`) without touching
+/// the disk cache.
 pub fn compile_all_sources(arch: &str) -> Result<Vec<CompiledSource>, KernelError> {
-    SOURCES
-        .iter()
+    all_sources()
         .map(|s| {
             Ok(CompiledSource {
                 file: s.file,
@@ -233,7 +238,7 @@ mod tests {
 
     #[test]
     fn every_source_names_its_kernels() {
-        for s in SOURCES {
+        for s in all_sources() {
             for k in s.kernels {
                 assert!(
                     s.code.contains(&format!("__global__ void {k}(")),
