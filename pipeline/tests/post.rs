@@ -1,7 +1,7 @@
 //! Post-processing: wgpu and CPU agree stage by stage, the upscale beats bicubic against ground
 //! truth and draws no ring round objects in noisy frames, the interpolation re-places a moving
-//! object instead of cross-fading it, and the Y'CbCr output converts back to the RGB it came
-//! from.
+//! object instead of cross-fading it, the Y'CbCr output converts back to the RGB it came
+//! from, and a batch of scenes (one wgpu submission) gives what each scene gives alone.
 //!
 //! Ground truth is the world renderer (`eval::render`, the twin of `model/world.py`) drawing
 //! the same scene at the base and at the delivered size and rate.
@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use eval::render::{draw_start, render};
 use kernels::Clip;
 use pipeline::post::yuv::rgb_to_yuv420;
-use pipeline::post::{PostChoice, PostProcessor, Processed, Yuv420};
+use pipeline::post::{PostChoice, PostInput, PostProcessor, Processed, Yuv420};
 use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
 
 // ---------------------------------------------------------------------------------------------
@@ -686,4 +686,77 @@ fn bad_input_is_an_error_and_backends_describe_themselves() {
     // Still usable after an error, and growing its buffers for a bigger scene.
     assert_backends_agree("after error", &clip, 16, 4);
     assert_backends_agree("grown", &cases()[2].clip(64, 8), 320, 50);
+}
+
+#[test]
+fn a_batch_is_one_submission_and_gives_each_scene_what_it_gives_alone() {
+    quiet_vulkan();
+    // A device of its own: the shared one's submissions are counted by the other tests too.
+    let gpu = PostProcessor::new(PostChoice::Wgpu).expect("a wgpu adapter (lavapipe)");
+    let cs = cases();
+    let clips = [cs[0].clip(64, 8), cs[1].clip(32, 4), cs[2].clip(64, 8)];
+    let bad = Clip {
+        frames: 2,
+        width: 8,
+        height: 8,
+        data: vec![0.0; 10],
+    };
+    // Different sizes and rates, so every slot has its own offsets; a refused scene between.
+    let inputs = [
+        PostInput {
+            clip: &clips[0],
+            out_size: 256,
+            out_frames: 48,
+        },
+        PostInput {
+            clip: &bad,
+            out_size: 16,
+            out_frames: 4,
+        },
+        PostInput {
+            clip: &clips[1],
+            out_size: 37,
+            out_frames: 5,
+        },
+        PostInput {
+            clip: &clips[2],
+            out_size: 130,
+            out_frames: 12,
+        },
+    ];
+    for (name, post) in [("cpu", cpu()), ("wgpu", &gpu)] {
+        let before = post.submissions();
+        let batch = post.process_batch(&inputs);
+        let submitted = post.submissions() - before;
+        assert_eq!(batch.len(), inputs.len(), "{name}");
+        assert!(batch[1].is_err(), "{name}: the malformed clip fails alone");
+        for (i, (input, got)) in inputs
+            .iter()
+            .zip(&batch)
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+        {
+            let got = got
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{name} scene {i}: {e:#}"));
+            let alone = post
+                .process(input.clip, input.out_size, input.out_frames)
+                .expect("alone");
+            assert_eq!(
+                got.rgb, alone.rgb,
+                "{name} scene {i}: RGB differs from alone"
+            );
+            assert_eq!(
+                got.yuv, alone.yuv,
+                "{name} scene {i}: Y'CbCr differs from alone"
+            );
+            assert_eq!(got.motion, alone.motion, "{name} scene {i}: motion differs");
+            assert_eq!(got.rgb.len(), input.out_frames, "{name} scene {i}");
+        }
+        match name {
+            "wgpu" => assert_eq!(submitted, 1, "three scenes, one submission"),
+            _ => assert_eq!(submitted, 0, "the CPU path submits nothing"),
+        }
+    }
+    assert_eq!(gpu.process_batch(&[]).len(), 0);
 }

@@ -4,9 +4,11 @@
 //! One 2-second scene as the model delivers it (8 base frames of 64x64, a circle moving across,
 //! drawn by the world renderer) becomes 48 frames of 256x256. Each backend is set up once, warmed up once (shader JIT), then
 //! timed over `--repeats` runs; the table shows medians and the ratio to the CPU path. The
-//! `Auto` choice of `pipeline::post` is decided from this table.
+//! `Auto` choice of `pipeline::post` is decided from this table. Then `--batch` copies of the
+//! scene go through `process_batch` at once (on wgpu one submission), timed the same way: the
+//! last columns show the median per scene and what batching saves against one at a time.
 //!
-//! `cargo run --release -p bench --bin post_throughput [-- --repeats 9 --size 256 --frames 48]`
+//! `cargo run --release -p bench --bin post_throughput [-- --repeats 9 --size 256 --frames 48 --batch 8]`
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use anyhow::Result;
 use clap::Parser;
 use eval::render::{draw_start, render};
 use kernels::Clip;
-use pipeline::post::{PostChoice, PostProcessor};
+use pipeline::post::{PostChoice, PostInput, PostProcessor};
 use pipeline::world::{Background, Color, Motion, Scene, Shape, Size};
 
 #[derive(Parser)]
@@ -28,6 +30,9 @@ struct Args {
     /// Delivered frames per scene.
     #[arg(long, default_value_t = 48)]
     frames: usize,
+    /// Scenes per batch for the batched timing (1 leaves it out).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
 }
 
 /// What the model delivers for one scene: 8 frames of 64x64 of a medium red circle moving right
@@ -53,6 +58,20 @@ struct Row {
     setup: Duration,
     first: Duration,
     median: Duration,
+    /// Median time per scene when `--batch` scenes go together.
+    batched: Option<Duration>,
+}
+
+/// Median of `repeats` timings of `run`.
+fn median(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<Duration> {
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
 }
 
 fn measure(name: &'static str, choice: PostChoice, clip: &Clip, args: &Args) -> Result<Row> {
@@ -62,20 +81,34 @@ fn measure(name: &'static str, choice: PostChoice, clip: &Clip, args: &Args) -> 
     let t = Instant::now();
     post.process(clip, args.size, args.frames)?;
     let first = t.elapsed();
-    let mut times = Vec::with_capacity(args.repeats);
-    for _ in 0..args.repeats.max(1) {
-        let t = Instant::now();
-        let out = post.process(clip, args.size, args.frames)?;
-        times.push(t.elapsed());
-        std::hint::black_box(out);
-    }
-    times.sort();
+    let median_one = median(args.repeats, || {
+        std::hint::black_box(post.process(clip, args.size, args.frames)?);
+        Ok(())
+    })?;
+    let input = PostInput {
+        clip,
+        out_size: args.size,
+        out_frames: args.frames,
+    };
+    let batch = vec![input; args.batch];
+    let batched = match args.batch {
+        0 | 1 => None,
+        n => Some(
+            median(args.repeats, || {
+                for out in post.process_batch(&batch) {
+                    std::hint::black_box(out?);
+                }
+                Ok(())
+            })? / n as u32,
+        ),
+    };
     Ok(Row {
         name,
         device: post.describe(),
         setup,
         first,
-        median: times[times.len() / 2],
+        median: median_one,
+        batched,
     })
 }
 
@@ -108,20 +141,32 @@ fn main() -> Result<()> {
     }
     let cpu = rows.iter().find(|r| r.name == "cpu").map(|r| r.median);
     println!(
-        "{:<6} {:>9} {:>9} {:>10} {:>9} {:>8}  device",
-        "path", "setup ms", "first ms", "median ms", "frames/s", "vs cpu"
+        "{:<6} {:>9} {:>9} {:>10} {:>9} {:>8} {:>13} {:>9}  device",
+        "path",
+        "setup ms",
+        "first ms",
+        "median ms",
+        "frames/s",
+        "vs cpu",
+        format!("x{} ms/scene", args.batch),
+        "vs one"
     );
     for r in &rows {
         let fps = args.frames as f64 / r.median.as_secs_f64();
         let ratio = cpu.map_or(f64::NAN, |c| c.as_secs_f64() / r.median.as_secs_f64());
+        let (batched, saved) = r.batched.map_or((f64::NAN, f64::NAN), |b| {
+            (ms(b), r.median.as_secs_f64() / b.as_secs_f64())
+        });
         println!(
-            "{:<6} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>7.2}x  {}",
+            "{:<6} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>7.2}x {:>13.1} {:>8.2}x  {}",
             r.name,
             ms(r.setup),
             ms(r.first),
             ms(r.median),
             fps,
             ratio,
+            batched,
+            saved,
             r.device
         );
     }

@@ -13,6 +13,13 @@
 //! task's frames are published, and its scenes come back, in the order they were submitted
 //! (the live streams count on frame indexes arriving in order).
 //!
+//! Batches: a thread takes every scene waiting in its queue (up to [`MAX_BATCH`]) at once and
+//! post-processes the built-in model's together ([`crate::post::PostProcessor::process_batch`]:
+//! on wgpu one submission and one read-back for all), then stores and publishes them in order.
+//! A scene that arrives alone goes alone, so batching adds no wait; it only removes the
+//! per-submission cost when scenes queue up (several tasks finishing at once);
+//! `reel_post_batch_scenes` (a histogram) shows how many go together.
+//!
 //! A thread that panics reports its death to the engine's [`crate::health::Health`], whose
 //! supervisor fails the tasks the engine held and starts afresh.
 //!
@@ -45,7 +52,11 @@ use super::post_process::{discard_written, write_atomically};
 use crate::encode::png_rgb;
 use crate::health::panic_message;
 use crate::post::yuv::rgb_to_yuv420;
-use crate::post::Processed;
+use crate::post::{PostInput, Processed};
+
+/// The most scenes a thread post-processes together: bounds the memory of a batch (about 8 MB
+/// of delivered frames per default scene) while covering the bursts of a busy server.
+pub const MAX_BATCH: usize = 16;
 
 /// Threads for post-processing when rayon's pool has `compute_threads` threads.
 pub fn pool_threads(compute_threads: usize) -> usize {
@@ -100,19 +111,22 @@ impl PostPool {
                     .spawn(move || {
                         kernels::lower_current_thread_priority();
                         let serve = std::panic::AssertUnwindSafe(|| {
-                            for job in rx {
-                                let task = job.scene.job.task;
-                                let outcome = run(&ctx, &home, &job.scene);
-                                let done = Done {
-                                    ticket: job.ticket,
-                                    task,
-                                    outcome,
-                                };
-                                if done_tx.send(done).is_err() {
-                                    return;
+                            while let Ok(first) = rx.recv() {
+                                let mut jobs = vec![first];
+                                jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
+                                let outcomes = run(&ctx, &home, &jobs);
+                                for (job, outcome) in jobs.iter().zip(outcomes) {
+                                    let done = Done {
+                                        ticket: job.ticket,
+                                        task: job.scene.job.task,
+                                        outcome,
+                                    };
+                                    if done_tx.send(done).is_err() {
+                                        return;
+                                    }
+                                    // Fails only once the worker is gone, when nobody waits.
+                                    let _ = wake.activate();
                                 }
-                                // Fails only once the worker is gone, when nobody waits.
-                                let _ = wake.activate();
                             }
                         });
                         if let Err(panic) = std::panic::catch_unwind(serve) {
@@ -158,26 +172,114 @@ impl Drop for PostPool {
     }
 }
 
-fn run(ctx: &Context, home: &Home, scene: &DenoisedScene) -> Outcome {
+/// The outcome of each of a thread's waiting scenes, in order.
+fn run(ctx: &Context, home: &Home, jobs: &[Job]) -> Vec<Outcome> {
     if let Some(pause) = ctx.governor.pause() {
         std::thread::sleep(pause); // the CPU ceiling; this thread is ours to park
     }
+    if ctx.model.spec().is_free_form() {
+        return jobs
+            .iter()
+            .map(|job| {
+                outcome(home, &job.scene, |out| {
+                    stream_free_form(ctx, home, job, out)
+                })
+            })
+            .collect();
+    }
+    // The built-in model: decode every live scene, post-process them together, then store
+    // and publish each in order.
+    let t = Instant::now();
+    let clips: Vec<Option<anyhow::Result<Clip>>> = jobs
+        .iter()
+        .map(|job| {
+            home.live(job.scene.job.task)
+                .then(|| decode(ctx, &job.scene))
+        })
+        .collect();
+    let inputs: Vec<PostInput<'_>> = clips
+        .iter()
+        .zip(jobs)
+        .filter_map(|(clip, job)| match clip {
+            Some(Ok(clip)) => Some(PostInput {
+                clip,
+                out_size: job.scene.job.params.size as usize,
+                out_frames: job.scene.job.out_frames(),
+            }),
+            _ => None,
+        })
+        .collect();
+    metrics::histogram!("reel_post_batch_scenes").record(inputs.len() as f64);
+    let mut processed = home.post.process_batch(&inputs).into_iter();
+    // Each scene is charged an equal share of the batch.
+    let share = t.elapsed() / inputs.len().max(1) as u32;
+    clips
+        .into_iter()
+        .zip(jobs)
+        .map(|(clip, job)| match clip {
+            None => Outcome::Dropped,
+            Some(Err(e)) => Outcome::Failed(e),
+            Some(Ok(_)) => {
+                let frames = processed.next().expect("one result per decoded scene");
+                outcome(home, &job.scene, |out| {
+                    out.spent = share;
+                    out.store(frames?)
+                })
+            }
+        })
+        .collect()
+}
+
+/// The built-in model's base frames of a scene (it decodes in one piece).
+fn decode(ctx: &Context, scene: &DenoisedScene) -> anyhow::Result<Clip> {
+    let mut clip = None;
+    ctx.model.decode(&scene.latent, &mut |piece| {
+        clip = Some(piece);
+        true
+    });
+    clip.context("the model decoded no frames")
+}
+
+/// A free-form model's scene, made at the delivered size and rate: each decoded piece (a
+/// latent frame's worth) is stored and announced at once, while the VAE decodes the next.
+fn stream_free_form(
+    ctx: &Context,
+    home: &Home,
+    job: &Job,
+    out: &mut Frames<'_>,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let mut result = Ok(());
+    ctx.model.decode(&job.scene.latent, &mut |clip| {
+        result = out.store(to_frames(&clip));
+        result.is_ok() && home.live(job.scene.job.task)
+    });
+    out.spent = t.elapsed().saturating_sub(out.publish);
+    result
+}
+
+/// Stores a scene's frames through `make` (which fills `out`), records its timings and tells
+/// what became of it.
+fn outcome(
+    home: &Home,
+    scene: &DenoisedScene,
+    make: impl FnOnce(&mut Frames<'_>) -> anyhow::Result<()>,
+) -> Outcome {
     if !home.live(scene.job.task) {
         return Outcome::Dropped;
     }
-    match process(ctx, home, scene) {
+    match store(home, scene, make) {
         Ok(Some(done)) => Outcome::Ready(done),
         Ok(None) => Outcome::Dropped,
         Err(e) => Outcome::Failed(e),
     }
 }
 
-/// Decodes, post-processes, stores and publishes one scene; None when its task was cancelled
-/// meanwhile.
-fn process(
-    ctx: &Context,
+/// Stores and publishes one scene's frames; None when its task was cancelled meanwhile.
+fn store(
     home: &Home,
     scene: &DenoisedScene,
+    make: impl FnOnce(&mut Frames<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<ProcessedScene>> {
     let job = &scene.job;
     let _span = tracing::debug_span!("post_process", task = job.task, scene = job.index).entered();
@@ -196,32 +298,13 @@ fn process(
             motion: Vec::new(),
         },
         publish: Duration::ZERO,
+        spent: Duration::ZERO,
     };
-    let t = Instant::now();
-    let stored = if ctx.model.spec().is_free_form() {
-        // Made at the delivered size and rate: each decoded piece (a latent frame's worth)
-        // is stored and announced at once, while the VAE decodes the next.
-        let mut result = Ok(());
-        ctx.model.decode(&scene.latent, &mut |clip| {
-            result = out.store(to_frames(&clip));
-            result.is_ok() && home.live(job.task)
-        });
-        result
-    } else {
-        let mut clip = None;
-        ctx.model.decode(&scene.latent, &mut |piece| {
-            clip = Some(piece);
-            true
-        });
-        let clip = clip.context("the model decoded no frames")?;
-        let size = job.params.size as usize;
-        let frames = home.post.process(&clip, size, job.out_frames())?;
-        out.store(frames)
-    };
-    let secs = t.elapsed().saturating_sub(out.publish);
-    home.add_timing(job.task, "post_process", secs.as_millis() as u64);
+    let stored = make(&mut out);
+    home.add_timing(job.task, "post_process", out.spent.as_millis() as u64);
     home.add_timing(job.task, "publish", out.publish.as_millis() as u64);
-    metrics::histogram!("reel_stage_seconds", "stage" => "post_process").record(secs.as_secs_f64());
+    metrics::histogram!("reel_stage_seconds", "stage" => "post_process")
+        .record(out.spent.as_secs_f64());
     // Ended while they were written (a deletion may have taken the directory from under
     // the writes, failing them): nobody wants these frames, and no record names them.
     if !home.live(job.task) {
@@ -266,6 +349,8 @@ struct Frames<'a> {
     written: Vec<PathBuf>,
     processed: Processed,
     publish: Duration,
+    /// Decoding and post-processing time charged to the scene (publishing excluded).
+    spent: Duration,
 }
 
 impl Frames<'_> {

@@ -1,10 +1,15 @@
 //! The wgpu backend: the four stages as compute shaders, chained on the device.
 //!
-//! Device, pipelines and buffers are made once and reused; buffers grow when a bigger scene
-//! comes. Per scene: one upload of the base frames, one command buffer with the four
-//! dispatches and the copies into one staging buffer, one read-back.
+//! Device, pipelines and buffers are made once and reused; buffers grow when a bigger batch
+//! comes. A batch of scenes is one submission: each scene's base frames are uploaded into its
+//! slot of the shared buffers, one command buffer holds every scene's four dispatches (each
+//! scene bound to its slots) and the copies into one staging buffer, and one read-back brings
+//! them all home. So the fixed cost of a submission and a device round trip (which dominated
+//! small scenes) is paid once per batch instead of once per scene.
 
 use std::borrow::Cow;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use anyhow::{anyhow, ensure, Context as _, Result};
@@ -37,6 +42,8 @@ pub(crate) struct GpuPost {
     resample: wgpu::ComputePipeline,
     yuv: wgpu::ComputePipeline,
     buffers: Mutex<Option<Buffers>>,
+    /// Command buffers submitted so far (one per batch).
+    submissions: AtomicU64,
 }
 
 /// The device-side working set; `sizes` are what each buffer holds, in bytes.
@@ -45,54 +52,96 @@ struct Buffers {
     params: wgpu::Buffer,
     clip: wgpu::Buffer,
     motion: wgpu::Buffer,
+    sides: wgpu::Buffer,
     rgb: wgpu::Buffer,
     yuv: wgpu::Buffer,
     readback: wgpu::Buffer,
-    bind_group: wgpu::BindGroup,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Bytes per buffer: what one scene needs, where a scene's slot starts, or a whole batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Sizes {
+    params: u64,
     clip: u64,
     motion: u64,
     sides: u64,
     rgb: u64,
     yuv: u64,
+    /// The staging buffer: motion, RGB and Y'CbCr back to back.
+    readback: u64,
 }
 
 impl Sizes {
     fn of(g: &Geometry) -> Sizes {
         let bytes = |words: usize| (words * 4) as u64;
+        let (motion, rgb, yuv) = (
+            bytes(g.frames * MOTION_WORDS),
+            bytes(g.out_frames * g.rgb_words()),
+            bytes(g.out_frames * g.yuv_words()),
+        );
         Sizes {
+            params: std::mem::size_of::<Params>() as u64,
             clip: bytes(g.frames * g.in_w * g.in_h * 3),
-            motion: bytes(g.frames * MOTION_WORDS),
+            motion,
             sides: bytes(g.frames * g.cells() * SIDE_WORDS),
-            rgb: bytes(g.out_frames * g.rgb_words()),
-            yuv: bytes(g.out_frames * g.yuv_words()),
+            rgb,
+            yuv,
+            readback: motion + rgb + yuv,
+        }
+    }
+
+    fn fields(&self) -> [u64; 7] {
+        [
+            self.params,
+            self.clip,
+            self.motion,
+            self.sides,
+            self.rgb,
+            self.yuv,
+            self.readback,
+        ]
+    }
+
+    fn from_fields([params, clip, motion, sides, rgb, yuv, readback]: [u64; 7]) -> Sizes {
+        Sizes {
+            params,
+            clip,
+            motion,
+            sides,
+            rgb,
+            yuv,
+            readback,
         }
     }
 
     fn covers(&self, need: &Sizes) -> bool {
-        self.clip >= need.clip
-            && self.motion >= need.motion
-            && self.sides >= need.sides
-            && self.rgb >= need.rgb
-            && self.yuv >= need.yuv
+        self.fields()
+            .iter()
+            .zip(need.fields())
+            .all(|(&a, b)| a >= b)
     }
 
     fn max(&self, other: &Sizes) -> Sizes {
-        Sizes {
-            clip: self.clip.max(other.clip),
-            motion: self.motion.max(other.motion),
-            sides: self.sides.max(other.sides),
-            rgb: self.rgb.max(other.rgb),
-            yuv: self.yuv.max(other.yuv),
-        }
+        let (a, b) = (self.fields(), other.fields());
+        Sizes::from_fields(std::array::from_fn(|i| a[i].max(b[i])))
     }
 
-    fn readback(&self) -> u64 {
-        self.motion + self.rgb + self.yuv
+    /// Reserves a slot of `need` at the end of a batch of `self` (each slot starting at a
+    /// multiple of `align`); returns the slot's offsets.
+    fn place(&mut self, need: &Sizes, align: u64) -> Sizes {
+        let (end, need) = (self.fields(), need.fields());
+        let at: [u64; 7] = std::array::from_fn(|i| end[i].next_multiple_of(align));
+        *self = Sizes::from_fields(std::array::from_fn(|i| at[i] + need[i]));
+        Sizes::from_fields(at)
     }
+}
+
+/// One scene of a batch: its shape, what it needs, and where its slot starts.
+struct Slot<'a> {
+    clip: &'a Clip,
+    g: &'a Geometry,
+    need: Sizes,
+    at: Sizes,
 }
 
 impl GpuPost {
@@ -172,6 +221,7 @@ impl GpuPost {
             resample,
             yuv,
             buffers: Mutex::new(None),
+            submissions: AtomicU64::new(0),
         })
     }
 
@@ -183,12 +233,26 @@ impl GpuPost {
         )
     }
 
+    /// Command buffers submitted so far: one per batch.
+    pub(crate) fn submissions(&self) -> u64 {
+        self.submissions.load(Ordering::Relaxed)
+    }
+
+    /// Where slots may start: every binding offset the device accepts for uniforms and
+    /// storage, and the 8 bytes a mapped range must start on.
+    fn alignment(&self) -> u64 {
+        let limits = self.device.limits();
+        u64::from(limits.min_uniform_buffer_offset_alignment)
+            .max(u64::from(limits.min_storage_buffer_offset_alignment))
+            .max(wgpu::MAP_ALIGNMENT)
+    }
+
     fn check_limits(&self, g: &Geometry, sizes: &Sizes) -> Result<()> {
         let limits = self.device.limits();
         let biggest = sizes.clip.max(sizes.sides).max(sizes.rgb).max(sizes.yuv);
         ensure!(
             biggest <= limits.max_storage_buffer_binding_size
-                && sizes.readback() <= limits.max_buffer_size,
+                && sizes.readback <= limits.max_buffer_size,
             "scene too large for the device: {biggest} byte buffer, limit {}",
             limits.max_storage_buffer_binding_size
         );
@@ -224,56 +288,99 @@ impl GpuPost {
         };
         let params = make(
             "params",
-            std::mem::size_of::<Params>() as u64,
+            need.params,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
         let clip = make("clip", need.clip, storage);
         let motion = make("motion", need.motion, storage);
-        // Only the shaders touch the side table; the bind group keeps it alive.
         let sides = make("sides", need.sides, storage);
         let rgb = make("rgb", need.rgb, storage);
         let yuv = make("yuv", need.yuv, storage);
         let readback = make(
             "readback",
-            need.readback(),
+            need.readback,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("post"),
-            layout: &self.layout,
-            entries: &[&params, &clip, &motion, &rgb, &yuv, &sides]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect::<Vec<_>>(),
-        });
         Buffers {
             sizes: *need,
             params,
             clip,
             motion,
+            sides,
             rgb,
             yuv,
             readback,
-            bind_group,
         }
     }
 
-    pub(crate) fn process(&self, clip: &Clip, g: &Geometry) -> Result<Processed> {
-        let need = Sizes::of(g);
-        self.check_limits(g, &need)?;
+    /// The bind group of one scene's slot (bindings as in `common.wgsl`).
+    fn bind_slot(&self, buf: &Buffers, slot: &Slot<'_>) -> wgpu::BindGroup {
+        let (at, need) = (&slot.at, &slot.need);
+        let ranges = [
+            (&buf.params, at.params, need.params),
+            (&buf.clip, at.clip, need.clip),
+            (&buf.motion, at.motion, need.motion),
+            (&buf.rgb, at.rgb, need.rgb),
+            (&buf.yuv, at.yuv, need.yuv),
+            (&buf.sides, at.sides, need.sides),
+        ];
+        let entries: Vec<wgpu::BindGroupEntry> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(buffer, offset, size))| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset,
+                    // Every stage's size is positive: `Geometry::new` refuses empty scenes.
+                    size: NonZeroU64::new(size),
+                }),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("post slot"),
+            layout: &self.layout,
+            entries: &entries,
+        })
+    }
+
+    /// Several scenes through the chain in one submission (in as few as the device's buffer
+    /// size allows); the results in the order given. An error fails the whole batch.
+    pub(crate) fn process_batch(&self, scenes: &[(&Clip, &Geometry)]) -> Result<Vec<Processed>> {
+        let align = self.alignment();
+        let max_buffer = self.device.limits().max_buffer_size;
+        let mut out = Vec::with_capacity(scenes.len());
+        let mut batch: Vec<Slot<'_>> = Vec::new();
+        let mut total = Sizes::default();
+        for &(clip, g) in scenes {
+            let need = Sizes::of(g);
+            self.check_limits(g, &need)?;
+            let mut grown = total;
+            grown.place(&need, align);
+            if !batch.is_empty() && grown.fields().iter().any(|&b| b > max_buffer) {
+                out.extend(self.submit(&batch, &total)?);
+                (batch, total) = (Vec::new(), Sizes::default());
+            }
+            let at = total.place(&need, align);
+            batch.push(Slot { clip, g, need, at });
+        }
+        if !batch.is_empty() {
+            out.extend(self.submit(&batch, &total)?);
+        }
+        Ok(out)
+    }
+
+    /// One batch whose slots fill `total`, on the working set (grown first if needed).
+    fn submit(&self, batch: &[Slot<'_>], total: &Sizes) -> Result<Vec<Processed>> {
         let mut guard = self
             .buffers
             .lock()
             .map_err(|_| anyhow!("post-processing buffers poisoned"))?;
         let buf = match guard.take() {
-            Some(b) if b.sizes.covers(&need) => b,
-            old => self.buffers(&old.map_or(need, |b| b.sizes.max(&need))),
+            Some(b) if b.sizes.covers(total) => b,
+            old => self.buffers(&old.map_or(*total, |b| b.sizes.max(total))),
         };
-        let out = self.run(guard.insert(buf), clip, g, &need);
+        let out = self.run(guard.insert(buf), batch, total);
         if out.is_err() {
             // The staging buffer may still be mapped: start afresh next time.
             *guard = None;
@@ -281,36 +388,54 @@ impl GpuPost {
         out
     }
 
-    /// One scene through the chain: upload, four dispatches, copies, one read-back.
-    fn run(&self, buf: &Buffers, clip: &Clip, g: &Geometry, need: &Sizes) -> Result<Processed> {
+    /// A batch through the chain: uploads, every scene's four dispatches and copies in one
+    /// command buffer, one read-back.
+    fn run(&self, buf: &Buffers, batch: &[Slot<'_>], total: &Sizes) -> Result<Vec<Processed>> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        self.queue
-            .write_buffer(&buf.params, 0, bytemuck::bytes_of(&g.params()));
-        self.queue
-            .write_buffer(&buf.clip, 0, bytemuck::cast_slice(&clip.data));
+        for slot in batch {
+            let params = slot.g.params();
+            self.queue
+                .write_buffer(&buf.params, slot.at.params, bytemuck::bytes_of(&params));
+            self.queue.write_buffer(
+                &buf.clip,
+                slot.at.clip,
+                bytemuck::cast_slice(&slot.clip.data),
+            );
+        }
+        let groups: Vec<wgpu::BindGroup> = batch.iter().map(|s| self.bind_slot(buf, s)).collect();
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(0, &buf.bind_group, &[]);
-            pass.set_pipeline(&self.analyse);
-            pass.dispatch_workgroups(g.frames as u32, 1, 1);
-            pass.set_pipeline(&self.sides);
-            pass.dispatch_workgroups(g.cells().div_ceil(GROUP) as u32, g.frames as u32, 1);
-            pass.set_pipeline(&self.resample);
-            pass.dispatch_workgroups(g.quads().div_ceil(GROUP) as u32, g.out_frames as u32, 1);
-            pass.set_pipeline(&self.yuv);
-            pass.dispatch_workgroups(
-                (g.y_words() + g.c_words()).div_ceil(GROUP) as u32,
-                g.out_frames as u32,
-                1,
-            );
+            for (slot, group) in batch.iter().zip(&groups) {
+                let g = slot.g;
+                pass.set_bind_group(0, group, &[]);
+                pass.set_pipeline(&self.analyse);
+                pass.dispatch_workgroups(g.frames as u32, 1, 1);
+                pass.set_pipeline(&self.sides);
+                pass.dispatch_workgroups(g.cells().div_ceil(GROUP) as u32, g.frames as u32, 1);
+                pass.set_pipeline(&self.resample);
+                pass.dispatch_workgroups(g.quads().div_ceil(GROUP) as u32, g.out_frames as u32, 1);
+                pass.set_pipeline(&self.yuv);
+                pass.dispatch_workgroups(
+                    (g.y_words() + g.c_words()).div_ceil(GROUP) as u32,
+                    g.out_frames as u32,
+                    1,
+                );
+            }
         }
-        encoder.copy_buffer_to_buffer(&buf.motion, 0, &buf.readback, 0, need.motion);
-        encoder.copy_buffer_to_buffer(&buf.rgb, 0, &buf.readback, need.motion, need.rgb);
-        encoder.copy_buffer_to_buffer(&buf.yuv, 0, &buf.readback, need.motion + need.rgb, need.yuv);
+        for slot in batch {
+            let (at, need) = (&slot.at, &slot.need);
+            let back = at.readback;
+            encoder.copy_buffer_to_buffer(&buf.motion, at.motion, &buf.readback, back, need.motion);
+            let back = back + need.motion;
+            encoder.copy_buffer_to_buffer(&buf.rgb, at.rgb, &buf.readback, back, need.rgb);
+            let back = back + need.rgb;
+            encoder.copy_buffer_to_buffer(&buf.yuv, at.yuv, &buf.readback, back, need.yuv);
+        }
         self.queue.submit([encoder.finish()]);
+        self.submissions.fetch_add(1, Ordering::Relaxed);
 
-        let slice = buf.readback.slice(0..need.readback());
+        let slice = buf.readback.slice(0..total.readback);
         let (tx, rx) = mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             // The receiver lives until the poll below has returned.
@@ -329,7 +454,14 @@ impl GpuPost {
             let view = slice
                 .get_mapped_range()
                 .context("reading the post-processing results")?;
-            unpack(&view, g, need)
+            batch
+                .iter()
+                .map(|slot| {
+                    let start = slot.at.readback as usize;
+                    let bytes = &view[start..start + slot.need.readback as usize];
+                    unpack(bytes, slot.g, &slot.need)
+                })
+                .collect()
         };
         buf.readback.unmap();
         Ok(out)

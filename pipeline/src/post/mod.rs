@@ -27,8 +27,10 @@
 //! 4. **yuv** ([`yuv`]): RGB8 -> BT.601 limited-range Y'CbCr 4:2:0 (what H.264 Constrained
 //!    Baseline yuv420p wants), from the delivered RGB8 so both outputs agree.
 //!
-//! On the device the stages are chained: a scene is uploaded once and read back once, and the
-//! device, pipelines and buffers live as long as the [`PostProcessor`] (buffers grow on demand).
+//! On the device the stages are chained: a scene is uploaded once and read back once, the
+//! scenes of a batch ([`PostProcessor::process_batch`]) in one submission and one read-back,
+//! and the device, pipelines and buffers live as long as the [`PostProcessor`] (buffers grow
+//! on demand).
 
 mod analyse;
 mod choice;
@@ -41,7 +43,7 @@ pub mod yuv;
 
 use std::fmt;
 
-use anyhow::{ensure, Result};
+use anyhow::{anyhow, ensure, Result};
 use kernels::Clip;
 
 pub use analyse::FrameMotion;
@@ -163,12 +165,72 @@ impl PostProcessor {
 
     /// Brings one scene to `out_frames` frames of `out_size` x `out_size`.
     pub fn process(&self, clip: &Clip, out_size: usize, out_frames: usize) -> Result<Processed> {
-        let geometry = geometry::Geometry::new(clip, out_size, out_frames)?;
+        let mut done = self.process_batch(&[PostInput {
+            clip,
+            out_size,
+            out_frames,
+        }]);
+        done.pop().expect("one result per scene")
+    }
+
+    /// Brings several scenes through the chain, each result in the order given. On wgpu
+    /// they go to the device together: one submission and one read-back for all of them
+    /// (more only when they outgrow the device's largest buffer). A scene whose shape is
+    /// refused fails alone; a device error fails every scene of the batch.
+    pub fn process_batch(&self, scenes: &[PostInput<'_>]) -> Vec<Result<Processed>> {
+        let shaped: Vec<Result<geometry::Geometry>> = scenes
+            .iter()
+            .map(|s| geometry::Geometry::new(s.clip, s.out_size, s.out_frames))
+            .collect();
         match &self.backend {
-            Backend::Cpu => Ok(cpu::process(clip, &geometry)),
-            Backend::Wgpu(gpu) => gpu.process(clip, &geometry),
+            Backend::Cpu => scenes
+                .iter()
+                .zip(shaped)
+                .map(|(s, g)| Ok(cpu::process(s.clip, &g?)))
+                .collect(),
+            Backend::Wgpu(gpu) => {
+                let good: Vec<(&Clip, &geometry::Geometry)> = scenes
+                    .iter()
+                    .zip(&shaped)
+                    .filter_map(|(s, g)| Some((s.clip, g.as_ref().ok()?)))
+                    .collect();
+                let mut done = match gpu.process_batch(&good) {
+                    Ok(done) => done.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => {
+                        let why = format!("{e:#}");
+                        good.iter().map(|_| Err(anyhow!("{why}"))).collect()
+                    }
+                }
+                .into_iter();
+                shaped
+                    .into_iter()
+                    .map(|g| match g {
+                        Ok(_) => done.next().expect("one result per shaped scene"),
+                        Err(e) => Err(e),
+                    })
+                    .collect()
+            }
         }
     }
+
+    /// Command buffers submitted to the wgpu device so far (one per batch); 0 on the CPU.
+    pub fn submissions(&self) -> u64 {
+        match &self.backend {
+            Backend::Cpu => 0,
+            Backend::Wgpu(gpu) => gpu.submissions(),
+        }
+    }
+}
+
+/// One scene for [`PostProcessor::process_batch`]: its base frames and the delivered shape.
+#[derive(Clone, Copy, Debug)]
+pub struct PostInput<'a> {
+    /// The model's base frames.
+    pub clip: &'a Clip,
+    /// Delivered width and height in pixels.
+    pub out_size: usize,
+    /// Delivered frames.
+    pub out_frames: usize,
 }
 
 impl fmt::Debug for PostProcessor {
