@@ -7,14 +7,26 @@
 //! - `step`: one whole sampler step of the `b` scenes (`Model::step`: the pass plus the
 //!   guidance combine and the DPM-Solver++(2M) update).
 //!
-//! Prints one JSON line per batch size; frames x steps per second is `b * frames / step`.
+//! and, to size what keeping the latents on the device would save, the parts of a step that
+//! move between host and device:
+//! - `host_sampler`: the guidance combine and DPM-Solver++(2M) update of the `b` scenes on the
+//!   host, as `Model::step` does after its pass;
+//! - `device_sampler`: the same on the device (`CudaBackend::guided_step`, its table upload
+//!   included);
+//! - `transfer`: uploading the `2b` clips of a pass's input and downloading its output.
 //!
-//! `cargo run --release -p kernels --example cuda_throughput -- --batches 1,8,32`
+//! Prints one JSON line per batch size; frames x steps per second is `b * frames / step`.
+//! `--conv` and `--temporal` choose the convolution paths (`sgemm`, the default, or `tf32`:
+//! `CudaOptions`), so one machine can measure them side by side:
+//!
+//! `cargo run --release -p kernels --example cuda_throughput -- --batches 1,8,32 --conv tf32 --temporal tf32`
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use kernels::{philox, CudaBackend, Method, Model, Tensor};
+use kernels::cuda::{ConvPath, CudaOptions, SceneStep};
+use kernels::sampler::Solver;
+use kernels::{philox, Backend, CudaBackend, Method, Model, Tensor};
 
 const CAPTION: &str = "a small red circle moving left on a black background";
 
@@ -23,6 +35,7 @@ struct Args {
     batches: Vec<usize>,
     iters: usize,
     warmup: usize,
+    options: CudaOptions,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,19 +44,25 @@ fn parse_args() -> Result<Args, String> {
         batches: vec![1, 8, 32],
         iters: 30,
         warmup: 5,
+        options: CudaOptions::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let number = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
+        let path =
+            |v: &str| ConvPath::from_name(v).ok_or(format!("{flag} {v}: want sgemm or tf32"));
         match flag.as_str() {
             "--checkpoint" => args.checkpoint = PathBuf::from(value),
             "--batches" => args.batches = value.split(',').map(number).collect::<Result<_, _>>()?,
             "--iters" => args.iters = number(&value)?.max(1),
             "--warmup" => args.warmup = number(&value)?,
+            "--conv" => args.options.conv = path(&value)?,
+            "--temporal" => args.options.temporal_conv = path(&value)?,
             _ => {
                 return Err(format!(
-                    "unknown flag {flag} (--checkpoint, --batches, --iters, --warmup)"
+                    "unknown flag {flag} (--checkpoint, --batches, --iters, --warmup, --conv, \
+                     --temporal)"
                 ))
             }
         }
@@ -67,8 +86,11 @@ fn median_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
-    let backend = CudaBackend::try_new(0)?;
+    let backend = CudaBackend::with_options(0, args.options)?;
     let model = Model::load_with(&args.checkpoint, backend)?;
+    // A second handle on the same device for the sampler and transfer measurements (the
+    // model owns its backend).
+    let be = CudaBackend::try_new(0)?;
     let cfg = model.config().clone();
     // The caption's condition, then the unconditional one (an all-padding caption).
     let conds = model
@@ -86,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cfg.latent_size(),
             cfg.latent_size(),
         ];
-        let z = Tensor::new(&shape, [noise.clone(), noise].concat());
+        let z = Tensor::new(&shape, [noise.clone(), noise.clone()].concat());
         let cond = Tensor::new(
             &[2 * b, cfg.emb],
             [cond_row.repeat(b), null_row.repeat(b)].concat(),
@@ -105,15 +127,65 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             model.step(&mut scenes.iter_mut().collect::<Vec<_>>())
         });
 
+        // The sampler alone, host and device, on the pass's output shape, mid-run: solvers
+        // one step in (second-order updates from then on), with a step to spare per call.
+        let len = cfg.latent_len();
+        let out_host = Tensor::new(&[2 * b * len], philox::gaussian(2, 0, 2 * b * len));
+        let mut solvers: Vec<Solver> = (0..b)
+            .map(|_| {
+                let mut s = Solver::new(Method::DpmPP2M, cfg.prediction, total + 2);
+                s.advance(&mut vec![0.0; len], &vec![0.0; len]);
+                s
+            })
+            .collect();
+        let mut latents: Vec<Vec<f32>> = noise.chunks(len).map(<[f32]>::to_vec).collect();
+        let host_sampler = median_ms(args.warmup, args.iters, || {
+            let (oc, ou) = out_host.data.split_at(b * len);
+            for (i, (solver, z)) in solvers.iter_mut().zip(&mut latents).enumerate() {
+                let (oc, ou) = (&oc[i * len..(i + 1) * len], &ou[i * len..(i + 1) * len]);
+                let guided: Vec<f32> = oc
+                    .iter()
+                    .zip(ou)
+                    .map(|(&c, &u)| u + 4.0 * (c - u))
+                    .collect();
+                solver.advance(z, &guided);
+            }
+        });
+        let steps: Vec<SceneStep> = (0..b)
+            .map(|_| SceneStep {
+                method: Method::DpmPP2M,
+                prediction: cfg.prediction,
+                steps: total + 2,
+                step: 1,
+                guidance: 4.0,
+            })
+            .collect();
+        let out_dev = be.upload(&out_host);
+        let mut z_dev = be.upload(&Tensor::new(&[b * len], noise.clone()));
+        let mut x0_dev = be.upload(&Tensor::new(&[b * len], vec![0.0; b * len]));
+        let device_sampler = median_ms(args.warmup, args.iters, || {
+            be.guided_step(&mut z_dev, &mut x0_dev, &out_dev, &steps)
+                .expect("guided_step");
+            be.synchronize();
+        });
+        let transfer = median_ms(args.warmup, args.iters, || {
+            be.download(&be.upload(&z));
+        });
+
         let frame_steps = (b * cfg.frames) as f64;
         println!(
             "{}",
             serde_json::json!({
                 "impl": "rust-cuda",
                 "backend": model.backend_name(),
+                "conv": args.options.conv.name(),
+                "temporal_conv": args.options.temporal_conv.name(),
                 "batch": b,
                 "pass_ms": pass,
                 "step_ms": step,
+                "host_sampler_ms": host_sampler,
+                "device_sampler_ms": device_sampler,
+                "transfer_ms": transfer,
                 "frame_steps_per_s": frame_steps / (step / 1e3),
                 "pass_frame_steps_per_s": frame_steps / (pass / 1e3),
             })

@@ -4,6 +4,9 @@
 //! These need a GPU, so they are `#[ignore]`d: run them with `--include-ignored` on a machine
 //! with one (bench/gpu.sh does), where they fail, not skip, if the backend cannot start.
 //! `try_new_agrees_with_cuda_available` runs everywhere.
+//!
+//! The opt-in paths of `CudaOptions` and the device sampler (`CudaBackend::guided_step`) are
+//! checked here too, each with its own tolerance (TF32 products are not f32 products).
 
 mod common;
 
@@ -11,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::{randn, rel_err};
+use kernels::cuda::{ConvPath, CudaOptions, SceneStep};
+use kernels::sampler::{timesteps, Solver};
 use kernels::{
-    cuda_available, Backend, CpuBackend, CudaBackend, GpuMonitor, KernelError, Method, Model, Norm,
-    Tensor,
+    cuda_available, philox, Backend, CpuBackend, CudaBackend, GpuMonitor, KernelError, Method,
+    Model, Norm, Prediction, Tensor,
 };
 
 /// Ops summing products in f32 (cuBLAS and the CPU GEMM sum in different orders).
@@ -23,6 +28,22 @@ const ELEMENTWISE_TOL: f64 = 1e-6;
 /// Whole denoiser passes and sampling runs: the tolerance of the CPU backend against PyTorch
 /// (tests/golden.rs).
 const MODEL_TOL: f64 = 1e-4;
+/// The implicit TF32 convolutions against the f32 CPU backend. Both operands are rounded to
+/// TF32 (10-bit mantissa, round to nearest: relative error uniform in +-2^-11), so each
+/// product is off by a relative 2^-11 * sqrt(2/3) ~ 4e-4 (rms), independently per term; over K
+/// terms of random sign the sum's error is ~4e-4 * sqrt(sum of squared products), the same
+/// sqrt(K) scale as the output itself: ~4e-4 of the output's rms, at most ~5 sigma = 2e-3 of
+/// it over ~1e5 outputs, and max |output| is 3.5-5x its rms. So the max error is ~5e-4 of
+/// max |ref|; 2e-3 leaves a 4x margin, and any indexing error is O(1).
+const TF32_TOL: f64 = 2e-3;
+/// Whole denoiser passes and sampling runs with both convolutions in TF32: the FP32 paths'
+/// model tolerance is 10x their per-op one (MODEL_TOL / SUM_TOL), so 10x TF32_TOL. An
+/// estimate, not a measurement: the first GPU run prints the errors it saw.
+const TF32_MODEL_TOL: f64 = 2e-2;
+/// The device sampler against `Solver::advance`: the kernel rounds every operation as the host
+/// does (no fused multiply-adds), so it should agree bit for bit; 1e-6 would still catch any
+/// misplaced coefficient (those change results at the 1e-3 level or more).
+const SAMPLER_TOL: f64 = 1e-6;
 
 const RED: &str = "a small red circle moving left on a black background";
 const BLUE: &str = "a large blue square growing on a beige background";
@@ -35,11 +56,29 @@ fn gpu() -> &'static CudaBackend {
     })
 }
 
+/// Both convolutions as implicit TF32 GEMMs.
+const TF32: CudaOptions = CudaOptions {
+    conv: ConvPath::ImplicitTf32,
+    temporal_conv: ConvPath::ImplicitTf32,
+};
+
+/// A shared GPU backend with both convolutions in TF32.
+fn gpu_tf32() -> &'static CudaBackend {
+    static GPU: OnceLock<CudaBackend> = OnceLock::new();
+    GPU.get_or_init(|| {
+        CudaBackend::with_options(0, TF32)
+            .unwrap_or_else(|e| panic!("this test needs a CUDA GPU with TF32: {e}"))
+    })
+}
+
 /// Evaluates `$body` (which builds a host `Tensor` through the backend `$be`) on the CPU
 /// backend and on the GPU, and asserts they agree within `$tol`.
 macro_rules! parity {
-    ($name:expr, $tol:expr, |$be:ident| $body:expr) => {{
-        let gpu = gpu();
+    ($name:expr, $tol:expr, |$be:ident| $body:expr) => {
+        parity!(gpu(), $name, $tol, |$be| $body)
+    };
+    ($gpu:expr, $name:expr, $tol:expr, |$be:ident| $body:expr) => {{
+        let gpu: &CudaBackend = $gpu;
         let want: Tensor = {
             let $be = &CpuBackend::new(2);
             $body
@@ -50,6 +89,7 @@ macro_rules! parity {
         };
         assert_eq!(got.shape, want.shape, "{}: shape", $name);
         let err = rel_err(&got.data, &want.data);
+        eprintln!("{}: relative error {err:e}", $name);
         assert!(
             err <= $tol,
             "{}: relative error {err:e} > {:e}",
@@ -95,6 +135,53 @@ fn conv2d(shape: [usize; 5]) {
     parity!(format!("conv2d {shape:?}"), SUM_TOL, |be| be.download(
         &be.conv2d(&be.upload(&x), &be.upload(&wt), &be.upload(&b))
     ));
+}
+
+/// `t` with every value rounded to TF32 as `cvt.rna.tf32.f32` does (nearest, ties away from
+/// zero, 13 low mantissa bits cleared; the values here are finite and far from overflow).
+fn tf32_rounded(t: &Tensor) -> Tensor {
+    let round = |v: f32| f32::from_bits(v.to_bits().wrapping_add(0x1000) & !0x1fff);
+    Tensor::new(&t.shape, t.data.iter().map(|&v| round(v)).collect())
+}
+
+/// The implicit TF32 conv2d, twice: on inputs already rounded to TF32, where the kernel's
+/// rounding is exact and only the f32 summation order differs from the CPU's (SUM_TOL: this
+/// checks the gather, the tiling and the fragments exactly), and on raw inputs (TF32_TOL).
+fn conv2d_tf32(shape: [usize; 5]) {
+    let [n, h, w, cin, cout] = shape;
+    let (x, wt, b) = (
+        randn(&[n, h, w, cin], 1),
+        randn(&[3, 3, cin, cout], 2),
+        randn(&[cout], 3),
+    );
+    let (xr, wr) = (tf32_rounded(&x), tf32_rounded(&wt));
+    for (what, x, wt, tol) in [
+        ("TF32-exact inputs", &xr, &wr, SUM_TOL),
+        ("raw inputs", &x, &wt, TF32_TOL),
+    ] {
+        let name = format!("conv2d TF32 {shape:?}, {what}");
+        parity!(gpu_tf32(), name, tol, |be| be.download(&be.conv2d(
+            &be.upload(x),
+            &be.upload(wt),
+            &be.upload(&b)
+        )));
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU; run with --ignored on one"]
+fn conv2d_tf32_shapes() {
+    // Odd sizes: fewer than 4 channels (several taps per K-step), K = 9 * 5 not a multiple
+    // of 16, rows not a multiple of 64, more than 128 output channels (two column blocks).
+    conv2d_tf32([1, 4, 6, 1, 3]);
+    conv2d_tf32([2, 7, 5, 5, 6]);
+    conv2d_tf32([3, 5, 9, 20, 130]);
+    // The checkpoint's conv_in (108 -> 128), a block's conv (128 -> 128) and conv_out
+    // (128 -> 108) on 2 clips of 8 frames, then a block's conv at 4 scenes (8 clips).
+    conv2d_tf32([16, 8, 8, 108, 128]);
+    conv2d_tf32([16, 8, 8, 128, 128]);
+    conv2d_tf32([16, 8, 8, 128, 108]);
+    conv2d_tf32([64, 8, 8, 128, 128]);
 }
 
 #[test]
@@ -157,6 +244,46 @@ fn temporal_conv_shapes() {
     temporal_conv(4, 8, [8, 8, 96]);
     // One frame: only the centre tap, the batched side-tap GEMMs are skipped.
     temporal_conv(3, 1, [2, 2, 8]);
+}
+
+/// The implicit TF32 temporal conv, on TF32-exact and raw inputs as `conv2d_tf32`.
+fn temporal_conv_tf32(clips: usize, frames: usize, [h, w, c]: [usize; 3]) {
+    let shape = [clips * frames, h, w, c];
+    let (x, wt, b, r) = (
+        randn(&shape, 4),
+        randn(&[3, c, c], 5),
+        randn(&[c], 6),
+        randn(&shape, 7),
+    );
+    let (xr, wr) = (tf32_rounded(&x), tf32_rounded(&wt));
+    for (what, x, wt, tol) in [
+        ("TF32-exact inputs", &xr, &wr, SUM_TOL),
+        ("raw inputs", &x, &wt, TF32_TOL),
+    ] {
+        let name = format!("temporal conv TF32, {clips} clips of {frames} frames, {what}");
+        parity!(gpu_tf32(), name, tol, |be| {
+            let mut residual = be.upload(&r);
+            be.temporal_conv_residual(
+                &mut residual,
+                &be.upload(x),
+                &be.upload(wt),
+                &be.upload(&b),
+                frames,
+            );
+            be.download(&residual)
+        });
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU; run with --ignored on one"]
+fn temporal_conv_tf32_shapes() {
+    temporal_conv_tf32(2, 5, [3, 4, 12]);
+    temporal_conv_tf32(3, 1, [2, 2, 8]);
+    temporal_conv_tf32(1, 3, [1, 1, 3]);
+    // The checkpoint's 128 channels: 2 scenes (4 clips), then 16 scenes (32 clips).
+    temporal_conv_tf32(4, 8, [8, 8, 128]);
+    temporal_conv_tf32(32, 8, [8, 8, 128]);
 }
 
 #[test]
@@ -248,10 +375,21 @@ fn checkpoint() -> PathBuf {
 #[test]
 #[ignore = "needs a CUDA GPU; run with --ignored on one"]
 fn sampling_runs_match_the_cpu_backend() {
+    sampling_runs(CudaOptions::default(), MODEL_TOL);
+}
+
+/// The same with both convolutions as implicit TF32 GEMMs.
+#[test]
+#[ignore = "needs a CUDA GPU; run with --ignored on one"]
+fn sampling_runs_with_tf32_convolutions_match_the_cpu_backend() {
+    sampling_runs(TF32, TF32_MODEL_TOL);
+}
+
+fn sampling_runs(options: CudaOptions, tol: f64) {
     let cpu = Model::load_with(&checkpoint(), CpuBackend::new(2)).expect("load on CPU");
     let cuda = Model::load_with(
         &checkpoint(),
-        CudaBackend::try_new(0).expect("CUDA backend"),
+        CudaBackend::with_options(0, options).expect("CUDA backend"),
     )
     .expect("load on CUDA");
     assert_eq!(cpu.id(), cuda.id());
@@ -275,13 +413,172 @@ fn sampling_runs_match_the_cpu_backend() {
         cuda.denoise(&z, &[0.9, 0.3], &cond).unwrap(),
     );
     let err = rel_err(&got.data, &want.data);
-    assert!(err <= MODEL_TOL, "denoiser pass: relative error {err:e}");
+    eprintln!("{options:?} denoiser pass: relative error {err:e}");
+    assert!(err <= tol, "denoiser pass: relative error {err:e}");
 
     for method in [Method::DpmPP2M, Method::Ddim] {
         let want = cpu.generate(&[RED, BLUE], 7, 4, 4.0, method).unwrap();
         let got = cuda.generate(&[RED, BLUE], 7, 4, 4.0, method).unwrap();
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let err = rel_err(&g.data, &w.data);
+            eprintln!("{options:?} {method:?} scene {i}: relative error {err:e}");
+            assert!(err <= tol, "{method:?} scene {i}: frames differ by {err:e}");
+        }
+    }
+}
+
+/// `guided_step` against the host: scenes of every method and prediction, different step
+/// counts and guidance in one batch, four steps (two scenes finish, two are mid-run), with
+/// random denoiser outputs; latents and x0 estimates after every step.
+#[test]
+#[ignore = "needs a CUDA GPU; run with --ignored on one"]
+fn guided_step_matches_the_host_solver() {
+    let be = gpu();
+    let len = 1031; // not a multiple of the block size
+    let runs = [
+        (Method::DpmPP2M, Prediction::X0, 4, 4.0f32),
+        (Method::Ddim, Prediction::V, 6, 1.5),
+        (Method::DpmPP2M, Prediction::V, 5, 7.0),
+        (Method::Ddim, Prediction::X0, 4, 0.0),
+    ];
+    let n = runs.len();
+    let mut solvers: Vec<Solver> = runs
+        .iter()
+        .map(|&(m, p, steps, _)| Solver::new(m, p, steps))
+        .collect();
+    let mut host_z: Vec<Vec<f32>> = (0..n).map(|i| randn(&[len], 20 + i as u64).data).collect();
+    let mut z = be.upload(&Tensor::new(&[n * len], host_z.concat()));
+    let mut x0 = be.upload(&Tensor::new(&[n * len], vec![0.0; n * len]));
+    for step in 0..4 {
+        let seed = |i: usize, half: u64| 100 * step as u64 + 10 * half + i as u64;
+        let cond: Vec<Vec<f32>> = (0..n).map(|i| randn(&[len], seed(i, 1)).data).collect();
+        let uncond: Vec<Vec<f32>> = (0..n).map(|i| randn(&[len], seed(i, 2)).data).collect();
+        let mut scenes = Vec::new();
+        for (i, &(method, prediction, steps, guidance)) in runs.iter().enumerate() {
+            let guided: Vec<f32> = cond[i]
+                .iter()
+                .zip(&uncond[i])
+                .map(|(&c, &u)| u + guidance * (c - u))
+                .collect();
+            solvers[i].advance(&mut host_z[i], &guided);
+            scenes.push(SceneStep {
+                method,
+                prediction,
+                steps,
+                step,
+                guidance,
+            });
+        }
+        let out = be.upload(&Tensor::new(
+            &[2 * n * len],
+            [cond.concat(), uncond.concat()].concat(),
+        ));
+        be.guided_step(&mut z, &mut x0, &out, &scenes)
+            .expect("guided_step");
+        let host_x0: Vec<f32> = solvers
+            .iter()
+            .flat_map(|s| s.x0().unwrap())
+            .copied()
+            .collect();
+        for (what, got, want) in [
+            ("latents", be.download(&z).data, host_z.concat()),
+            ("x0", be.download(&x0).data, host_x0),
+        ] {
+            let err = rel_err(&got, &want);
+            let exact = got == want;
+            eprintln!("step {step} {what}: relative error {err:e} (bit-identical: {exact})");
+            assert!(
+                err <= SAMPLER_TOL,
+                "step {step} {what}: relative error {err:e}"
+            );
+        }
+    }
+
+    // Slabs that do not split into the scenes, and a scene past its last step.
+    let one = [SceneStep {
+        method: Method::Ddim,
+        prediction: Prediction::X0,
+        steps: 2,
+        step: 0,
+        guidance: 1.0,
+    }];
+    let short = be.upload(&Tensor::new(&[len], vec![0.0; len]));
+    for (scenes, out) in [
+        (&one[..], &short),
+        (&[SceneStep { step: 2, ..one[0] }][..], &short),
+    ] {
+        assert!(matches!(
+            be.guided_step(&mut z, &mut x0, out, scenes),
+            Err(KernelError::InvalidArgument(_))
+        ));
+    }
+}
+
+/// Whole sampling runs of the checkpoint with the sampler on the device: each step the
+/// denoiser pass (host tensors in and out, FP32 paths), then `guided_step` on latents that
+/// stay on the device, against the CPU backend's `Model::generate`. The device sampler is
+/// exact (see SAMPLER_TOL), so the FP32 model tolerance applies.
+#[test]
+#[ignore = "needs a CUDA GPU; run with --ignored on one"]
+fn sampling_with_the_device_sampler_matches_the_cpu_backend() {
+    let be = gpu();
+    let cpu = Model::load_with(&checkpoint(), CpuBackend::new(2)).expect("load on CPU");
+    let cuda = Model::load_with(
+        &checkpoint(),
+        CudaBackend::try_new(0).expect("CUDA backend"),
+    )
+    .expect("load on CUDA");
+    let c = cuda.config().clone();
+    let (len, steps, guidance, seed) = (c.latent_len(), 4, 4.0, 7);
+    let captions = [RED, BLUE];
+    let n = captions.len();
+    let mut conds = Vec::new();
+    for caption in captions {
+        conds.extend(cuda.text(&[cuda.tokenize(caption).unwrap()]).unwrap().data);
+    }
+    let null = cuda.text(&[vec![0; c.max_tokens]]).unwrap().data;
+    let cond = Tensor::new(&[2 * n, c.emb], [conds, null.repeat(n)].concat());
+    let shape = [
+        2 * n,
+        c.frames,
+        c.latent_channels,
+        c.latent_size(),
+        c.latent_size(),
+    ];
+    for method in [Method::DpmPP2M, Method::Ddim] {
+        let noise: Vec<f32> = (0..n)
+            .flat_map(|i| philox::gaussian(seed, i as u64, len))
+            .collect();
+        let mut z = be.upload(&Tensor::new(&[n * len], noise));
+        let mut x0 = be.upload(&Tensor::new(&[n * len], vec![0.0; n * len]));
+        for step in 0..steps {
+            let latents = be.download(&z).data;
+            let input = Tensor::new(&shape, [latents.clone(), latents].concat());
+            let t = vec![timesteps(steps)[step] as f32; 2 * n];
+            let out = be.upload(&cuda.denoise(&input, &t, &cond).unwrap());
+            let scenes = vec![
+                SceneStep {
+                    method,
+                    prediction: c.prediction,
+                    steps,
+                    step,
+                    guidance,
+                };
+                n
+            ];
+            be.guided_step(&mut z, &mut x0, &out, &scenes)
+                .expect("guided_step");
+        }
+        let latents = be.download(&z).data;
+        let want = cpu
+            .generate(&captions, seed, steps, guidance, method)
+            .unwrap();
+        for (i, w) in want.iter().enumerate() {
+            let got = cuda
+                .decode_cells(&latents[i * len..(i + 1) * len])
+                .expect("cells of the model's shape");
+            let err = rel_err(&got.data, &w.data);
+            eprintln!("device sampler {method:?} scene {i}: relative error {err:e}");
             assert!(
                 err <= MODEL_TOL,
                 "{method:?} scene {i}: frames differ by {err:e}"

@@ -12,11 +12,19 @@
 //!   (group norm, FiLM, SiLU in one pass over memory).
 //! - The sampler (guidance combine and solver update) runs on the host, as with the CPU
 //!   backend: each `Model::step` uploads the latents and downloads the denoiser output.
+//!   [`CudaBackend::guided_step`] (`sampler.cu`) is the same step on the device, for a caller
+//!   that keeps the latents there.
+//! - Opt-in paths ([`CudaOptions`], [`CudaBackend::with_options`]): both convolutions as
+//!   implicit GEMMs on TF32 tensor cores (`implicit_conv.cu`: input patches gathered into
+//!   shared memory, no im2col copy, the bias and the residual sum fused), instead of FP32
+//!   cuBLAS. The defaults are the FP32 paths above.
 //! - All work is queued on the context's default stream in call order; `download` waits for it.
 //!   The `Backend` ops cannot return errors, so a failing CUDA call (a lost device, memory
 //!   exhausted) panics with the driver's message; everything that can fail at start-up is an
 //!   error of `try_new` instead.
 
+mod conv_tiles;
+mod device_sampler;
 mod ptx;
 pub mod wan;
 
@@ -35,7 +43,9 @@ use cudarc::nvrtc::Ptx;
 use crate::backend::{Backend, Norm};
 use crate::error::KernelError;
 use crate::tensor::Tensor;
+use conv_tiles::ConvGemm;
 
+pub use device_sampler::SceneStep;
 pub use ptx::{
     all_sources, compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source,
     SOURCES,
@@ -99,6 +109,45 @@ impl CudaTensor {
     }
 }
 
+/// How a convolution (`conv2d`, `temporal_conv_residual`) is computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvPath {
+    /// FP32 cuBLAS sgemm (no TF32): the 3x3 conv as im2col + one GEMM, the temporal conv as
+    /// three GEMMs over frame-shifted views. Sums in f32 of exact f32 products.
+    #[default]
+    Sgemm,
+    /// One implicit-GEMM kernel on tensor cores (`implicit_conv.cu`): products of inputs
+    /// rounded to TF32 (10-bit mantissa), summed in f32. Needs compute capability 8.0+.
+    ImplicitTf32,
+}
+
+impl ConvPath {
+    /// The name the benchmarks take and print: `sgemm` or `tf32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPath::Sgemm => "sgemm",
+            ConvPath::ImplicitTf32 => "tf32",
+        }
+    }
+
+    /// The path called [`ConvPath::name`].
+    pub fn from_name(name: &str) -> Option<ConvPath> {
+        [ConvPath::Sgemm, ConvPath::ImplicitTf32]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+/// Choices of a [`CudaBackend`] between equivalent ways of computing its ops. The default is
+/// what [`CudaBackend::try_new`] uses (and what docs/PERFORMANCE.md measured).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CudaOptions {
+    /// The 3x3 convolution (`conv2d`).
+    pub conv: ConvPath,
+    /// The temporal convolution (`temporal_conv_residual`).
+    pub temporal_conv: ConvPath,
+}
+
 /// The CUDA backend: one device, its compiled kernels and a cuBLAS handle.
 pub struct CudaBackend {
     stream: Arc<CudaStream>,
@@ -109,6 +158,7 @@ pub struct CudaBackend {
     /// NVML's spelling, for [`crate::GpuMonitor`].
     uuid: String,
     arch: String,
+    options: CudaOptions,
 }
 
 impl CudaBackend {
@@ -116,6 +166,12 @@ impl CudaBackend {
     /// kernels for its architecture and creates a cuBLAS handle. Fails cleanly when a CUDA
     /// library is missing, the device does not exist, or NVRTC rejects a kernel.
     pub fn try_new(ordinal: usize) -> Result<CudaBackend, KernelError> {
+        CudaBackend::with_options(ordinal, CudaOptions::default())
+    }
+
+    /// [`CudaBackend::try_new`] with `options`; an error (`InvalidArgument`) where the device
+    /// cannot run a chosen path (TF32 before compute capability 8.0).
+    pub fn with_options(ordinal: usize, options: CudaOptions) -> Result<CudaBackend, KernelError> {
         let ctx = open_device(ordinal)?;
         let device = ctx
             .name()
@@ -125,6 +181,12 @@ impl CudaBackend {
             .map_err(cuda_error("cannot read the device UUID"))?;
         let uuid = crate::gpu_usage::nvml_uuid(&uuid.bytes.map(|b| b as u8));
         let arch = device_arch(&ctx)?;
+        let tf32 = [options.conv, options.temporal_conv].contains(&ConvPath::ImplicitTf32);
+        if tf32 && !supports_tf32(&arch) {
+            return Err(KernelError::InvalidArgument(format!(
+                "{options:?} needs TF32 tensor cores (compute capability 8.0+); {device} is {arch}"
+            )));
+        }
         let stream = ctx.default_stream();
         let blas =
             CudaBlas::new(stream.clone()).map_err(cuda_error("cannot create a cuBLAS handle"))?;
@@ -137,7 +199,13 @@ impl CudaBackend {
             device,
             uuid,
             arch,
+            options,
         })
+    }
+
+    /// The paths this backend computes with.
+    pub fn options(&self) -> CudaOptions {
+        self.options
     }
 
     /// The device's UUID as NVML spells it (`GPU-...`), to find it with [`crate::GpuMonitor`].
@@ -153,6 +221,104 @@ impl CudaBackend {
     /// Waits until every queued op has finished (for benchmarks; `download` waits by itself).
     pub fn synchronize(&self) {
         check(self.stream.synchronize(), "synchronize");
+    }
+
+    /// One sampler step of a batch of scenes on the device, what `Model::step` does on the
+    /// host after its denoiser pass: for scene `i` of `scenes`, the classifier-free guidance
+    /// combine of its conditional and unconditional outputs, then its solver's update of its
+    /// latent, for a caller that keeps latents on the device between steps.
+    ///
+    /// `latents` and `x0` hold `scenes.len()` equal slabs, one per scene in order, `out` twice
+    /// as many (the denoiser's output: every scene's conditional slab, then every scene's
+    /// unconditional one); any layout of a slab works if the three share it. `latents` is
+    /// advanced in place; `x0` must hold the previous step's estimate for a scene taking a
+    /// second-order DPM-Solver++ step (what this method left there), and receives this step's
+    /// (the preview of `SceneState::estimate`). Coefficients come from
+    /// `device_sampler.rs` (f64, as sampler.rs); the kernel rounds as the host does, so the
+    /// result equals `Model::step`'s given the same denoiser output.
+    pub fn guided_step(
+        &self,
+        latents: &mut CudaTensor,
+        x0: &mut CudaTensor,
+        out: &CudaTensor,
+        scenes: &[SceneStep],
+    ) -> Result<(), KernelError> {
+        let table = device_sampler::pack(scenes)?;
+        let (n, total) = (scenes.len(), latents.numel());
+        if n == 0 && total == 0 && x0.numel() == 0 && out.numel() == 0 {
+            return Ok(());
+        }
+        if n == 0
+            || n > 65_535
+            || total == 0
+            || total % n != 0
+            || x0.numel() != total
+            || out.numel() != 2 * total
+        {
+            return Err(KernelError::InvalidArgument(format!(
+                "guided_step of {n} scenes (at most 65535) over latents of {total} values, x0 of {} \
+                 and output of {}: want n equal non-empty slabs, as many in x0, twice as many \
+                 in the output",
+                x0.numel(),
+                out.numel()
+            )));
+        }
+        let len = total / n;
+        let table = check(self.stream.clone_htod(&table), "upload of the step table");
+        let cfg = LaunchConfig {
+            grid_dim: (
+                len.div_ceil(THREADS as usize).min(MAX_BLOCKS) as u32,
+                n as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (len, scenes) = (len as u64, n as u64);
+        let mut l = self.stream.launch_builder(self.kernel("guided_step"));
+        l.arg(&mut latents.data).arg(&mut x0.data).arg(&out.data);
+        l.arg(&table).arg(&len).arg(&scenes);
+        // SAFETY: grid y = n scenes, each block strides over its scene's len values; latents
+        // and x0 hold n * len values, out 2 * n * len, table n * STEP_WORDS (checked above and
+        // by pack); the argument types match sampler.cu.
+        check(unsafe { l.launch(cfg) }, "guided_step");
+        Ok(())
+    }
+
+    /// `out = conv(x) + bias` (3x3, `kernel` = conv3x3_tf32) or `out += conv(x) + bias`
+    /// (temporal, tconv_tf32_residual) as one implicit GEMM; `extents` are the kernel's two
+    /// shape arguments after the row count ((H, W), or (frames, H * W)).
+    fn implicit_conv(
+        &self,
+        kernel: &'static str,
+        [x, w, bias]: [&CudaTensor; 3],
+        out: &mut CudaTensor,
+        gemm: ConvGemm,
+        extents: (usize, usize),
+    ) {
+        if gemm.rows == 0 {
+            return; // an empty batch: nothing to write, and a grid cannot be empty
+        }
+        let cfg = gemm.launch().unwrap_or_else(|e| panic!("{kernel}: {e}"));
+        // launch() checked that rows, channels and K fit an i32; extents are at most rows.
+        let int = |v: usize| v as i32;
+        let (rows, e0, e1, cin, cout) = (
+            int(gemm.rows),
+            int(extents.0),
+            int(extents.1),
+            int(gemm.cin),
+            int(gemm.cout),
+        );
+        let mut l = self.stream.launch_builder(self.kernel(kernel));
+        l.arg(&x.data)
+            .arg(&w.data)
+            .arg(&bias.data)
+            .arg(&mut out.data);
+        l.arg(&rows).arg(&e0).arg(&e1).arg(&cin).arg(&cout);
+        // SAFETY: the callers check x [rows / (H W), H, W, cin] (or its frames), w
+        // [taps, cin, cout], bias [cout] and out [rows, cout]; the grid covers rows x cout and
+        // the kernel bounds every load and store by rows, taps * cin and cout.
+        check(unsafe { l.launch(cfg) }, kernel);
     }
 
     /// An uninitialised `shape` tensor, for outputs a kernel writes in full.
@@ -309,7 +475,20 @@ impl Backend for CudaBackend {
     type Tensor = CudaTensor;
 
     fn name(&self) -> String {
-        format!("cuda:{} ({}, {})", self.ordinal, self.device, self.arch)
+        let CudaOptions {
+            conv,
+            temporal_conv,
+        } = self.options;
+        // The default paths go unnamed, so the default backend's name is what it always was.
+        let paths: String = [("conv", conv), ("temporal conv", temporal_conv)]
+            .into_iter()
+            .filter(|&(_, path)| path != ConvPath::default())
+            .map(|(op, path)| format!(", {op} {}", path.name()))
+            .collect();
+        format!(
+            "cuda:{} ({}, {}{paths})",
+            self.ordinal, self.device, self.arch
+        )
     }
 
     fn upload(&self, host: &Tensor) -> CudaTensor {
@@ -336,6 +515,17 @@ impl Backend for CudaBackend {
         let cout = w.shape[3];
         assert_eq!(bias.numel(), cout, "conv2d bias of the wrong size");
         let rows = n * h * wd;
+        if self.options.conv == ConvPath::ImplicitTf32 {
+            let mut out = self.alloc(&[n, h, wd, cout]);
+            let gemm = ConvGemm {
+                rows,
+                taps: 9,
+                cin,
+                cout,
+            };
+            self.implicit_conv("conv3x3_tf32", [x, w, bias], &mut out, gemm, (h, wd));
+            return out;
+        }
         let mut col = self.alloc(&[rows, 9 * cin]);
         let (images, hh, ww, ci) = (n as u64, h as u64, wd as u64, cin as u64);
         launch!(
@@ -374,6 +564,17 @@ impl Backend for CudaBackend {
         let cout = w.shape[2];
         assert_eq!(bias.numel(), cout, "temporal conv bias of the wrong size");
         let hw = h * wd;
+        if self.options.temporal_conv == ConvPath::ImplicitTf32 {
+            let gemm = ConvGemm {
+                rows: n * hw,
+                taps: 3,
+                cin,
+                cout,
+            };
+            let extents = (frames, hw);
+            self.implicit_conv("tconv_tf32_residual", [x, w, bias], residual, gemm, extents);
+            return;
+        }
         let tap = |k: usize| w.data.slice(k * cin * cout..(k + 1) * cin * cout);
         self.add_rows(residual, bias, true);
         // Centre tap: every frame reads itself, one GEMM over all rows.
@@ -540,6 +741,15 @@ fn open_device(ordinal: usize) -> Result<Arc<CudaContext>, KernelError> {
     Ok(ctx)
 }
 
+/// Whether a virtual architecture (`compute_XY`, [`CudaBackend::arch`]) has TF32 tensor
+/// cores: compute capability 8.0 or newer.
+fn supports_tf32(arch: &str) -> bool {
+    arch.strip_prefix("compute_")
+        .and_then(|cc| cc.get(..cc.len().saturating_sub(1)))
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 8)
+}
+
 /// The virtual architecture of the device, e.g. `compute_90`.
 fn device_arch(ctx: &Arc<CudaContext>) -> Result<String, KernelError> {
     let (major, minor) = ctx
@@ -591,4 +801,38 @@ fn check<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
 
 fn cuda_error<E: Debug>(context: &str) -> impl FnOnce(E) -> KernelError + '_ {
     move |e| KernelError::Cuda(format!("{context}: {e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tf32_needs_compute_capability_8() {
+        for (arch, tf32) in [
+            ("compute_70", false),
+            ("compute_75", false),
+            ("compute_80", true),
+            ("compute_86", true),
+            ("compute_90", true),
+            ("compute_100", true),
+            ("compute_", false),
+            ("sm_90", false),
+        ] {
+            assert_eq!(supports_tf32(arch), tf32, "{arch}");
+        }
+    }
+
+    #[test]
+    fn the_default_options_are_the_fp32_paths() {
+        let o = CudaOptions::default();
+        assert_eq!(
+            (o.conv, o.temporal_conv),
+            (ConvPath::Sgemm, ConvPath::Sgemm)
+        );
+        for p in [ConvPath::Sgemm, ConvPath::ImplicitTf32] {
+            assert_eq!(ConvPath::from_name(p.name()), Some(p));
+        }
+        assert_eq!(ConvPath::from_name("fp16"), None);
+    }
 }

@@ -40,6 +40,16 @@ pub const SOURCES: &[Source] = &[
         code: include_str!("group_norm.cu"),
         kernels: &["norm_silu"],
     },
+    Source {
+        file: "implicit_conv.cu",
+        code: include_str!("implicit_conv.cu"),
+        kernels: &["conv3x3_tf32", "tconv_tf32_residual"],
+    },
+    Source {
+        file: "sampler.cu",
+        code: include_str!("sampler.cu"),
+        kernels: &["guided_step"],
+    },
 ];
 
 /// NVRTC flags besides the architecture. IEEE division and square root (the defaults, spelled
