@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything reel does on a lent GPU machine, as one prepared command:
 #   1. trains the model (model/train.py, bf16, for $TRAIN_SECS seconds; 0 skips it) and exports
-#      it, while the NVRTC compile check and the CUDA-vs-CPU parity tests share the GPU;
+#      it, while the NVRTC compile check, the CUDA-vs-CPU parity tests and Wan2.1's kernel
+#      parity tests (kernels/tests/wan_cuda_*.rs) share the GPU;
 #   2. then, with the GPU to themselves: throughput (frames x steps per second at batch 1, 8,
-#      32) of the CUDA backend against PyTorch eager and torch.compile on the same weights;
+#      32) of the CUDA backend (default paths, then TF32 implicit-GEMM convolutions) against
+#      PyTorch eager and torch.compile on the same weights;
 #      post-processing frames per second, wgpu on the GPU vs the CPU path; and the default
 #      3-scene task end to end through `reel serve --device cuda` (bench/spine_figures.py).
 #
@@ -26,7 +28,8 @@ BIN="$ROOT/target/gpu"
 BATCHES="${BATCHES:-1,8,32}"
 TRAIN_SECS="${TRAIN_SECS:-0}"
 TORCH="${TORCH:-1}"
-BINARIES="cuda_compile cuda_parity cuda_throughput reel post_throughput"
+WAN_TESTS="wan_cuda_gemm wan_cuda_attention wan_cuda_norm wan_cuda_step wan_cuda_vae"
+BINARIES="cuda_compile cuda_parity cuda_throughput reel post_throughput $WAN_TESTS"
 
 build() {
   set -e
@@ -42,6 +45,7 @@ build() {
           cuda_compile-*) strip -o "$BIN/cuda_compile" "$exe" ;;
           cuda_parity-*) strip -o "$BIN/cuda_parity" "$exe" ;;
           cuda_throughput) strip -o "$BIN/cuda_throughput" "$exe" ;;
+          wan_cuda_*-*) strip -o "$BIN/$(basename "$exe" | sed 's/-[0-9a-f]*$//')" "$exe" ;;
         esac
       done
   cargo build --release -p reel --bin reel -p bench --bin post_throughput
@@ -158,8 +162,12 @@ run() {
     train >"$OUT/train.log" 2>&1 &
     trainer=$!
   fi
-  stage "NVRTC compile" 60 "$BIN/cuda_compile" --nocapture
-  stage "CUDA vs CPU parity" 150 "$BIN/cuda_parity" --include-ignored --test-threads=1 --nocapture
+  stage "NVRTC compile" 30 "$BIN/cuda_compile" --nocapture
+  stage "CUDA vs CPU parity" 120 "$BIN/cuda_parity" --include-ignored --test-threads=1 --nocapture
+  # Wan2.1's kernels (kernels/src/cuda/wan/) against f32 references, first run on a GPU.
+  for t in $WAN_TESTS; do
+    stage "Wan2.1 CUDA parity: $t" 20 "$BIN/$t" --include-ignored --test-threads=1 --nocapture
+  done
   if [ -n "$trainer" ]; then
     wait "$trainer" || status=1
     tail -n 3 "$OUT/train.log"
@@ -169,8 +177,11 @@ run() {
   echo "checkpoint: $REEL_CHECKPOINT" | tee -a "$OUT/gpu.log"
 
   stage "Rust CUDA throughput" 60 "$BIN/cuda_throughput" --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES"
+  # The implicit-GEMM TF32 convolutions (CudaOptions), side by side with the default above.
+  stage "Rust CUDA throughput, TF32 convolutions" 45 "$BIN/cuda_throughput" --checkpoint "$REEL_CHECKPOINT" \
+      --batches "$BATCHES" --conv tf32 --temporal tf32
   if [ "$TORCH" != 0 ]; then
-    stage "PyTorch throughput" 120 python3 "$ROOT/bench/gpu_torch.py" \
+    stage "PyTorch throughput" 100 python3 "$ROOT/bench/gpu_torch.py" \
         --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES" --modes eager,compile
   fi
   grep -h '^{.*"impl"' "$OUT/gpu.log" > "$OUT/bench.jsonl"

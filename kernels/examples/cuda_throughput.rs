@@ -38,6 +38,19 @@ struct Args {
     options: CudaOptions,
 }
 
+/// The row name in bench/gpu.sh's summary: `rust-cuda`, with the non-default paths appended.
+fn impl_name(options: &CudaOptions) -> String {
+    let mut name = String::from("rust-cuda");
+    let default = CudaOptions::default();
+    if options.conv != default.conv {
+        name += &format!("-conv-{}", options.conv.name());
+    }
+    if options.temporal_conv != default.temporal_conv {
+        name += &format!("-temporal-{}", options.temporal_conv.name());
+    }
+    name
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         checkpoint: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/checkpoint")),
@@ -176,7 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "{}",
             serde_json::json!({
-                "impl": "rust-cuda",
+                "impl": impl_name(&args.options),
                 "backend": model.backend_name(),
                 "conv": args.options.conv.name(),
                 "temporal_conv": args.options.temporal_conv.name(),
