@@ -41,7 +41,8 @@ mod served;
 pub mod step_cache;
 mod transformer;
 mod umt5;
-mod unipc;
+/// Shared with the CUDA scheduler plan (`cuda::wan::step`), which must not drift from it.
+pub(crate) mod unipc;
 mod vae;
 mod vae_blocks;
 mod weights;

@@ -53,13 +53,13 @@ pub struct UniPcScheduler {
 }
 
 /// `ln(1 - sigma) - ln(sigma)`.
-fn lambda(sigma: f32) -> f32 {
+pub(crate) fn lambda(sigma: f32) -> f32 {
     (1.0 - sigma).ln() - sigma.ln()
 }
 
 /// Solves the small dense system `a x = b` (`a` row-major `n x n`) by Gaussian elimination
 /// with partial pivoting, in f64.
-fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Vec<f64> {
+pub(crate) fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Vec<f64> {
     let n = b.len();
     for col in 0..n {
         let pivot = (col..n)
@@ -89,7 +89,7 @@ fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Vec<f64> {
 
 /// The B(h) coefficients shared by predictor and corrector, for `h` and ratios `rks` (the
 /// last one 1): `(hh, e^hh - 1, B, R, b)`, `R` row-major `rks.len()` square.
-fn bh_terms(h: f32, rks: &[f32], bh2: bool) -> (f32, f32, Vec<f32>, Vec<f32>) {
+pub(crate) fn bh_terms(h: f32, rks: &[f32], bh2: bool) -> (f32, f32, Vec<f32>, Vec<f32>) {
     let hh = -h;
     let h_phi_1 = hh.exp_m1();
     let mut h_phi_k = h_phi_1 / hh - 1.0;
@@ -108,7 +108,7 @@ fn bh_terms(h: f32, rks: &[f32], bh2: bool) -> (f32, f32, Vec<f32>, Vec<f32>) {
 }
 
 /// The leading `n x n` block of the row-major `p x p` matrix `r`, widened.
-fn leading(r: &[f32], p: usize, n: usize) -> Vec<f64> {
+pub(crate) fn leading(r: &[f32], p: usize, n: usize) -> Vec<f64> {
     (0..n)
         .flat_map(|i| r[i * p..i * p + n].iter().map(|&v| v as f64))
         .collect()

@@ -35,6 +35,7 @@ use super::{check, cuda_error, device_arch, load_kernels, open_device};
 use crate::error::KernelError;
 
 pub use gemm::Epilogue;
+pub use step::{Combine, StepBuffer, StepPlan, UniPcPlan};
 pub use vae::{VaeConv, VAE_ATTENTION_MAX_CHANNELS};
 
 /// Every CUDA source of Wan2.1's ops.
