@@ -13,7 +13,7 @@ use crate::error::KernelError;
 /// The `wan_attention.cu` source and its kernels.
 pub(crate) const SOURCE: Source = Source {
     file: "wan_attention.cu",
-    code: include_str!("wan_attention.cu"),
+    code: wan_source!("wan_attention.cu"),
     kernels: &["wan_attention_d64", "wan_attention_d128"],
 };
 

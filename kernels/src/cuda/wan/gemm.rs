@@ -12,7 +12,7 @@ use crate::error::KernelError;
 /// The `wan_gemm.cu` source and its kernels.
 pub(crate) const SOURCE: Source = Source {
     file: "wan_gemm.cu",
-    code: include_str!("wan_gemm.cu"),
+    code: wan_source!("wan_gemm.cu"),
     kernels: &[
         "wan_gemm_bias_f32",
         "wan_gemm_bias_bf16",

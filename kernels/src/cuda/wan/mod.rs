@@ -3,7 +3,8 @@
 //! embedding, RoPE and the residual stream in f32; weights and activations entering GEMMs and
 //! attention are bf16).
 //!
-//! Each file here pairs one `.cu` source with the typed launches of its kernels, as methods
+//! Each file here pairs one `.cu` source (compiled with `wan_common.cuh`, the bf16 helpers
+//! and tensor-core instructions they share, before it) with the typed launches of its kernels, as methods
 //! of [`WanCuda`]: `gemm` (tensor-core GEMMs with fused epilogues), `attention` (fused
 //! attention with an online softmax), `norm` (LayerNorm + modulation, RMSNorm + RoPE, gated
 //! residual adds, GELU), `vae` (the causal 3D convolutions as implicit GEMMs over a feature
@@ -18,6 +19,14 @@
 //!
 //! bf16 values live on the device as `u16` bit patterns (`CudaSlice<u16>`); the host side
 //! rounds to nearest-even with `half::bf16`, as PyTorch's `.to(torch.bfloat16)` does.
+
+/// The text of `wan_*.cu` file `$file` with `wan_common.cuh` (what every Wan kernel file
+/// shares) before it, as NVRTC compiles it.
+macro_rules! wan_source {
+    ($file:literal) => {
+        concat!(include_str!("wan_common.cuh"), include_str!($file))
+    };
+}
 
 mod attention;
 mod gemm;

@@ -26,7 +26,7 @@ use crate::error::KernelError;
 /// The `wan_norm.cu` source and its kernels.
 pub(crate) const SOURCE: Source = Source {
     file: "wan_norm.cu",
-    code: include_str!("wan_norm.cu"),
+    code: wan_source!("wan_norm.cu"),
     kernels: &[
         "wan_modulation",
         "wan_modulated_layer_norm",

@@ -57,7 +57,7 @@ use crate::wan::{FlowMatchEulerScheduler, UniPcConfig, UniPcScheduler, WanSchedu
 /// The `wan_step.cu` source and its kernels.
 pub(crate) const SOURCE: Source = Source {
     file: "wan_step.cu",
-    code: include_str!("wan_step.cu"),
+    code: wan_source!("wan_step.cu"),
     kernels: &[
         "wan_time_embedding",
         "wan_advance_step",

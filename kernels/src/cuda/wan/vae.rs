@@ -31,7 +31,7 @@ use crate::error::KernelError;
 /// The `wan_vae.cu` source and its kernels.
 pub(crate) const SOURCE: Source = Source {
     file: "wan_vae.cu",
-    code: include_str!("wan_vae.cu"),
+    code: wan_source!("wan_vae.cu"),
     kernels: &[
         "wan_vae_conv3d",
         "wan_vae_cache_update",

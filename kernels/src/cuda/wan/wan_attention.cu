@@ -35,27 +35,13 @@
 // DP = 128: 2 x 64 x 136 x 2 = 34,816 bytes. Q is staged once through the V buffer before V's
 // first tile is loaded.
 
-typedef unsigned short bf16_bits;
-typedef unsigned long long u64;
 
 #define BQ 64       // query rows per block: 4 warps x 16
 #define BKV 64      // key rows per shared-memory tile
 #define THREADS 128
 #define NEG_INF __int_as_float(0xff800000)
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return (unsigned)__cvta_generic_to_shared(p);
-}
 
-// Four 8 x 8 bf16 matrices: lane l gives the address of row l % 8 of matrix l / 8; register
-// i of lane l receives (row l / 4, columns 2 (l % 4), +1) of matrix i, lower column in the
-// lower half.
-__device__ __forceinline__ void ldmatrix_x4(unsigned r[4], const bf16_bits* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
-                 : "memory");
-}
 
 // As ldmatrix_x4, transposed: register i of lane l receives (rows 2 (l % 4), +1; column
 // l / 4) of matrix i, the lower row in the lower half.
@@ -66,33 +52,9 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned r[4], const bf16_bits
                  : "memory");
 }
 
-// d += a . b for one 16 x 8 x 16 tile: bf16 inputs, f32 accumulators.
-__device__ __forceinline__ void mma_bf16(float d[4], const unsigned a[4], unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
-// 16 bytes from global to shared memory, asynchronously; only `bytes` (0 or 16) are read,
-// the rest is zero-filled.
-__device__ __forceinline__ void cp_async16(bf16_bits* dst, const bf16_bits* src, unsigned bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                 :
-                 : "r"(smem_addr(dst)), "l"(src), "r"(bytes)
-                 : "memory");
-}
 
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
 
-// Waits until at most `N` of this thread's committed copy groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // Two f32 values as a bf16 pair (nearest-even): `lo` in the lower half.
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
@@ -101,11 +63,6 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
     return r;
 }
 
-__device__ __forceinline__ bf16_bits to_bf16(float x) {
-    bf16_bits r;
-    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-    return r;
-}
 
 // Stages rows r0 .. r0 + 63 of head h of item b of a [B, L, H, D] tensor into `dst` (64 rows
 // of DP + 8), columns 0 .. DP - 1, zeros past L and past D: DP / 8 chunks of 8 values per
@@ -288,7 +245,7 @@ __device__ __forceinline__ void attention_block(const bf16_bits* q, const bf16_b
             #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 int d = dn * 8 + 2 * t + e;
-                if (d < D) out[d] = to_bf16(o_acc[dn][2 * hh + e] * inv);
+                if (d < D) out[d] = f32_to_bf16(o_acc[dn][2 * hh + e] * inv);
             }
     }
 }

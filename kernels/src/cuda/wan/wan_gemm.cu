@@ -4,8 +4,7 @@
 // Operands: A holds bf16 activations, row-major [M, K]; W holds bf16 weights in PyTorch's
 // Linear layout [N = out_features, K = in_features]; bias is f32 [N]. Both operands are
 // K-contiguous, which is exactly what `mma.sync ... .row.col` wants: A row-major, B = W^T
-// "column-major". bf16 values are `unsigned short` bit patterns (no cuda_bf16.h: NVRTC
-// compiles this file alone).
+// "column-major". bf16 values are `unsigned short` bit patterns (wan_common.cuh, prepended).
 //
 // Tiling: one block of 256 threads (8 warps) per 128 x 128 tile of `out`, K walked in steps
 // of 32. The 8 warps form a 2 (rows) x 4 (columns) grid, each owning 64 x 32 outputs: 4 x 4
@@ -30,8 +29,6 @@
 // Any M, N and K work: rows and columns of a tile past M or N are computed on zeros and not
 // stored; K past its end is zero in both operands, adding nothing.
 
-typedef unsigned short bf16_bits;
-typedef unsigned long long u64;
 
 #define BM 128
 #define BN 128
@@ -39,54 +36,12 @@ typedef unsigned long long u64;
 #define LDS 40
 #define THREADS 256
 
-// The shared-memory address (state space .shared) of a generic pointer into shared memory.
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return (unsigned)__cvta_generic_to_shared(p);
-}
 
-// Four 8 x 8 bf16 matrices from shared memory: lane l gives the address of row l % 8 of
-// matrix l / 8; register i of lane l receives (row l / 4, columns 2 (l % 4), +1) of matrix i.
-__device__ __forceinline__ void ldmatrix_x4(unsigned r[4], const bf16_bits* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
-                 : "memory");
-}
 
-// d += a . b for one 16 x 8 x 16 tile: bf16 inputs, f32 accumulators.
-__device__ __forceinline__ void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 
-// 16 bytes from global to shared memory, asynchronously; only `bytes` (0 or 16) are read,
-// the rest is zero-filled.
-__device__ __forceinline__ void cp_async16(bf16_bits* dst, const bf16_bits* src, unsigned bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                 :
-                 : "r"(smem_addr(dst)), "l"(src), "r"(bytes)
-                 : "memory");
-}
 
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
 
-// Waits until at most `N` of this thread's committed copy groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
-// f32 to bf16 bits, rounding to nearest-even (as PyTorch's `.to(torch.bfloat16)`).
-__device__ __forceinline__ bf16_bits to_bf16(float x) {
-    bf16_bits r;
-    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(x));
-    return r;
-}
 
 // 8 consecutive values of row `row` of a K-contiguous operand with `rows` rows, from column
 // `k`, into shared memory at `dst` (16-byte aligned); zeros past `rows` and past `K`.
@@ -177,7 +132,7 @@ __device__ __forceinline__ void gemm_tile(float acc[4][4][4], const bf16_bits* A
             }
             #pragma unroll
             for (int mi = 0; mi < 4; ++mi)
-                for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], a[mi], b[ni]);
+                for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
         }
         __syncthreads();  // stage s is free for the load of step s + 1
     }
@@ -227,7 +182,7 @@ extern "C" __launch_bounds__(THREADS) __global__ void wan_gemm_bias_bf16(
     float acc[4][4][4];
     gemm_tile(acc, A, W, M, N, K, bm, bn);
     for_each_output(acc, M, N, bm, bn, [&](int m, int n, float v) {
-        out[(u64)m * N + n] = to_bf16(v + bias[n]);
+        out[(u64)m * N + n] = f32_to_bf16(v + bias[n]);
     });
 }
 
@@ -240,7 +195,7 @@ extern "C" __launch_bounds__(THREADS) __global__ void wan_gemm_bias_gelu_bf16(
     float acc[4][4][4];
     gemm_tile(acc, A, W, M, N, K, bm, bn);
     for_each_output(acc, M, N, bm, bn, [&](int m, int n, float v) {
-        out[(u64)m * N + n] = to_bf16(gelu_tanh(v + bias[n]));
+        out[(u64)m * N + n] = f32_to_bf16(gelu_tanh(v + bias[n]));
     });
 }
 

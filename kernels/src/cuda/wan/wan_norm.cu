@@ -14,16 +14,7 @@
 // squared deviations from it), as the CPU's `moments`. A row of 1536 f32 is 6 KiB, so the
 // second and third reads of it are served by L1/L2, not DRAM.
 
-typedef unsigned long long u64;
 
-// f32 -> bf16 bits, round to nearest-even; NaN stays a (quiet) NaN with its sign, as
-// half::bf16::from_f32 and PyTorch do. Overflow rounds to infinity.
-__device__ __forceinline__ unsigned short f32_to_bf16(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (unsigned short)(u >> 16);
-}
 
 // The sum of `v` over the block, the same value in every thread (each adds the per-warp
 // partials in warp order). blockDim.x must be a multiple of 32 (full-warp shuffles).

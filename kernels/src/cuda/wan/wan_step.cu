@@ -8,17 +8,7 @@
 // that the compiler cannot contract it into an FMA: guidance and the Euler step are then
 // bit-identical to the CPU's.
 
-typedef unsigned long long u64;
 
-// f32 -> bf16 bits, round to nearest-even; NaN stays a (quiet) NaN with its sign, as
-// half::bf16::from_f32 and PyTorch do. Overflow rounds to infinity. (wan_norm.cu has the same
-// helper: each .cu file is compiled on its own, without includes.)
-__device__ __forceinline__ unsigned short f32_to_bf16(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (unsigned short)(u >> 16);
-}
 
 // The sinusoid of transformer.rs's `embed_time` (diffusers' get_timestep_embedding with
 // flip_sin_to_cos, shift 0): out[j] = cos(t w_j), out[half + j] = sin(t w_j), w_j =

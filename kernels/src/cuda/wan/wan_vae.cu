@@ -7,27 +7,10 @@
 // and every sum outside the tensor cores are f32. Outputs that feed a convolution are written
 // as bf16 (round to nearest even, as `half::bf16::from_f32` and PyTorch do).
 //
-// Self-contained for NVRTC: no #include, bf16 conversions with bit operations, tensor-core
-// ops as inline PTX.
+// wan_common.cuh (prepended) has the bf16 conversions and the tensor-core instructions.
 
 typedef unsigned short u16;
 typedef unsigned int u32;
-typedef unsigned long long u64;
-
-// ---------------------------------------------------------------------------------------------
-// bf16 <-> f32
-
-__device__ __forceinline__ float bf16_to_f32(u16 b) {
-    return __uint_as_float(((u32)b) << 16);
-}
-
-// Round to nearest even; a NaN stays a (quiet) NaN, as half::bf16::from_f32 does.
-__device__ __forceinline__ u16 f32_to_bf16(float f) {
-    u32 u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (u16)(u >> 16);
-}
 
 // ---------------------------------------------------------------------------------------------
 // The causal 3D convolution as an implicit GEMM.
@@ -139,15 +122,6 @@ __device__ __forceinline__ uint4 load_b8(const u16* __restrict__ w, int n, int k
     return make_uint4(h[0], h[1], h[2], h[3]);
 }
 
-// d += a * b on the tensor cores: a 16x16 bf16 (row-major fragment), b 16x8 bf16
-// (column-major fragment), d 16x8 f32.
-__device__ __forceinline__ void mma_bf16(float* d, const u32* a, const u32* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 
 // wan_vae_conv3d: one causal conv over a chunk of T frames (vae_blocks.rs `causal`, and with
 // kt = 1 `per_frame` / the upsampler's 2D conv).
@@ -259,7 +233,7 @@ extern "C" __global__ void wan_vae_conv3d(
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+                for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
         }
         if (more) {
             // The other buffer was last read in iteration kb - 1, before its closing barrier.
