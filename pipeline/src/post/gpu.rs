@@ -404,10 +404,12 @@ impl GpuPost {
         }
         let groups: Vec<wgpu::BindGroup> = batch.iter().map(|s| self.bind_slot(buf, s)).collect();
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (slot, group) in batch.iter().zip(&groups) {
-                let g = slot.g;
+        // Each scene's copies follow its own dispatches (a pass per scene), so they read its
+        // results while they are fresh rather than after the whole batch has gone through.
+        for (slot, group) in batch.iter().zip(&groups) {
+            let g = slot.g;
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
                 pass.set_bind_group(0, group, &[]);
                 pass.set_pipeline(&self.analyse);
                 pass.dispatch_workgroups(g.frames as u32, 1, 1);
@@ -422,8 +424,6 @@ impl GpuPost {
                     1,
                 );
             }
-        }
-        for slot in batch {
             let (at, need) = (&slot.at, &slot.need);
             let back = at.readback;
             encoder.copy_buffer_to_buffer(&buf.motion, at.motion, &buf.readback, back, need.motion);
