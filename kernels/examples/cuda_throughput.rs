@@ -6,13 +6,16 @@
 //!   host tensors in and out, as `Model::step` uses it);
 //! - `step`: one whole sampler step of the `b` scenes (`Model::step`: the pass plus the
 //!   guidance combine and the DPM-Solver++(2M) update).
+//! - with `--resident`, `resident_step`: the same step with the scenes' latents kept on the
+//!   device (`Model::with_resident_steps`: no latent upload or output download, the sampler
+//!   as `guided_step`), waited for with a device synchronisation instead of a download.
 //!
 //! and, to size what keeping the latents on the device would save, the parts of a step that
 //! move between host and device:
 //! - `host_sampler`: the guidance combine and DPM-Solver++(2M) update of the `b` scenes on the
 //!   host, as `Model::step` does after its pass;
-//! - `device_sampler`: the same on the device (`CudaBackend::guided_step`, its table upload
-//!   included);
+//! - `device_sampler`: the same on the device (the CUDA backend's `Backend::guided_step`, its
+//!   table upload included);
 //! - `transfer`: uploading the `2b` clips of a pass's input and downloading its output.
 //!
 //! Prints one JSON line per batch size; frames x steps per second is `b * frames / step`.
@@ -36,6 +39,7 @@ struct Args {
     iters: usize,
     warmup: usize,
     options: CudaOptions,
+    resident: bool,
 }
 
 /// The row name in bench/gpu.sh's summary: `rust-cuda`, with the non-default paths appended.
@@ -58,9 +62,14 @@ fn parse_args() -> Result<Args, String> {
         iters: 30,
         warmup: 5,
         options: CudaOptions::default(),
+        resident: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--resident" {
+            args.resident = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let number = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
         let path =
@@ -75,7 +84,7 @@ fn parse_args() -> Result<Args, String> {
             _ => {
                 return Err(format!(
                     "unknown flag {flag} (--checkpoint, --batches, --iters, --warmup, --conv, \
-                     --temporal)"
+                     --temporal, --resident)"
                 ))
             }
         }
@@ -100,7 +109,7 @@ fn median_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let backend = CudaBackend::with_options(0, args.options)?;
-    let model = Model::load_with(&args.checkpoint, backend)?;
+    let mut model = Model::load_with(&args.checkpoint, backend)?;
     // A second handle on the same device for the sampler and transfer measurements (the
     // model owns its backend).
     let be = CudaBackend::try_new(0)?;
@@ -139,6 +148,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let step = median_ms(args.warmup, args.iters, || {
             model.step(&mut scenes.iter_mut().collect::<Vec<_>>())
         });
+        // The same with resident scenes. Both backends are on the primary context of device
+        // 0 and queue on its default (legacy) stream, so `be.synchronize()` waits for the
+        // model's work too.
+        let resident_step = if args.resident {
+            model = model.with_resident_steps(true);
+            let mut scenes = (0..b)
+                .map(|i| model.start(CAPTION, 1, i as u64, total, 4.0, Method::DpmPP2M))
+                .collect::<Result<Vec<_>, _>>()?;
+            model = model.with_resident_steps(false);
+            Some(median_ms(args.warmup, args.iters, || {
+                model.step(&mut scenes.iter_mut().collect::<Vec<_>>());
+                be.synchronize();
+            }))
+        } else {
+            None
+        };
 
         // The sampler alone, host and device, on the pass's output shape, mid-run: solvers
         // one step in (second-order updates from then on), with a step to spare per call.
@@ -196,6 +221,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "batch": b,
                 "pass_ms": pass,
                 "step_ms": step,
+                "resident_step_ms": resident_step,
+                "resident_frame_steps_per_s": resident_step.map(|ms| frame_steps / (ms / 1e3)),
                 "host_sampler_ms": host_sampler,
                 "device_sampler_ms": device_sampler,
                 "transfer_ms": transfer,

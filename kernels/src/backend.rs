@@ -12,7 +12,15 @@
 //! - linear weights stay in PyTorch's `[out, in]`.
 //!
 //! Elementwise ops work in place; the others return a new tensor.
+//!
+//! Besides the network, a backend runs the sampler's step ([`Backend::guided_step`]) and the
+//! two copies that batch scenes kept apart ([`Backend::concat`], [`Backend::slice`]), so a
+//! caller can keep latents where the backend computes between steps (`Model::with_resident_steps`).
 
+use std::ops::Range;
+
+use crate::error::KernelError;
+use crate::scene_step::SceneStep;
 use crate::tensor::Tensor;
 
 /// Group norm hyper-parameters (net.py: 8 groups, eps 1e-5).
@@ -28,7 +36,7 @@ pub struct Norm {
 /// weights once ([`Backend::upload`]), runs a pass of ops and downloads the result.
 pub trait Backend: Send + Sync + 'static {
     /// A tensor living where this backend computes.
-    type Tensor: Send + Sync;
+    type Tensor: Send + Sync + 'static;
 
     /// Human-readable description (device, threads), for logs and benchmarks.
     fn name(&self) -> String;
@@ -76,4 +84,84 @@ pub trait Backend: Send + Sync + 'static {
     fn add(&self, x: &mut Self::Tensor, y: &Self::Tensor);
     /// `x[b * F + f, .., c] += emb[f, c]` on `[B * F, H, W, C]`.
     fn add_frame_embedding(&self, x: &mut Self::Tensor, emb: &Self::Tensor);
+
+    /// `parts` stacked along their first axis (`torch.cat(parts, 0)`), a copy; every part
+    /// has the same trailing dimensions, and there is at least one.
+    fn concat(&self, parts: &[&Self::Tensor]) -> Self::Tensor;
+    /// Indices `rows` of `x`'s first axis (`x[rows]`), a copy.
+    fn slice(&self, x: &Self::Tensor, rows: Range<usize>) -> Self::Tensor;
+
+    /// One sampler step of a batch of scenes, what `Model::step` does on the host after its
+    /// denoiser pass: for scene `i` of `scenes`, the classifier-free guidance combine of its
+    /// conditional and unconditional outputs (`u + g * (c - u)`), then its solver's update of
+    /// its latent (DDIM or DPM-Solver++(2M), `sampler.rs`), every operation rounded as the
+    /// host rounds it, so the result equals `Model::step`'s given the same denoiser output.
+    ///
+    /// `latents` and `x0` hold `scenes.len()` equal slabs, one per scene in order, `out` twice
+    /// as many (the denoiser's output: every scene's conditional slab, then every scene's
+    /// unconditional one); only the sizes matter, and any layout of a slab works if the three
+    /// share it. `latents` is advanced in place; `x0` must hold the previous step's estimate
+    /// for a scene taking a second-order DPM-Solver++ step (what this op left there), and
+    /// receives this step's. Errors (`InvalidArgument`, nothing written) on sizes that do not
+    /// split that way, more than 65535 scenes, or a scene that cannot take its step.
+    fn guided_step(
+        &self,
+        latents: &mut Self::Tensor,
+        x0: &mut Self::Tensor,
+        out: &Self::Tensor,
+        scenes: &[SceneStep],
+    ) -> Result<(), KernelError>;
+}
+
+/// The shape of [`Backend::concat`] of parts of `shapes`; panics on no parts, or parts of
+/// different trailing dimensions (or none).
+pub(crate) fn concat_shape(shapes: &[&[usize]]) -> Vec<usize> {
+    let first = shapes.first().expect("concat of no tensors");
+    assert!(
+        !first.is_empty()
+            && shapes
+                .iter()
+                .all(|s| s.len() == first.len() && s[1..] == first[1..]),
+        "concat of tensors of shapes {shapes:?}: the dimensions after the first must agree"
+    );
+    let mut shape = first.to_vec();
+    shape[0] = shapes.iter().map(|s| s[0]).sum();
+    shape
+}
+
+/// The shape of [`Backend::slice`] of `rows` of a `shape` tensor, and the range of its values
+/// (row-major) that it copies; panics on rows out of bounds.
+pub(crate) fn slice_shape(shape: &[usize], rows: Range<usize>) -> (Vec<usize>, Range<usize>) {
+    assert!(
+        !shape.is_empty() && rows.start <= rows.end && rows.end <= shape[0],
+        "rows {rows:?} of a tensor of shape {shape:?}"
+    );
+    let row: usize = shape[1..].iter().product();
+    let mut out = shape.to_vec();
+    out[0] = rows.len();
+    (out, rows.start * row..rows.end * row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concat_and_slice_shapes() {
+        assert_eq!(concat_shape(&[&[2, 3, 4], &[1, 3, 4]]), [3, 3, 4]);
+        assert_eq!(slice_shape(&[5, 3, 4], 1..3), (vec![2, 3, 4], 12..36));
+        assert_eq!(slice_shape(&[5, 3], 5..5), (vec![0, 3], 15..15));
+    }
+
+    #[test]
+    #[should_panic(expected = "must agree")]
+    fn concat_of_different_rows_panics() {
+        concat_shape(&[&[2, 3], &[2, 4]]);
+    }
+
+    #[test]
+    #[should_panic(expected = "rows")]
+    fn slice_out_of_bounds_panics() {
+        slice_shape(&[2, 3], 1..3);
+    }
 }

@@ -61,6 +61,8 @@ pub struct Model {
     pub(crate) null_cond: Vec<f32>,
     /// What it serves, for the engine and the API (see `reel_video.rs`).
     pub(crate) spec: contract::ModelSpec,
+    /// Whether scenes it starts keep their latents on the backend (`with_resident_steps`).
+    pub(crate) resident: bool,
 }
 
 impl Model {
@@ -120,6 +122,7 @@ impl Model {
             nets: Box::new(nets),
             null_cond,
             spec,
+            resident: false,
         })
     }
 

@@ -5,8 +5,9 @@
 //! with one (bench/gpu.sh does), where they fail, not skip, if the backend cannot start.
 //! `try_new_agrees_with_cuda_available` runs everywhere.
 //!
-//! The opt-in paths of `CudaOptions` and the device sampler (`CudaBackend::guided_step`) are
-//! checked here too, each with its own tolerance (TF32 products are not f32 products).
+//! The opt-in paths of `CudaOptions`, the device sampler (`Backend::guided_step`) and resident
+//! sampling (`Model::with_resident_steps`) are checked here too, each with its own tolerance
+//! (TF32 products are not f32 products).
 
 mod common;
 
@@ -18,7 +19,7 @@ use kernels::cuda::{ConvPath, CudaOptions, SceneStep};
 use kernels::sampler::{timesteps, Solver};
 use kernels::{
     cuda_available, philox, Backend, CpuBackend, CudaBackend, GpuMonitor, KernelError, Method,
-    Model, Norm, Prediction, Tensor,
+    Model, Norm, Prediction, SceneState, Tensor,
 };
 
 /// Ops summing products in f32 (cuBLAS and the CPU GEMM sum in different orders).
@@ -362,6 +363,21 @@ fn elementwise() {
     });
 }
 
+/// The copies that batch resident scenes: exact (they move values, nothing is computed).
+#[test]
+#[ignore = "needs a CUDA GPU; run with --ignored on one"]
+fn concat_and_slice() {
+    let (a, b) = (randn(&[2, 3, 4, 5], 17), randn(&[3, 3, 4, 5], 18));
+    parity!("concat", 0.0, |be| {
+        let (ad, bd) = (be.upload(&a), be.upload(&b));
+        be.download(&be.concat(&[&ad, &bd, &ad]))
+    });
+    parity!("slice", 0.0, |be| {
+        let whole = be.concat(&[&be.upload(&a), &be.upload(&b)]);
+        be.download(&be.slice(&whole, 1..4))
+    });
+}
+
 /// model/checkpoint, or `$REEL_CHECKPOINT` (bench/gpu.sh runs this test binary on another
 /// machine, away from the path it was built at).
 fn checkpoint() -> PathBuf {
@@ -584,5 +600,66 @@ fn sampling_with_the_device_sampler_matches_the_cpu_backend() {
                 "{method:?} scene {i}: frames differ by {err:e}"
             );
         }
+    }
+}
+
+/// `Model::with_resident_steps` on CUDA (latents and x0 estimates on the device from start to
+/// finish, the sampler as `guided_step`) against the CPU backend's host path: one batch of
+/// DPM-Solver++(2M) and DDIM scenes of 2, 3 and 4 steps, the 2-step one finishing mid-batch, a
+/// scene cancelled after its first step; latents and estimates after every step, then the
+/// decoded frames. The device sampler is exact (SAMPLER_TOL), so the FP32 model tolerance
+/// applies; every step compounds the passes' differences, as in `sampling_runs`.
+#[test]
+#[ignore = "needs a CUDA GPU; run with --ignored on one"]
+fn resident_sampling_matches_the_cpu_backend() {
+    let cpu = Model::load_with(&checkpoint(), CpuBackend::new(2)).expect("load on CPU");
+    let cuda = Model::load_with(
+        &checkpoint(),
+        CudaBackend::try_new(0).expect("CUDA backend"),
+    )
+    .expect("load on CUDA")
+    .with_resident_steps(true);
+    let runs = [
+        (RED, 2, 4.0, Method::DpmPP2M),
+        (BLUE, 3, 2.5, Method::Ddim),
+        (RED, 4, 7.0, Method::DpmPP2M),
+        (BLUE, 4, 3.0, Method::DpmPP2M), // cancelled after one step
+    ];
+    let mut pairs: Vec<(SceneState, SceneState)> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, &(caption, steps, guidance, method))| {
+            let start = |m: &Model| m.start(caption, 7, i as u64, steps, guidance, method);
+            (start(&cpu).unwrap(), start(&cuda).unwrap())
+        })
+        .collect();
+    assert!(pairs
+        .iter()
+        .all(|(w, g)| !w.is_resident() && g.is_resident()));
+    for step in 0..4 {
+        if step == 1 {
+            pairs.remove(3);
+        }
+        let (mut want, mut got): (Vec<_>, Vec<_>) = pairs.iter_mut().map(|(w, g)| (w, g)).unzip();
+        cpu.step(&mut want);
+        cuda.step(&mut got);
+        for (i, (w, g)) in pairs.iter().enumerate() {
+            assert_eq!(w.step_index(), g.step_index());
+            let what = format!("step {step} scene {i}");
+            for (part, got, want) in [
+                ("latent", g.latent(), w.latent()),
+                ("estimate", g.estimate().unwrap(), w.estimate().unwrap()),
+            ] {
+                let err = rel_err(got, want);
+                eprintln!("resident {what} {part}: relative error {err:e}");
+                assert!(err <= MODEL_TOL, "{what} {part}: relative error {err:e}");
+            }
+        }
+    }
+    for (i, (w, g)) in pairs.iter().enumerate() {
+        assert!(w.done() && g.done());
+        let err = rel_err(&cuda.decode(g).data, &cpu.decode(w).data);
+        eprintln!("resident scene {i} frames: relative error {err:e}");
+        assert!(err <= MODEL_TOL, "scene {i}: frames differ by {err:e}");
     }
 }

@@ -8,12 +8,16 @@ mod conv;
 pub(crate) mod gemm;
 mod math;
 mod pointwise;
+mod sampler;
 mod tensor;
 mod winograd;
 
 use crate::backend::{Backend, Norm};
+use crate::error::KernelError;
+use crate::scene_step::{slab_len, validate, SceneStep};
 use crate::tensor::Tensor;
 use gemm::{Operand, PackedB};
+use std::ops::Range;
 use std::sync::Arc;
 use tensor::Buffers;
 pub use tensor::CpuTensor;
@@ -190,5 +194,53 @@ impl Backend for CpuBackend {
         let x = x.host_mut();
         self.pool
             .install(|| pointwise::add_frame_embedding(x, emb.host()))
+    }
+
+    fn concat(&self, parts: &[&CpuTensor]) -> CpuTensor {
+        let shapes: Vec<&[usize]> = parts.iter().map(|p| &p.host().shape[..]).collect();
+        let shape = crate::backend::concat_shape(&shapes);
+        let mut data = self.buffers.take(shape.iter().product());
+        let mut at = 0;
+        for part in parts {
+            let src = &part.host().data;
+            data[at..at + src.len()].copy_from_slice(src);
+            at += src.len();
+        }
+        self.tensor(Tensor::new(&shape, data))
+    }
+
+    fn slice(&self, x: &CpuTensor, rows: Range<usize>) -> CpuTensor {
+        let x = x.host();
+        let (shape, values) = crate::backend::slice_shape(&x.shape, rows);
+        let mut data = self.buffers.take(values.len());
+        data.copy_from_slice(&x.data[values]);
+        self.tensor(Tensor::new(&shape, data))
+    }
+
+    fn guided_step(
+        &self,
+        latents: &mut CpuTensor,
+        x0: &mut CpuTensor,
+        out: &CpuTensor,
+        scenes: &[SceneStep],
+    ) -> Result<(), KernelError> {
+        validate(scenes)?;
+        let len = slab_len(
+            scenes.len(),
+            latents.host().numel(),
+            x0.host().numel(),
+            out.host().numel(),
+        )?;
+        if len == 0 {
+            return Ok(());
+        }
+        let (z, x0, out) = (
+            &mut latents.host_mut().data,
+            &mut x0.host_mut().data,
+            &out.host().data,
+        );
+        self.pool
+            .install(|| sampler::guided_step(z, x0, out, scenes, len));
+        Ok(())
     }
 }

@@ -1,119 +1,21 @@
-//! The host half of the device sampler (`sampler.cu`, [`super::CudaBackend::guided_step`]):
-//! each scene's step coefficients, computed in f64 exactly as `sampler.rs` computes them and
-//! rounded to f32 at the same points, packed into the per-scene table the kernel reads.
-//!
-//! A scene's coefficients depend only on its method, prediction, step count and step index
-//! (the schedule is fixed, and DPM-Solver++'s memory is the previous step's time), so the
-//! device needs no solver state besides the previous x0 estimate itself.
+//! The host half of the device sampler (`sampler.cu`, the CUDA backend's
+//! [`crate::Backend::guided_step`]): each scene's step coefficients (`scene_step.rs`: f64 as
+//! `sampler.rs` computes them, rounded to f32 at the same points), packed into the per-scene
+//! table the kernel reads.
 
 use crate::error::KernelError;
-use crate::sampler::{alpha_sigma, timesteps, Method, Prediction};
-use crate::scene::SceneState;
+use crate::sampler::Prediction;
+use crate::scene_step::{coefficients, validate, SceneStep};
 
 /// Words per scene of the packed table (`STEP_WORDS` in sampler.cu).
 pub(crate) const STEP_WORDS: usize = 11;
 
-/// Where one scene stands, all the device step needs to know about it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SceneStep {
-    /// The solver.
-    pub method: Method,
-    /// What the denoiser predicts.
-    pub prediction: Prediction,
-    /// Steps of the whole run (at least 1).
-    pub steps: usize,
-    /// The step being taken (below `steps`): 0 is the first.
-    pub step: usize,
-    /// Classifier-free guidance scale.
-    pub guidance: f32,
-}
-
-impl SceneStep {
-    /// The next step of `scene`, whose model predicts `prediction` (`ModelConfig::prediction`).
-    pub fn of(scene: &SceneState, prediction: Prediction) -> SceneStep {
-        SceneStep {
-            method: scene.method(),
-            prediction,
-            steps: scene.steps(),
-            step: scene.step_index(),
-            guidance: scene.guidance(),
-        }
-    }
-}
-
-/// Which update the kernel applies (word 2 of the table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Update {
-    /// DDIM, and every solver's last step (to t = 0).
-    Ddim = 0,
-    /// DPM-Solver++(2M)'s first step.
-    DpmFirst = 1,
-    /// DPM-Solver++(2M) with the previous x0.
-    DpmSecond = 2,
-}
-
-/// One scene's f32 factors, as `Solver::advance` rounds them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Coefficients {
-    update: Update,
-    af: f32,
-    sf: f32,
-    an: f32,
-    sn: f32,
-    zf: f32,
-    df: f32,
-    c0: f32,
-    c1: f32,
-}
-
-/// `Solver::advance`'s scalar arithmetic for step `step` of a `steps`-step run.
-fn coefficients(method: Method, steps: usize, step: usize) -> Coefficients {
-    let times = timesteps(steps);
-    let (t, tn) = (times[step], times[step + 1]);
-    let (a, s) = alpha_sigma(t);
-    let (an, sn) = alpha_sigma(tn);
-    let mut c = Coefficients {
-        update: Update::Ddim,
-        af: a as f32,
-        sf: s as f32,
-        an: an as f32,
-        sn: sn as f32,
-        zf: 0.0,
-        df: 0.0,
-        c0: 0.0,
-        c1: 0.0,
-    };
-    if method == Method::Ddim || tn == 0.0 {
-        return c;
-    }
-    let (lam, lam_n) = ((a / s).ln(), (an / sn).ln());
-    let h = lam_n - lam;
-    c.zf = (sn / s) as f32;
-    c.df = (an * (-h).exp_m1()) as f32;
-    if step == 0 {
-        c.update = Update::DpmFirst;
-    } else {
-        // The solver's memory: (alpha, sigma) of the step before, at times[step - 1].
-        let (pa, ps) = alpha_sigma(times[step - 1]);
-        let r = (lam - (pa / ps).ln()) / h;
-        c.update = Update::DpmSecond;
-        c.c0 = (1.0 + 1.0 / (2.0 * r)) as f32;
-        c.c1 = (1.0 / (2.0 * r)) as f32;
-    }
-    c
-}
-
 /// The table `guided_step` reads: [`STEP_WORDS`] words per scene, in batch order. Errors on a
 /// scene past its last step, a run of no steps or a guidance that is not finite.
 pub(crate) fn pack(scenes: &[SceneStep]) -> Result<Vec<u32>, KernelError> {
+    validate(scenes)?;
     let mut table = Vec::with_capacity(scenes.len() * STEP_WORDS);
-    for (i, s) in scenes.iter().enumerate() {
-        if s.steps == 0 || s.step >= s.steps || !s.guidance.is_finite() {
-            return Err(KernelError::InvalidArgument(format!(
-                "scene {i}: step {} of {} with guidance {} cannot be taken",
-                s.step, s.steps, s.guidance
-            )));
-        }
+    for s in scenes {
         let c = coefficients(s.method, s.steps, s.step);
         let v = matches!(s.prediction, Prediction::V) as u32;
         table.extend([s.guidance.to_bits(), v, c.update as u32]);
@@ -125,7 +27,8 @@ pub(crate) fn pack(scenes: &[SceneStep]) -> Result<Vec<u32>, KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampler::Solver;
+    use crate::sampler::{Method, Solver};
+    use crate::scene_step::Update;
 
     /// What sampler.cu computes for one scene, transcribed operation for operation (Rust
     /// does not contract a * b + c into a fused multiply-add, and the kernel uses explicitly
@@ -194,17 +97,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn updates_follow_the_solver_s_branches() {
-        let kind = |method, steps, step| coefficients(method, steps, step).update;
-        assert_eq!(kind(Method::Ddim, 4, 0), Update::Ddim);
-        assert_eq!(kind(Method::DpmPP2M, 4, 0), Update::DpmFirst);
-        assert_eq!(kind(Method::DpmPP2M, 4, 2), Update::DpmSecond);
-        // The last step lands on t = 0, where lambda is infinite: DDIM's formula for everyone.
-        assert_eq!(kind(Method::DpmPP2M, 4, 3), Update::Ddim);
-        assert_eq!(kind(Method::DpmPP2M, 1, 0), Update::Ddim);
     }
 
     #[test]

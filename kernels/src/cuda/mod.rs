@@ -10,10 +10,10 @@
 //! - Everything else is a custom kernel in a `.cu` file beside this one (`ptx.rs` compiles
 //!   them with NVRTC for the card found and caches the PTX). `norm_silu` is one kernel
 //!   (group norm, FiLM, SiLU in one pass over memory).
-//! - The sampler (guidance combine and solver update) runs on the host, as with the CPU
-//!   backend: each `Model::step` uploads the latents and downloads the denoiser output.
-//!   [`CudaBackend::guided_step`] (`sampler.cu`) is the same step on the device, for a caller
-//!   that keeps the latents there.
+//! - By default the sampler (guidance combine and solver update) runs on the host, as with
+//!   the CPU backend: each `Model::step` uploads the latents and downloads the denoiser
+//!   output. The backend's `guided_step` (`sampler.cu`) is the same step on the device, which
+//!   `Model::with_resident_steps` uses to keep the latents there between steps.
 //! - Opt-in paths ([`CudaOptions`], [`CudaBackend::with_options`]): both convolutions as
 //!   implicit GEMMs on TF32 tensor cores (`implicit_conv.cu`: input patches gathered into
 //!   shared memory, no im2col copy, the bias and the residual sum fused), instead of FP32
@@ -44,8 +44,9 @@ use crate::backend::{Backend, Norm};
 use crate::error::KernelError;
 use crate::tensor::Tensor;
 use conv_tiles::ConvGemm;
+use std::ops::Range;
 
-pub use device_sampler::SceneStep;
+pub use crate::scene_step::SceneStep;
 pub use ptx::{
     all_sources, compile_all_sources, nvrtc_available, nvrtc_version, CompiledSource, Source,
     SOURCES,
@@ -221,68 +222,6 @@ impl CudaBackend {
     /// Waits until every queued op has finished (for benchmarks; `download` waits by itself).
     pub fn synchronize(&self) {
         check(self.stream.synchronize(), "synchronize");
-    }
-
-    /// One sampler step of a batch of scenes on the device, what `Model::step` does on the
-    /// host after its denoiser pass: for scene `i` of `scenes`, the classifier-free guidance
-    /// combine of its conditional and unconditional outputs, then its solver's update of its
-    /// latent, for a caller that keeps latents on the device between steps.
-    ///
-    /// `latents` and `x0` hold `scenes.len()` equal slabs, one per scene in order, `out` twice
-    /// as many (the denoiser's output: every scene's conditional slab, then every scene's
-    /// unconditional one); any layout of a slab works if the three share it. `latents` is
-    /// advanced in place; `x0` must hold the previous step's estimate for a scene taking a
-    /// second-order DPM-Solver++ step (what this method left there), and receives this step's
-    /// (the preview of `SceneState::estimate`). Coefficients come from
-    /// `device_sampler.rs` (f64, as sampler.rs); the kernel rounds as the host does, so the
-    /// result equals `Model::step`'s given the same denoiser output.
-    pub fn guided_step(
-        &self,
-        latents: &mut CudaTensor,
-        x0: &mut CudaTensor,
-        out: &CudaTensor,
-        scenes: &[SceneStep],
-    ) -> Result<(), KernelError> {
-        let table = device_sampler::pack(scenes)?;
-        let (n, total) = (scenes.len(), latents.numel());
-        if n == 0 && total == 0 && x0.numel() == 0 && out.numel() == 0 {
-            return Ok(());
-        }
-        if n == 0
-            || n > 65_535
-            || total == 0
-            || total % n != 0
-            || x0.numel() != total
-            || out.numel() != 2 * total
-        {
-            return Err(KernelError::InvalidArgument(format!(
-                "guided_step of {n} scenes (at most 65535) over latents of {total} values, x0 of {} \
-                 and output of {}: want n equal non-empty slabs, as many in x0, twice as many \
-                 in the output",
-                x0.numel(),
-                out.numel()
-            )));
-        }
-        let len = total / n;
-        let table = check(self.stream.clone_htod(&table), "upload of the step table");
-        let cfg = LaunchConfig {
-            grid_dim: (
-                len.div_ceil(THREADS as usize).min(MAX_BLOCKS) as u32,
-                n as u32,
-                1,
-            ),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let (len, scenes) = (len as u64, n as u64);
-        let mut l = self.stream.launch_builder(self.kernel("guided_step"));
-        l.arg(&mut latents.data).arg(&mut x0.data).arg(&out.data);
-        l.arg(&table).arg(&len).arg(&scenes);
-        // SAFETY: grid y = n scenes, each block strides over its scene's len values; latents
-        // and x0 hold n * len values, out 2 * n * len, table n * STEP_WORDS (checked above and
-        // by pack); the argument types match sampler.cu.
-        check(unsafe { l.launch(cfg) }, "guided_step");
-        Ok(())
     }
 
     /// `out = conv(x) + bias` (3x3, `kernel` = conv3x3_tf32) or `out += conv(x) + bias`
@@ -720,6 +659,69 @@ impl Backend for CudaBackend {
             &image_len,
             &frames
         );
+    }
+
+    fn concat(&self, parts: &[&CudaTensor]) -> CudaTensor {
+        let shapes: Vec<&[usize]> = parts.iter().map(|p| &p.shape[..]).collect();
+        let mut out = self.alloc(&crate::backend::concat_shape(&shapes));
+        let mut at = 0;
+        for part in parts {
+            let len = part.numel();
+            let mut dst = out.data.slice_mut(at..at + len);
+            check(self.stream.memcpy_dtod(&part.data, &mut dst), "concat copy");
+            at += len;
+        }
+        out
+    }
+
+    fn slice(&self, x: &CudaTensor, rows: Range<usize>) -> CudaTensor {
+        let (shape, values) = crate::backend::slice_shape(&x.shape, rows);
+        let mut out = self.alloc(&shape);
+        if !values.is_empty() {
+            check(
+                self.stream
+                    .memcpy_dtod(&x.data.slice(values), &mut out.data),
+                "slice copy",
+            );
+        }
+        out
+    }
+
+    /// The `guided_step` kernel of `sampler.cu`: grid (slab blocks, scenes), the per-scene
+    /// coefficients packed by `device_sampler.rs` and uploaded with each call.
+    fn guided_step(
+        &self,
+        latents: &mut CudaTensor,
+        x0: &mut CudaTensor,
+        out: &CudaTensor,
+        scenes: &[SceneStep],
+    ) -> Result<(), KernelError> {
+        let table = device_sampler::pack(scenes)?;
+        let n = scenes.len();
+        let len = crate::scene_step::slab_len(n, latents.numel(), x0.numel(), out.numel())?;
+        if len == 0 {
+            return Ok(());
+        }
+        let table = check(self.stream.clone_htod(&table), "upload of the step table");
+        let cfg = LaunchConfig {
+            grid_dim: (
+                len.div_ceil(THREADS as usize).min(MAX_BLOCKS) as u32,
+                n as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (len, scenes) = (len as u64, n as u64);
+        let mut l = self.stream.launch_builder(self.kernel("guided_step"));
+        l.arg(&mut latents.data).arg(&mut x0.data).arg(&out.data);
+        l.arg(&table).arg(&len).arg(&scenes);
+        // SAFETY: grid y = n scenes (at most 65535, checked by slab_len), each block strides
+        // over its scene's len values; latents and x0 hold n * len values, out 2 * n * len,
+        // table n * STEP_WORDS (checked above and by pack); the argument types match
+        // sampler.cu.
+        check(unsafe { l.launch(cfg) }, "guided_step");
+        Ok(())
     }
 }
 

@@ -80,37 +80,46 @@ impl<B: Backend> Denoiser<B> {
         })
     }
 
-    /// The prediction: `z [B, F, L, H, W]`, `t [B]`, `cond [B, emb]` -> `[B, F, L, H, W]`.
+    /// The prediction: `z [B, F, L, H, W]`, `t [B]`, `cond [B, emb]` -> `[B, F, L, H, W]`, host
+    /// tensors in PyTorch's layout around [`Denoiser::forward_channels_last`].
     pub(crate) fn forward(&self, be: &B, z: &Tensor, t: &[f32], cond: &Tensor) -> Tensor {
         let [b, f, l, hh, ww] = match z.shape[..] {
             [b, f, l, h, w] => [b, f, l, h, w],
             _ => panic!("denoiser input must be [B, F, L, H, W], got {:?}", z.shape),
         };
-        assert!(
-            f == self.frames && t.len() == b && cond.shape[0] == b,
-            "denoiser batch mismatch"
-        );
+        assert!(f == self.frames && t.len() == b, "denoiser batch mismatch");
+        let x = z
+            .clone()
+            .reshape(&[b * f, l, hh, ww])
+            .permute(&[0, 2, 3, 1]);
+        let out = be.download(&self.forward_channels_last(be, &be.upload(&x), t, cond));
+        out.permute(&[0, 3, 1, 2]).reshape(&[b, f, l, hh, ww])
+    }
+
+    /// The prediction on the backend, channels-last as the ops want it: `x [B * F, H, W, L]`
+    /// (clip `i`'s frames consecutive), `t [B]`, `cond [B, emb]` -> `[B * F, H, W, L]`. What
+    /// `Model::with_resident_steps` runs on latents kept on the backend.
+    pub(crate) fn forward_channels_last(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        t: &[f32],
+        cond: &Tensor,
+    ) -> B::Tensor {
+        assert!(cond.shape[0] == t.len(), "denoiser batch mismatch");
         let mut e = self.t_fc1.forward(be, &be.upload(&timestep_embedding(t)));
         be.silu(&mut e);
         let mut e = self.t_fc2.forward(be, &e);
         be.add(&mut e, &be.upload(cond));
         be.silu(&mut e); // every block's FiLM reads SiLU(e)
 
-        let x = z
-            .clone()
-            .reshape(&[b * f, l, hh, ww])
-            .permute(&[0, 2, 3, 1]);
-        let mut h = self.conv_in.forward(be, &be.upload(&x));
+        let mut h = self.conv_in.forward(be, x);
         be.add_frame_embedding(&mut h, &self.frame_emb);
         for blk in &self.blocks {
-            blk.forward(be, &mut h, &e, f);
+            blk.forward(be, &mut h, &e, self.frames);
         }
-        let out = be.download(
-            &self
-                .conv_out
-                .forward(be, &self.norm_out.forward_silu(be, &h, None)),
-        );
-        out.permute(&[0, 3, 1, 2]).reshape(&[b, f, l, hh, ww])
+        self.conv_out
+            .forward(be, &self.norm_out.forward_silu(be, &h, None))
     }
 }
 
