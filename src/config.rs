@@ -145,6 +145,10 @@ pub struct Settings {
     #[arg(long, env = "REEL_STEP_CACHE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_cache: Option<f32>,
+    /// Built-in model: keep each scene's latents on the backend between steps and run the sampler there (on CUDA the device sampler: no host round trip per step; on the CPU the same arithmetic, bit for bit) [default: false]
+    #[arg(long, env = "REEL_RESIDENT_STEPS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resident_steps: Option<bool>,
     /// Processes in the cluster (timely's -n): more than 1 joins the processes of --hostfile into one computation [default: 1]
     #[arg(long, env = "REEL_PROCESSES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -243,6 +247,8 @@ pub struct Resolved {
     pub fault_injection: bool,
     #[serde(default)]
     pub step_cache: f32,
+    #[serde(default)]
+    pub resident_steps: bool,
     #[serde(default = "defaults::one")]
     pub processes: usize,
     #[serde(default)]

@@ -158,7 +158,12 @@ pub fn wan_dir(s: &Resolved) -> Option<&str> {
 fn load_model(s: &Resolved) -> anyhow::Result<(Arc<dyn VideoModel>, Option<String>)> {
     if let Some(dir) = wan_dir(s) {
         if s.device == "cuda" {
-            anyhow::bail!("Wan2.1 runs on the CPU backend (its CUDA kernels are not written yet)");
+            anyhow::bail!(
+                "Wan2.1 runs on the CPU backend (its CUDA kernels are written but not yet verified on a GPU)"
+            );
+        }
+        if s.resident_steps {
+            anyhow::bail!("--resident-steps is for the built-in model; Wan2.1 has none");
         }
         let model = WanModel::load(std::path::Path::new(dir))
             .with_context(|| format!("loading the Wan2.1 checkpoint {dir}"))?
@@ -192,8 +197,9 @@ fn with_weights<B: kernels::Backend>(
     s: &Resolved,
     backend: B,
 ) -> Result<Model, kernels::KernelError> {
-    match &s.model {
+    let model = match &s.model {
         Some(dir) => Model::load_with(dir, backend),
         None => Model::from_bytes_with(SHIPPED_CONFIG, SHIPPED_WEIGHTS, backend),
-    }
+    }?;
+    Ok(model.with_resident_steps(s.resident_steps))
 }

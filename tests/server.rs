@@ -980,3 +980,39 @@ fn a_wan_checkpoint_is_served_end_to_end() {
     let again = wait_final(&c, &server, again);
     assert_eq!(again["cached"], true, "{again}");
 }
+
+/// `--resident-steps=true` keeps each scene's latents on the backend between steps and runs
+/// the sampler there: on the CPU backend that is the host path's arithmetic, so two tasks
+/// posted together (their scenes stepping in one batch, with different step counts) give the
+/// same MP4 bytes as the default path.
+#[test]
+fn resident_steps_serve_the_same_videos_as_the_host_path() {
+    let c = client();
+    let mut longer = small_task("a blue square moving right on a beige background", 8);
+    longer["steps"] = json!(5);
+    let bodies = [small_task("a small red circle moving left", 7), longer];
+    let videos = |name: &str, extra: &[&str]| {
+        let server = Server::start(&temp_dir(name), extra);
+        let ready: Value = c.get(server.url("/readyz")).send().unwrap().json().unwrap();
+        let resident = ready["backend"]["model_info"]["resident_steps"].as_bool();
+        assert_eq!(resident, Some(!extra.is_empty()), "{ready}");
+        let ids: Vec<u64> = std::thread::scope(|scope| {
+            let posts: Vec<_> = bodies
+                .iter()
+                .map(|b| scope.spawn(|| submit(&client(), &server, b)["id"].as_u64().unwrap()))
+                .collect();
+            posts.into_iter().map(|p| p.join().unwrap()).collect()
+        });
+        fresh_videos(&c, &server, &ids)
+    };
+    let host = videos("host-steps", &[]);
+    let resident = videos("resident-steps", &["--resident-steps=true"]);
+    assert_eq!(host.len(), 2);
+    for (i, (h, r)) in host.iter().zip(&resident).enumerate() {
+        assert!(!h.is_empty(), "task {i}: empty video");
+        assert!(
+            h == r,
+            "task {i}: the resident path's MP4 differs from the host path's"
+        );
+    }
+}

@@ -44,6 +44,7 @@ impl VideoModel for Model {
             "frames": c.frames,
             "base_size": c.base_size,
             "backend": self.backend_name(),
+            "resident_steps": self.resident_steps(),
         })
     }
 
