@@ -176,7 +176,8 @@ run() {
   fi
   echo "checkpoint: $REEL_CHECKPOINT" | tee -a "$OUT/gpu.log"
 
-  stage "Rust CUDA throughput" 60 "$BIN/cuda_throughput" --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES"
+  # --resident adds the step with latents kept on the device (Model::with_resident_steps).
+  stage "Rust CUDA throughput" 60 "$BIN/cuda_throughput" --checkpoint "$REEL_CHECKPOINT" --batches "$BATCHES" --resident
   # The implicit-GEMM TF32 convolutions (CudaOptions), side by side with the default above.
   stage "Rust CUDA throughput, TF32 convolutions" 45 "$BIN/cuda_throughput" --checkpoint "$REEL_CHECKPOINT" \
       --batches "$BATCHES" --conv tf32 --temporal tf32
