@@ -35,7 +35,7 @@ build() {
   set -e
   cd "$ROOT"
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-  mkdir -p "$BIN" && rm -f "$BIN"/cuda_*
+  mkdir -p "$BIN" && rm -f "$BIN"/cuda_* "$BIN"/wan_cuda_*
   # cargo prints the path of every artifact it builds; keep the executables.
   cargo build --release -p kernels --example cuda_throughput \
       --tests --message-format=json-render-diagnostics \

@@ -13,8 +13,13 @@ fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// The recorder is one per process and its gauges are global: two tests scraping their own
+/// rigs at once would overwrite each other's task counts between a scrape's set and render.
+static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn metrics_render_requests_by_route_and_process_gauges() {
+    let _alone = RECORDER.lock().await;
     let handle = api::metrics::install_recorder().unwrap();
     let rig = start_with(Some(handle)).await;
     let id = rig.stored_task().id;
@@ -98,6 +103,7 @@ async fn stats_summarise_host_queue_tasks_and_cache() {
 
 #[tokio::test]
 async fn gpu_figures_appear_when_the_model_runs_on_a_gpu() {
+    let _alone = RECORDER.lock().await;
     let handle = api::metrics::install_recorder().unwrap();
     let rig = start_with(Some(handle)).await;
     let usage = contract::GpuUsage {
