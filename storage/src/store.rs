@@ -59,6 +59,32 @@ pub(crate) fn bump_count(meta: &TransactionalTree, status: TaskStatus, delta: i6
 /// database for hours; tasks are small records, so 64 MiB holds the hot ones of 100k tasks.
 const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How long opening waits for sled's file lock. A store just dropped in this process (an
+/// embedding program or a test reopening its data dir) gives the lock up only when sled's
+/// flusher thread next wakes and exits, a few milliseconds later; a lock another process
+/// holds is still an error, after this bounded wait.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sled's database under `path`, waiting up to [`LOCK_WAIT`] for its file lock.
+fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(SLED_CACHE_BYTES);
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            // sled reports a held lock only as an I/O error saying so.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database under `dir/db` with the default cache sizes.
     pub fn open(dir: &Path) -> Result<Store> {
@@ -67,10 +93,7 @@ impl Store {
 
     /// Opens (or creates) the database under `dir/db`, sizing the in-memory result cache.
     pub fn open_with(dir: &Path, cache: CacheConfig) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()?;
+        let db = open_db(&dir.join("db"))?;
         let store = Store {
             tasks: db.open_tree("tasks")?,
             by_status: db.open_tree("by_status")?,

@@ -233,3 +233,31 @@ fn webhooks_owed_are_stored_with_the_change_and_survive_reopen() {
     let s1 = store.webhook_secret(None).unwrap();
     assert_eq!(store.webhook_secret(None).unwrap(), s1);
 }
+
+#[test]
+fn a_store_dropped_in_this_process_can_be_reopened_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20u64 {
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let task = store.create_task(params("reopened")).unwrap();
+        assert_eq!(
+            task.id,
+            round + 1,
+            "every earlier round's task is still there"
+        );
+    }
+}
+
+#[test]
+fn a_store_held_open_elsewhere_is_an_error_after_a_bounded_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(dir.path()).unwrap();
+    let started = std::time::Instant::now();
+    let err = Store::open(dir.path()).err().expect("the lock is held");
+    let waited = started.elapsed();
+    assert!(err.to_string().contains("lock"), "{err}");
+    assert!(
+        waited < std::time::Duration::from_secs(30),
+        "waited {waited:?}"
+    );
+}
