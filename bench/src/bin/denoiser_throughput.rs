@@ -6,7 +6,11 @@
 //! `bench/torch_throughput.py` with the same thread count, inputs and repetitions, and prints
 //! both medians, their ratio, the FLOPs of one pass and the achieved GFLOP/s.
 //!
-//! `cargo run --release -p bench --bin denoiser_throughput -- --threads 2 --batches 1,8`
+//! With `--resident` it also times whole sampler steps (`Model::step`: the pass, guidance and
+//! the solver) of the same scenes on the host path and with resident latents
+//! (`Model::with_resident_steps`), alternating the two so both see the same machine.
+//!
+//! `cargo run --release -p bench --bin denoiser_throughput -- --threads 2 --batches 1,8 [--resident]`
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use kernels::{philox, CpuBackend, Model, ModelConfig, Tensor};
+use kernels::{philox, CpuBackend, Method, Model, ModelConfig, SceneState, Tensor};
 
 #[derive(Parser)]
 #[command(about = "Denoiser frames x steps per second: kernels CPU backend vs PyTorch")]
@@ -40,6 +44,9 @@ struct Args {
     /// Skip the PyTorch side.
     #[arg(long)]
     no_torch: bool,
+    /// Also time whole steps, host path against resident latents.
+    #[arg(long)]
+    resident: bool,
 }
 
 const CAPTION: &str = "a small red circle moving left on a black background";
@@ -112,7 +119,57 @@ fn main() -> Result<()> {
             opt(t.map(|t| flops / (t / 1e3) / 1e9)),
         );
     }
+    if args.resident {
+        println!(
+            "{:>5} {:>14} {:>14} {:>9}",
+            "batch", "host step ms", "resident ms", "resident"
+        );
+        let mut model = model;
+        for &b in &args.batches {
+            let (host, resident);
+            (model, host, resident) = time_steps(model, b, &args)?;
+            println!(
+                "{b:>5} {host:>14.2} {resident:>14.2} {:>8.2}x",
+                host / resident
+            );
+        }
+    }
     Ok(())
+}
+
+/// Median milliseconds of one whole step of `batch` scenes on the host path and with
+/// resident latents, the two timed alternately.
+fn time_steps(model: Model, batch: usize, args: &Args) -> Result<(Model, f64, f64)> {
+    // Enough steps that no scene finishes while timed.
+    let steps = args.warmup + args.iters + 1;
+    let start = |model: &Model| -> Result<Vec<SceneState>> {
+        (0..batch)
+            .map(|i| Ok(model.start(CAPTION, 1, i as u64, steps, 4.0, Method::DpmPP2M)?))
+            .collect()
+    };
+    let model = model.with_resident_steps(false);
+    let mut host = start(&model)?;
+    let model = model.with_resident_steps(true);
+    let mut resident = start(&model)?;
+    let (mut t_host, mut t_resident) = (Vec::new(), Vec::new());
+    for i in 0..args.warmup + args.iters {
+        for (scenes, times) in [(&mut host, &mut t_host), (&mut resident, &mut t_resident)] {
+            let t = Instant::now();
+            model.step(&mut scenes.iter_mut().collect::<Vec<_>>());
+            if i >= args.warmup {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((
+        model.with_resident_steps(false),
+        median(t_host),
+        median(t_resident),
+    ))
 }
 
 /// Median milliseconds of one guided pass over `batch` scenes.
