@@ -162,7 +162,7 @@ fn load_model(s: &Resolved) -> anyhow::Result<(Arc<dyn VideoModel>, Option<Strin
                 "Wan2.1 runs on the CPU backend (its CUDA kernels are written but not yet verified on a GPU)"
             );
         }
-        if s.resident_steps {
+        if s.resident_steps == Some(true) {
             anyhow::bail!("--resident-steps is for the built-in model; Wan2.1 has none");
         }
         let model = WanModel::load(std::path::Path::new(dir))
@@ -179,27 +179,29 @@ fn load_model(s: &Resolved) -> anyhow::Result<(Arc<dyn VideoModel>, Option<Strin
         "auto" => cuda_available(),
         other => anyhow::bail!("--device must be auto, cpu or cuda, not {other:?}"),
     };
+    // Resident steps give the host path's results bit for bit on the CPU, a little faster
+    // (docs/PERFORMANCE.md); on CUDA they stay opt-in until a GPU has run their parity tests.
+    let resident = s.resident_steps.unwrap_or(!cuda);
     let (model, uuid) = if cuda {
         let backend = CudaBackend::try_new(0)?;
         let uuid = backend.uuid().to_owned();
-        (with_weights(s, backend), Some(uuid))
+        (with_weights(s, backend, resident), Some(uuid))
     } else {
-        (
-            with_weights(s, CpuBackend::background(s.compute_threads)),
-            None,
-        )
+        let backend = CpuBackend::background(s.compute_threads);
+        (with_weights(s, backend, resident), None)
     };
     Ok((Arc::new(model.context("loading the model")?), uuid))
 }
 
-/// The `--model` checkpoint, or the shipped one, on `backend`.
+/// The `--model` checkpoint, or the shipped one, on `backend`, its scenes `resident` or not.
 fn with_weights<B: kernels::Backend>(
     s: &Resolved,
     backend: B,
+    resident: bool,
 ) -> Result<Model, kernels::KernelError> {
     let model = match &s.model {
         Some(dir) => Model::load_with(dir, backend),
         None => Model::from_bytes_with(SHIPPED_CONFIG, SHIPPED_WEIGHTS, backend),
     }?;
-    Ok(model.with_resident_steps(s.resident_steps))
+    Ok(model.with_resident_steps(resident))
 }
