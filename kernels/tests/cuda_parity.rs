@@ -16,10 +16,10 @@ use std::sync::OnceLock;
 
 use common::{randn, rel_err};
 use kernels::cuda::{ConvPath, CudaOptions, SceneStep};
-use kernels::sampler::{timesteps, Solver};
+use kernels::sampler::timesteps;
 use kernels::{
     cuda_available, philox, Backend, CpuBackend, CudaBackend, GpuMonitor, KernelError, Method,
-    Model, Norm, Prediction, SceneState, Tensor,
+    Model, Norm, SceneState, Tensor,
 };
 
 /// Ops summing products in f32 (cuBLAS and the CPU GEMM sum in different orders).
@@ -443,91 +443,13 @@ fn sampling_runs(options: CudaOptions, tol: f64) {
     }
 }
 
-/// `guided_step` against the host: scenes of every method and prediction, different step
-/// counts and guidance in one batch, four steps (two scenes finish, two are mid-run), with
-/// random denoiser outputs; latents and x0 estimates after every step.
+/// `guided_step` against the host solver (tests/common/guided_step.rs: scenes of every
+/// method and prediction, step counts and guidance in one batch, scenes finishing and
+/// leaving, bad arguments), latents and x0 estimates after every step.
 #[test]
 #[ignore = "needs a CUDA GPU; run with --ignored on one"]
 fn guided_step_matches_the_host_solver() {
-    let be = gpu();
-    let len = 1031; // not a multiple of the block size
-    let runs = [
-        (Method::DpmPP2M, Prediction::X0, 4, 4.0f32),
-        (Method::Ddim, Prediction::V, 6, 1.5),
-        (Method::DpmPP2M, Prediction::V, 5, 7.0),
-        (Method::Ddim, Prediction::X0, 4, 0.0),
-    ];
-    let n = runs.len();
-    let mut solvers: Vec<Solver> = runs
-        .iter()
-        .map(|&(m, p, steps, _)| Solver::new(m, p, steps))
-        .collect();
-    let mut host_z: Vec<Vec<f32>> = (0..n).map(|i| randn(&[len], 20 + i as u64).data).collect();
-    let mut z = be.upload(&Tensor::new(&[n * len], host_z.concat()));
-    let mut x0 = be.upload(&Tensor::new(&[n * len], vec![0.0; n * len]));
-    for step in 0..4 {
-        let seed = |i: usize, half: u64| 100 * step as u64 + 10 * half + i as u64;
-        let cond: Vec<Vec<f32>> = (0..n).map(|i| randn(&[len], seed(i, 1)).data).collect();
-        let uncond: Vec<Vec<f32>> = (0..n).map(|i| randn(&[len], seed(i, 2)).data).collect();
-        let mut scenes = Vec::new();
-        for (i, &(method, prediction, steps, guidance)) in runs.iter().enumerate() {
-            let guided: Vec<f32> = cond[i]
-                .iter()
-                .zip(&uncond[i])
-                .map(|(&c, &u)| u + guidance * (c - u))
-                .collect();
-            solvers[i].advance(&mut host_z[i], &guided);
-            scenes.push(SceneStep {
-                method,
-                prediction,
-                steps,
-                step,
-                guidance,
-            });
-        }
-        let out = be.upload(&Tensor::new(
-            &[2 * n * len],
-            [cond.concat(), uncond.concat()].concat(),
-        ));
-        be.guided_step(&mut z, &mut x0, &out, &scenes)
-            .expect("guided_step");
-        let host_x0: Vec<f32> = solvers
-            .iter()
-            .flat_map(|s| s.x0().unwrap())
-            .copied()
-            .collect();
-        for (what, got, want) in [
-            ("latents", be.download(&z).data, host_z.concat()),
-            ("x0", be.download(&x0).data, host_x0),
-        ] {
-            let err = rel_err(&got, &want);
-            let exact = got == want;
-            eprintln!("step {step} {what}: relative error {err:e} (bit-identical: {exact})");
-            assert!(
-                err <= SAMPLER_TOL,
-                "step {step} {what}: relative error {err:e}"
-            );
-        }
-    }
-
-    // Slabs that do not split into the scenes, and a scene past its last step.
-    let one = [SceneStep {
-        method: Method::Ddim,
-        prediction: Prediction::X0,
-        steps: 2,
-        step: 0,
-        guidance: 1.0,
-    }];
-    let short = be.upload(&Tensor::new(&[len], vec![0.0; len]));
-    for (scenes, out) in [
-        (&one[..], &short),
-        (&[SceneStep { step: 2, ..one[0] }][..], &short),
-    ] {
-        assert!(matches!(
-            be.guided_step(&mut z, &mut x0, out, scenes),
-            Err(KernelError::InvalidArgument(_))
-        ));
-    }
+    common::guided_step::check(gpu(), SAMPLER_TOL);
 }
 
 /// Whole sampling runs of the checkpoint with the sampler on the device: each step the

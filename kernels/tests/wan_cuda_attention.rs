@@ -29,8 +29,8 @@
 
 mod common;
 
+use common::wan_cuda::{bf16, gpu};
 use common::{randn, rel_err};
-use kernels::cuda::wan::WanCuda;
 use kernels::KernelError;
 
 /// Within 2^-8 of the value: one bf16 rounding.
@@ -39,19 +39,6 @@ const BF16_ROUNDING: f64 = 1.0 / 256.0;
 const F32_SLACK: f64 = 5e-5;
 /// The summary bound on `rel_err` (see the module doc).
 const SUMMARY_TOL: f64 = 1.0 / 64.0;
-
-/// The GPU; panics when there is none (these tests only run when asked for).
-fn gpu() -> WanCuda {
-    WanCuda::try_new(0)
-        .unwrap_or_else(|e| panic!("this test needs a CUDA GPU (sm_80 or newer): {e}"))
-}
-
-/// `v` rounded to bf16 and widened back: the values the device holds.
-fn bf16(v: Vec<f32>) -> Vec<f32> {
-    v.into_iter()
-        .map(|x| half::bf16::from_f32(x).to_f32())
-        .collect()
-}
 
 /// One attention problem: `batch` items, `heads` heads of `head_dim`.
 #[derive(Clone, Copy, Debug)]

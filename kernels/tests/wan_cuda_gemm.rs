@@ -12,6 +12,7 @@
 
 mod common;
 
+use common::wan_cuda::{bf16, gpu};
 use common::{randn, rel_err};
 use cudarc::driver::CudaSlice;
 use kernels::cuda::wan::{Epilogue, WanCuda};
@@ -46,19 +47,6 @@ const BF16_ROUNDING: f64 = 1.0 / 256.0;
 /// K = 1536: 1.1e-5; K = 8960: 1.3e-4. An indexing or layout mistake errs by O(1).
 fn sum_tol(k: usize) -> f64 {
     (k.div_ceil(16) as f64 * (2.0f64).powi(-22)).max(1e-5)
-}
-
-/// The GPU; panics when there is none (these tests only run when asked for).
-fn gpu() -> WanCuda {
-    WanCuda::try_new(0)
-        .unwrap_or_else(|e| panic!("this test needs a CUDA GPU (sm_80 or newer): {e}"))
-}
-
-/// `v` rounded to bf16 and widened back: the values the device holds.
-fn bf16(v: impl IntoIterator<Item = f32>) -> Vec<f32> {
-    v.into_iter()
-        .map(|x| half::bf16::from_f32(x).to_f32())
-        .collect()
 }
 
 /// A GEMM's inputs, already bf16-exact where the device stores bf16.
@@ -140,7 +128,7 @@ fn check_cases(
     let gpu = gpu();
     for (i, &(k, n)) in cases.iter().enumerate() {
         let x = inputs(m, n, k, 100 + 10 * i as u64);
-        let (got, want) = run(&gpu, &x);
+        let (got, want) = run(gpu, &x);
         assert_close(what, (k, n), &got, &want, tol(k));
     }
 }

@@ -11,25 +11,13 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::randn;
-use kernels::cuda::wan::WanCuda;
-
-/// The shared GPU; panics where there is none (these tests only run when asked for).
-fn gpu() -> &'static WanCuda {
-    static GPU: OnceLock<WanCuda> = OnceLock::new();
-    GPU.get_or_init(|| {
-        WanCuda::try_new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"))
-    })
-}
+use common::wan_cuda::{self, gpu};
 
 /// A reproducible normal vector times `scale` plus `offset`.
 fn normal(n: usize, stream: u64, scale: f32, offset: f32) -> Vec<f32> {
-    randn(&[n], stream)
-        .data
+    wan_cuda::normal(n, stream, scale)
         .into_iter()
-        .map(|v| v * scale + offset)
+        .map(|v| v + offset)
         .collect()
 }
 

@@ -13,28 +13,8 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::randn;
-use kernels::cuda::wan::WanCuda;
+use common::wan_cuda::{gpu, normal};
 use kernels::wan::{FlowMatchEulerConfig, FlowMatchEulerScheduler};
-
-/// The shared GPU; panics where there is none (these tests only run when asked for).
-fn gpu() -> &'static WanCuda {
-    static GPU: OnceLock<WanCuda> = OnceLock::new();
-    GPU.get_or_init(|| {
-        WanCuda::try_new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"))
-    })
-}
-
-/// A reproducible normal vector times `scale`.
-fn normal(n: usize, stream: u64, scale: f32) -> Vec<f32> {
-    randn(&[n], stream)
-        .data
-        .into_iter()
-        .map(|v| v * scale)
-        .collect()
-}
 
 /// Latent sizes: the tiny model's 5 x 3 x 4 x 6 and the 1.3B's 16 x 2 x 8 x 12.
 const LATENTS: [usize; 2] = [5 * 3 * 4 * 6, 16 * 2 * 8 * 12];

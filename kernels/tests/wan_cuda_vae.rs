@@ -10,35 +10,8 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::randn;
-use kernels::cuda::wan::WanCuda;
+use common::wan_cuda::{bf16, gpu, normal};
 use kernels::KernelError;
-
-/// The shared GPU; panics where there is none (these tests only run when asked for).
-fn gpu() -> &'static WanCuda {
-    static GPU: OnceLock<WanCuda> = OnceLock::new();
-    GPU.get_or_init(|| {
-        WanCuda::try_new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"))
-    })
-}
-
-/// `v` rounded to bf16 (nearest-even, as the upload does) and widened back.
-fn bf16(v: &[f32]) -> Vec<f32> {
-    v.iter()
-        .map(|&x| half::bf16::from_f32(x).to_f32())
-        .collect()
-}
-
-/// A reproducible standard-normal vector times `scale`.
-fn normal(n: usize, stream: u64, scale: f32) -> Vec<f32> {
-    randn(&[n], stream)
-        .data
-        .into_iter()
-        .map(|v| v * scale)
-        .collect()
-}
 
 /// max |got - want| / max |want|.
 fn rel(got: &[f32], want: &[f64]) -> f64 {
@@ -115,7 +88,7 @@ fn check_conv(case: &ConvCase, seed: u64) {
     let taps = kt * k * k;
     let k_len = taps * cin;
     // Weights scaled by 1 / sqrt(K) so outputs stay O(1) whatever the width.
-    let weight = bf16(&normal(cout * k_len, seed, 1.0 / (k_len as f32).sqrt()));
+    let weight = bf16(normal(cout * k_len, seed, 1.0 / (k_len as f32).sqrt()));
     let bias = normal(cout, seed + 1, 0.1);
     let conv = gpu
         .upload_vae_conv(cin, cout, kt, k, &weight, &bias)
@@ -136,7 +109,7 @@ fn check_conv(case: &ConvCase, seed: u64) {
     let mut stream: Vec<Vec<f32>> = vec![vec![0.0; hw * cin]; keep];
     for (i, &frames) in chunks.iter().enumerate() {
         let seed = seed + 10 * (i as u64 + 1);
-        let x = bf16(&normal(frames * hw * cin, seed, 1.0));
+        let x = bf16(normal(frames * hw * cin, seed, 1.0));
         let residual = (i > 0).then(|| normal(frames * hw * cout, seed + 1, 1.0));
         let first = stream.len() - keep;
         stream.extend(x.chunks(hw * cin).map(<[f32]>::to_vec));

@@ -4,7 +4,9 @@
 
 use kernels::{philox, Tensor};
 
+pub mod guided_step;
 pub mod wan;
+pub mod wan_cuda;
 
 /// max |actual - expected| / max |expected|, the parity metric against PyTorch.
 pub fn rel_err(actual: &[f32], expected: &[f32]) -> f64 {
